@@ -1,0 +1,1 @@
+//! Deno backend of CodeBeaker (being built; see issue 5).

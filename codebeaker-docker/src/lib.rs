@@ -1,0 +1,1 @@
+//! Docker backend of CodeBeaker (being built; see issue 4).

@@ -1,0 +1,1 @@
+//! The CodeBeaker WebSocket JSON-RPC server (being built; see issue 6).
