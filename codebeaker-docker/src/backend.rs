@@ -1,0 +1,191 @@
+//! [`DockerBackend`]: the [`Backend`] that runs python, javascript, go and csharp
+//! sessions in hardened containers on a Docker engine.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bollard::Docker;
+use codebeaker::{Backend, BackendHealth, Error, Language, Result, Sandbox, SessionConfig};
+use tokio::task::JoinHandle;
+use tracing::{info, info_span, warn, Instrument};
+
+use crate::config::{DockerConfig, DOCKER_LANGUAGES};
+use crate::container::{self, short, BACKEND};
+use crate::hardening::{Role, SandboxSpec};
+use crate::pool::WarmPool;
+use crate::sandbox::{DockerSandbox, LiveSet};
+
+/// Runs sessions in containers; see the [crate docs](crate).
+pub struct DockerBackend {
+    docker: Docker,
+    config: Arc<DockerConfig>,
+    pool: Arc<WarmPool>,
+    live: LiveSet,
+    refiller: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl DockerBackend {
+    /// Connects to the engine named by `DOCKER_HOST` (default: the local unix socket),
+    /// removes containers an earlier run with the same [`DockerConfig::owner`] left
+    /// behind, and starts filling the warm pool in the background.
+    ///
+    /// Fails with [`Error::BackendUnavailable`] when no engine answers. Must be called
+    /// inside a Tokio runtime, which then hosts the pool's refill task.
+    pub async fn connect(config: DockerConfig) -> Result<Arc<Self>> {
+        let unavailable = |reason: String| Error::BackendUnavailable { backend: BACKEND.into(), reason };
+        let docker = Docker::connect_with_local_defaults()
+            .map_err(|e| unavailable(format!("cannot set up a docker client: {e}")))?;
+        let docker = docker
+            .negotiate_version()
+            .await
+            .map_err(|e| unavailable(format!("no Docker engine answers ({e}); start one with scripts/docker-engine.sh")))?;
+        let backend = Self::with_client(docker, config);
+        let removed = backend.remove_leftovers().await?;
+        if removed > 0 {
+            info!(removed, owner = %backend.config.owner, "removed sandbox containers left by an earlier run");
+        }
+        backend.start_pool();
+        Ok(backend)
+    }
+
+    fn with_client(docker: Docker, config: DockerConfig) -> Arc<Self> {
+        let config = Arc::new(config);
+        let pool = Arc::new(WarmPool::new(docker.clone(), config.clone()));
+        Arc::new(DockerBackend { docker, config, pool, live: LiveSet::default(), refiller: Mutex::new(None) })
+    }
+
+    fn start_pool(&self) {
+        let pool = self.pool.clone();
+        let task = tokio::spawn(pool.refill_forever().instrument(info_span!("warm_pool")));
+        *self.refiller.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
+    }
+
+    /// The warm pool (to see how many spares are ready).
+    pub fn pool(&self) -> &WarmPool {
+        &self.pool
+    }
+
+    /// The backend's settings.
+    pub fn config(&self) -> &DockerConfig {
+        &self.config
+    }
+
+    /// Removes every container labelled with this backend's owner that it does not hold
+    /// (left by a crashed earlier run); returns how many. Called by [`DockerBackend::connect`].
+    pub async fn remove_leftovers(&self) -> Result<usize> {
+        let owned = container::list_owned(&self.docker, &self.config.owner).await?;
+        let held: HashSet<String> = self.live.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let stale: Vec<&String> = owned.iter().filter(|id| !held.contains(*id)).collect();
+        futures::future::join_all(stale.iter().map(|id| container::remove(&self.docker, id))).await;
+        Ok(stale.len())
+    }
+
+    /// Waits until the pool holds its configured spares (or `timeout` passes); for tests
+    /// and benchmarks that want to measure warm starts.
+    pub async fn wait_for_pool(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let full = DOCKER_LANGUAGES.iter().all(|&l| self.pool.ready(l) >= self.config.pool_size_for(l));
+            if full {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn spec(&self, config: &SessionConfig) -> Result<SandboxSpec> {
+        let image = match &config.docker_image {
+            Some(image) => image.clone(),
+            None => self.config.image_for(config.language).map(str::to_owned).ok_or_else(|| {
+                Error::Unsupported(format!("{} sessions do not run on the docker backend", config.language))
+            })?,
+        };
+        if !DOCKER_LANGUAGES.contains(&config.language) {
+            return Err(Error::Unsupported(format!("{} sessions do not run on the docker backend", config.language)));
+        }
+        Ok(SandboxSpec {
+            language: config.language,
+            image,
+            memory_limit_mb: config.memory_limit_mb,
+            cpu_shares: config.cpu_shares,
+        })
+    }
+}
+
+#[async_trait]
+impl Backend for DockerBackend {
+    fn name(&self) -> &'static str {
+        BACKEND
+    }
+
+    fn languages(&self) -> &[Language] {
+        &DOCKER_LANGUAGES
+    }
+
+    async fn create_sandbox(&self, config: &SessionConfig) -> Result<Box<dyn Sandbox>> {
+        let spec = self.spec(config)?;
+        let span = info_span!("create_sandbox", language = %spec.language, image = %spec.image);
+        async {
+            let id = match self.pool.take(&spec).await {
+                Some(id) => id,
+                None => container::create_and_start(&self.docker, &spec, &self.config, Role::Session).await?,
+            };
+            tracing::debug!(container = %short(&id), "sandbox ready");
+            self.live.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone());
+            let sandbox = DockerSandbox::new(
+                id,
+                self.docker.clone(),
+                self.config.clone(),
+                spec.language,
+                spec.memory_limit_mb,
+                self.live.clone(),
+            );
+            Ok(Box::new(sandbox) as Box<dyn Sandbox>)
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn health(&self) -> BackendHealth {
+        match self.docker.ping().await {
+            Ok(_) => BackendHealth::Ok,
+            Err(e) => BackendHealth::Unavailable(format!("no Docker engine answers: {e}")),
+        }
+    }
+
+    async fn live_sandboxes(&self) -> Result<Vec<String>> {
+        let mut ids: Vec<String> = self.live.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect();
+        ids.sort();
+        Ok(ids)
+    }
+
+    async fn shutdown(&self) -> Result<()> {
+        self.pool.drain().await;
+        let task = self.refiller.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(task) = task {
+            // The refiller stops at its next check; a container it was creating is removed.
+            if tokio::time::timeout(Duration::from_secs(30), task).await.is_err() {
+                warn!("warm pool refiller did not stop within 30 s");
+            }
+        }
+        let held: Vec<String> = self.live.lock().unwrap_or_else(|p| p.into_inner()).drain().collect();
+        futures::future::join_all(held.iter().map(|id| container::remove(&self.docker, id))).await;
+        // Anything else with our label (a create that raced shutdown) goes too.
+        let owned = container::list_owned(&self.docker, &self.config.owner).await?;
+        futures::future::join_all(owned.iter().map(|id| container::remove(&self.docker, id))).await;
+        Ok(())
+    }
+}
+
+impl Drop for DockerBackend {
+    fn drop(&mut self) {
+        if let Some(task) = self.refiller.get_mut().ok().and_then(Option::take) {
+            task.abort();
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! [`DockerConfig`]: how the backend talks to the engine and what it gives every sandbox.
+//!
+//! Everything here is set by whoever embeds the backend (the SDK user or the server's
+//! operator), never by the code that runs in a sandbox. Per-session settings
+//! (`memoryLimitMB`, `cpuShares`, `dockerImage`) come from [`codebeaker::SessionConfig`].
+
+use std::collections::HashMap;
+
+use codebeaker::Language;
+
+/// Languages the Docker backend runs.
+pub const DOCKER_LANGUAGES: [Language; 4] = [Language::Python, Language::JavaScript, Language::Go, Language::CSharp];
+
+/// Settings of a [`DockerBackend`](crate::DockerBackend).
+#[derive(Debug, Clone)]
+pub struct DockerConfig {
+    /// Value of the `org.codebeaker.owner` label put on every container and volume. At
+    /// start-up the backend removes containers with this label left by an earlier run, so
+    /// two backends sharing one engine need different owners.
+    pub owner: String,
+    /// Image per language; defaults to `codebeaker-<language>:latest`.
+    pub images: HashMap<Language, String>,
+    /// Spare containers kept started per language (0 disables the warm pool for it).
+    pub pool_size: HashMap<Language, usize>,
+    /// Most processes (threads included) a sandbox may hold at once: stops fork bombs.
+    pub pids_limit: i64,
+    /// Size of the tmpfs-backed `/workspace`, in MiB. It counts against the memory limit.
+    pub workspace_size_mb: u64,
+    /// Size of the tmpfs `/tmp`, in MiB. It counts against the memory limit.
+    pub tmp_size_mb: u64,
+    /// `uid:gid` that runs every command (owns `/workspace`).
+    pub sandbox_user: String,
+    /// `uid:gid` of the container's init and keep-alive process. It differs from
+    /// [`DockerConfig::sandbox_user`] so that sandboxed code (and the backend's own
+    /// "kill every process" step after a timeout) cannot signal the keep-alive.
+    pub keepalive_user: String,
+}
+
+impl Default for DockerConfig {
+    fn default() -> Self {
+        let images = DOCKER_LANGUAGES.iter().map(|&l| (l, format!("codebeaker-{}:latest", l.as_str()))).collect();
+        let pool_size = DOCKER_LANGUAGES.iter().map(|&l| (l, 1)).collect();
+        DockerConfig {
+            owner: "codebeaker".into(),
+            images,
+            pool_size,
+            pids_limit: 256,
+            workspace_size_mb: 256,
+            tmp_size_mb: 256,
+            sandbox_user: "1000:1000".into(),
+            keepalive_user: "65534:65534".into(),
+        }
+    }
+}
+
+impl DockerConfig {
+    /// The default image of `language`, if the backend runs it.
+    pub fn image_for(&self, language: Language) -> Option<&str> {
+        self.images.get(&language).map(String::as_str)
+    }
+
+    /// How many spares the pool keeps for `language`.
+    pub fn pool_size_for(&self, language: Language) -> usize {
+        self.pool_size.get(&language).copied().unwrap_or(0)
+    }
+
+    /// Sets the same pool size for every language.
+    pub fn with_pool_size(mut self, spares: usize) -> Self {
+        self.pool_size = DOCKER_LANGUAGES.iter().map(|&l| (l, spares)).collect();
+        self
+    }
+
+    /// Sets the owner label.
+    pub fn with_owner(mut self, owner: impl Into<String>) -> Self {
+        self.owner = owner.into();
+        self
+    }
+
+    /// The uid part of [`DockerConfig::sandbox_user`] (what file uploads are owned by).
+    pub(crate) fn sandbox_ids(&self) -> (u64, u64) {
+        let mut parts = self.sandbox_user.split(':').map(|p| p.parse::<u64>().unwrap_or(1000));
+        let uid = parts.next().unwrap_or(1000);
+        (uid, parts.next().unwrap_or(uid))
+    }
+}

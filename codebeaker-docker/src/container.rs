@@ -1,0 +1,137 @@
+//! Container lifecycle on the engine: create and start, inspect, diagnose a death, remove,
+//! and find the containers an earlier run left behind.
+
+use std::collections::HashMap;
+
+use bollard::errors::Error as DockerError;
+use bollard::query_parameters::{
+    CreateContainerOptions, InspectContainerOptions, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
+    StartContainerOptions,
+};
+use bollard::Docker;
+use codebeaker::Error;
+use tracing::{debug, warn};
+
+use crate::config::DockerConfig;
+use crate::hardening::{container_body, Role, SandboxSpec, LABEL_OWNER};
+
+/// The backend's name in errors and logs.
+pub(crate) const BACKEND: &str = "docker";
+
+/// Maps an engine error to the SDK's error: transport failures mean the engine is
+/// unavailable; anything else is reported with what was being done.
+pub(crate) fn engine_error(doing: &str, err: DockerError) -> Error {
+    match err {
+        DockerError::DockerResponseServerError { status_code, message } => {
+            Error::Internal(format!("docker engine refused to {doing} (HTTP {status_code}): {message}"))
+        }
+        other if is_transport(&other) => {
+            Error::BackendUnavailable { backend: BACKEND.into(), reason: format!("cannot {doing}: {other}") }
+        }
+        other => Error::Internal(format!("cannot {doing}: {other}")),
+    }
+}
+
+/// Whether the error means the engine could not be reached at all.
+pub(crate) fn is_transport(err: &DockerError) -> bool {
+    matches!(
+        err,
+        DockerError::HyperResponseError { .. }
+            | DockerError::HyperLegacyError { .. }
+            | DockerError::IOError { .. }
+            | DockerError::SocketNotFoundError(_)
+            | DockerError::RequestTimeoutError
+    )
+}
+
+/// The HTTP status of an engine error response, if it is one.
+pub(crate) fn status_of(err: &DockerError) -> Option<u16> {
+    match err {
+        DockerError::DockerResponseServerError { status_code, .. } => Some(*status_code),
+        _ => None,
+    }
+}
+
+/// Creates and starts a hardened sandbox container; returns its id. A container that
+/// fails to start is removed again.
+pub(crate) async fn create_and_start(
+    docker: &Docker,
+    spec: &SandboxSpec,
+    config: &DockerConfig,
+    role: Role,
+) -> Result<String, Error> {
+    let body = container_body(spec, config, role);
+    let created = docker.create_container(None::<CreateContainerOptions>, body).await.map_err(|e| {
+        if status_of(&e) == Some(404) {
+            Error::BackendUnavailable {
+                backend: BACKEND.into(),
+                reason: format!(
+                    "image {} is not on this engine; build it with scripts/build-images.sh or pull it",
+                    spec.image
+                ),
+            }
+        } else {
+            engine_error(&format!("create a {} container from {}", spec.language, spec.image), e)
+        }
+    })?;
+    if let Err(e) = docker.start_container(&created.id, None::<StartContainerOptions>).await {
+        remove(docker, &created.id).await;
+        return Err(engine_error(&format!("start a {} container from {}", spec.language, spec.image), e));
+    }
+    debug!(container = %short(&created.id), language = %spec.language, ?role, "sandbox container started");
+    Ok(created.id)
+}
+
+/// Force-removes a container and its anonymous volumes (the workspace). A container that
+/// is already gone counts as removed; other failures are logged, since nothing more can be
+/// done about them here and the start-up sweep will retry.
+pub(crate) async fn remove(docker: &Docker, id: &str) -> bool {
+    let options = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
+    match docker.remove_container(id, Some(options)).await {
+        Ok(()) => true,
+        Err(e) if status_of(&e) == Some(404) => true,
+        Err(e) => {
+            warn!(container = %short(id), error = %e, "could not remove sandbox container");
+            false
+        }
+    }
+}
+
+/// Ids of every container (running or not) labelled with `owner`.
+pub(crate) async fn list_owned(docker: &Docker, owner: &str) -> Result<Vec<String>, Error> {
+    let filters = HashMap::from([("label", vec![format!("{LABEL_OWNER}={owner}")])]);
+    let options = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
+    let containers =
+        docker.list_containers(Some(options)).await.map_err(|e| engine_error("list sandbox containers", e))?;
+    Ok(containers.into_iter().filter_map(|c| c.id).collect())
+}
+
+/// Why a container can no longer run commands, or `None` while it runs.
+pub(crate) async fn diagnose(docker: &Docker, id: &str, memory_limit_mb: u64) -> Option<String> {
+    match docker.inspect_container(id, None::<InspectContainerOptions>).await {
+        Ok(info) => {
+            let state = info.state.unwrap_or_default();
+            if state.running == Some(true) && state.paused != Some(true) {
+                return None;
+            }
+            let code = state.exit_code.unwrap_or(-1);
+            Some(if state.oom_killed == Some(true) {
+                format!("sandbox was OOM-killed (memory limit {memory_limit_mb} MB; container exit code {code})")
+            } else if state.paused == Some(true) {
+                "sandbox container is paused".to_owned()
+            } else {
+                format!("sandbox container stopped (exit code {code}): killed from outside or the engine restarted")
+            })
+        }
+        Err(e) if status_of(&e) == Some(404) => {
+            Some("sandbox container no longer exists (removed from outside or the engine restarted)".to_owned())
+        }
+        Err(e) if is_transport(&e) => Some(format!("the docker engine does not answer: {e}")),
+        Err(_) => None,
+    }
+}
+
+/// The first 12 characters of a container id, as `docker ps` shows it.
+pub(crate) fn short(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}

@@ -1,0 +1,170 @@
+//! The container a sandbox runs in, hardened by default.
+//!
+//! Every setting here is a security decision; none can be changed by sandboxed code:
+//! - network mode `none` (no interface but loopback);
+//! - memory limit = the session's `memoryLimitMB`, with memory+swap equal (no swap);
+//! - the session's `cpuShares`, a pids limit (fork bombs), no core dumps;
+//! - every capability dropped and `no-new-privileges` (setuid binaries gain nothing);
+//! - non-root users: commands run as [`DockerConfig::sandbox_user`], and the init and
+//!   keep-alive as [`DockerConfig::keepalive_user`], which sandboxed code cannot signal;
+//! - a read-only root filesystem. The writable places are a size-limited `/tmp` (tmpfs)
+//!   and `/workspace`, an anonymous volume whose local driver mounts a size-limited tmpfs:
+//!   unlike a `tmpfs` mount, the archive API sees it, so file commands work without a shell.
+//!   Removing the container with `v=true` removes the volume;
+//! - Docker's init (tini) as PID 1 to reap zombies.
+
+use std::collections::HashMap;
+
+use bollard::models::{
+    ContainerCreateBody, HostConfig, Mount, MountType, MountVolumeOptions, MountVolumeOptionsDriverConfig,
+    ResourcesUlimits,
+};
+use codebeaker::{Language, WORKSPACE_ROOT};
+
+use crate::config::DockerConfig;
+
+/// Label naming the backend instance (see [`DockerConfig::owner`]).
+pub const LABEL_OWNER: &str = "org.codebeaker.owner";
+/// Label holding the sandbox's language.
+pub const LABEL_LANGUAGE: &str = "org.codebeaker.language";
+/// Label saying what the container was created as: `session` or `pool`.
+pub const LABEL_ROLE: &str = "org.codebeaker.role";
+
+/// What a sandbox needs beyond the backend-wide [`DockerConfig`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct SandboxSpec {
+    pub language: Language,
+    pub image: String,
+    pub memory_limit_mb: u64,
+    pub cpu_shares: u64,
+}
+
+/// Why a container was created; recorded as [`LABEL_ROLE`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    Session,
+    Pool,
+}
+
+impl Role {
+    fn as_str(self) -> &'static str {
+        match self {
+            Role::Session => "session",
+            Role::Pool => "pool",
+        }
+    }
+}
+
+/// The labels every container and volume of this backend carries.
+pub(crate) fn labels(config: &DockerConfig, language: Language, role: Role) -> HashMap<String, String> {
+    HashMap::from([
+        (LABEL_OWNER.to_owned(), config.owner.clone()),
+        (LABEL_LANGUAGE.to_owned(), language.as_str().to_owned()),
+        (LABEL_ROLE.to_owned(), role.as_str().to_owned()),
+    ])
+}
+
+/// The create request of a sandbox container.
+pub(crate) fn container_body(spec: &SandboxSpec, config: &DockerConfig, role: Role) -> ContainerCreateBody {
+    let labels = labels(config, spec.language, role);
+    let (uid, gid) = config.sandbox_ids();
+    let memory = i64::try_from(spec.memory_limit_mb.saturating_mul(1024 * 1024)).unwrap_or(i64::MAX);
+    let workspace = Mount {
+        target: Some(WORKSPACE_ROOT.to_owned()),
+        typ: Some(MountType::VOLUME),
+        volume_options: Some(MountVolumeOptions {
+            labels: Some(labels.clone()),
+            driver_config: Some(MountVolumeOptionsDriverConfig {
+                name: Some("local".to_owned()),
+                options: Some(HashMap::from([
+                    ("type".to_owned(), "tmpfs".to_owned()),
+                    ("device".to_owned(), "tmpfs".to_owned()),
+                    (
+                        "o".to_owned(),
+                        format!("size={}m,uid={uid},gid={gid},mode=0755,nosuid,nodev", config.workspace_size_mb),
+                    ),
+                ])),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    // `exec` because compilers (go run, mcs) put their binaries in /tmp.
+    let tmp = format!("rw,exec,nosuid,nodev,size={}m,mode=1777", config.tmp_size_mb);
+    ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        // Custom images may have an entrypoint or a CMD that exits: the keep-alive is ours.
+        entrypoint: Some(vec![]),
+        cmd: Some(vec!["sleep".to_owned(), "infinity".to_owned()]),
+        user: Some(config.keepalive_user.clone()),
+        working_dir: Some(WORKSPACE_ROOT.to_owned()),
+        hostname: Some("sandbox".to_owned()),
+        labels: Some(labels),
+        network_disabled: Some(true),
+        host_config: Some(HostConfig {
+            network_mode: Some("none".to_owned()),
+            memory: Some(memory),
+            memory_swap: Some(memory),
+            cpu_shares: i64::try_from(spec.cpu_shares).ok(),
+            pids_limit: Some(config.pids_limit),
+            ulimits: Some(vec![ResourcesUlimits { name: Some("core".to_owned()), soft: Some(0), hard: Some(0) }]),
+            cap_drop: Some(vec!["ALL".to_owned()]),
+            security_opt: Some(vec!["no-new-privileges".to_owned()]),
+            readonly_rootfs: Some(true),
+            tmpfs: Some(HashMap::from([("/tmp".to_owned(), tmp)])),
+            mounts: Some(vec![workspace]),
+            init: Some(true),
+            ipc_mode: Some("private".to_owned()),
+            // Under host memory pressure, sandboxes go before anything else.
+            oom_score_adj: Some(500),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> SandboxSpec {
+        SandboxSpec {
+            language: Language::Python,
+            image: "codebeaker-python:latest".into(),
+            memory_limit_mb: 256,
+            cpu_shares: 512,
+        }
+    }
+
+    #[test]
+    fn defaults_are_hardened() {
+        let body = container_body(&spec(), &DockerConfig::default(), Role::Session);
+        let host = body.host_config.expect("host config");
+        assert_eq!(host.network_mode.as_deref(), Some("none"));
+        assert_eq!(host.memory, Some(256 << 20));
+        assert_eq!(host.memory_swap, host.memory, "no swap beyond the memory limit");
+        assert_eq!(host.cpu_shares, Some(512));
+        assert_eq!(host.pids_limit, Some(256));
+        assert_eq!(host.cap_drop, Some(vec!["ALL".to_owned()]));
+        assert_eq!(host.security_opt, Some(vec!["no-new-privileges".to_owned()]));
+        assert_eq!(host.readonly_rootfs, Some(true));
+        assert_eq!(host.init, Some(true));
+        assert!(host.privileged.is_none() && host.binds.is_none(), "no privilege, no host paths");
+        assert_eq!(body.user.as_deref(), Some("65534:65534"), "the keep-alive is not root");
+        let mounts = host.mounts.expect("mounts");
+        assert_eq!(mounts[0].target.as_deref(), Some("/workspace"));
+        let options = mounts[0].volume_options.as_ref().and_then(|o| o.driver_config.as_ref()).and_then(|d| d.options.as_ref());
+        let o = options.and_then(|o| o.get("o")).expect("tmpfs options");
+        assert!(o.contains("size=256m") && o.contains("uid=1000"), "{o}");
+    }
+
+    #[test]
+    fn every_container_is_labelled_with_its_owner() {
+        let config = DockerConfig::default().with_owner("test-owner");
+        let body = container_body(&spec(), &config, Role::Pool);
+        let labels = body.labels.expect("labels");
+        assert_eq!(labels.get(LABEL_OWNER).map(String::as_str), Some("test-owner"));
+        assert_eq!(labels.get(LABEL_ROLE).map(String::as_str), Some("pool"));
+        assert_eq!(labels.get(LABEL_LANGUAGE).map(String::as_str), Some("python"));
+    }
+}

@@ -1,0 +1,237 @@
+//! [`DockerSandbox`]: one session's container, and how each command runs in it.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bollard::Docker;
+use codebeaker::command::{ExecuteCode, ExecuteShell};
+use codebeaker::{
+    Command, CommandResult, Error, ExecContext, Language, OutputCollector, OutputStream, Result, Sandbox, WorkspacePath,
+};
+use tracing::{debug, info_span, Instrument};
+
+use crate::archive::Owner;
+use crate::code;
+use crate::config::DockerConfig;
+use crate::container::{self, short};
+use crate::exec::{self, ExecOutcome, ExecRequest};
+use crate::files::{self, Files};
+
+/// Ids of the session containers a backend has handed out and not yet removed.
+pub(crate) type LiveSet = Arc<Mutex<HashSet<String>>>;
+
+/// Exit code of a process killed by `SIGKILL` (the memory limit's OOM killer, or a kill).
+const SIGKILL_EXIT: i64 = 137;
+/// How long `delete_file`'s `rm` may take.
+const DELETE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A session's hardened container (see [`crate::hardening`]).
+pub struct DockerSandbox {
+    id: String,
+    docker: Docker,
+    config: Arc<DockerConfig>,
+    language: Language,
+    memory_limit_mb: u64,
+    live: LiveSet,
+    /// Why the container can no longer run commands, once known.
+    failed: Mutex<Option<String>>,
+    closed: AtomicBool,
+}
+
+impl DockerSandbox {
+    pub(crate) fn new(
+        id: String,
+        docker: Docker,
+        config: Arc<DockerConfig>,
+        language: Language,
+        memory_limit_mb: u64,
+        live: LiveSet,
+    ) -> Self {
+        DockerSandbox {
+            id,
+            docker,
+            config,
+            language,
+            memory_limit_mb,
+            live,
+            failed: Mutex::new(None),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    fn files(&self) -> Files<'_> {
+        let (uid, gid) = self.config.sandbox_ids();
+        Files { docker: &self.docker, container: &self.id, owner: Owner { uid, gid } }
+    }
+
+    fn failure(&self) -> Option<String> {
+        self.failed.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Runs a command, then, if it failed in a way that may mean the container is gone,
+    /// asks the engine and turns that into a [`Error::SandboxFailed`] that says why.
+    async fn run(&self, command: Command, context: ExecContext) -> Result<CommandResult> {
+        // The archive API works on stopped containers too: without this look, file
+        // commands would quietly succeed in a sandbox that died. Execs fail on their own.
+        if !matches!(command, Command::ExecuteShell(_) | Command::ExecuteCode(_)) {
+            if let Some(reason) = container::diagnose(&self.docker, &self.id, self.memory_limit_mb).await {
+                return Err(self.mark_failed(reason));
+            }
+        }
+        let result = match command {
+            Command::WriteFile(c) => self.files().write_file(&c).await.map(CommandResult::WriteFile),
+            Command::ReadFile(c) => self.files().read_file(&c).await.map(CommandResult::ReadFile),
+            Command::CreateDirectory(c) => self.files().create_directory(&c).await.map(CommandResult::CreateDirectory),
+            Command::CopyFile(c) => self.files().copy_file(&c).await.map(CommandResult::CopyFile),
+            Command::ListDirectory(c) => self.files().list_directory(&c).await.map(CommandResult::ListDirectory),
+            Command::DeleteFile(c) => self.delete(&c).await.map(CommandResult::DeleteFile),
+            Command::ExecuteShell(c) => self.shell(c, &context).await.map(CommandResult::ExecuteShell),
+            Command::ExecuteCode(c) => self.code(c, &context).await.map(CommandResult::ExecuteCode),
+        };
+        match result {
+            Err(Error::SandboxFailed(_) | Error::Internal(_) | Error::BackendUnavailable { .. } | Error::NotFound { .. }) => {
+                match container::diagnose(&self.docker, &self.id, self.memory_limit_mb).await {
+                    Some(reason) => Err(self.mark_failed(reason)),
+                    None => result,
+                }
+            }
+            other => other,
+        }
+    }
+
+    fn mark_failed(&self, reason: String) -> Error {
+        debug!(container = %short(&self.id), %reason, "sandbox failed");
+        *self.failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.clone());
+        Error::SandboxFailed(reason)
+    }
+
+    async fn exec(&self, request: ExecRequest, output: &mut OutputCollector, timeout: Duration) -> Result<ExecOutcome> {
+        exec::run(&self.docker, &self.id, request, output, timeout, self.config.pids_limit).await
+    }
+
+    /// After a run killed by `SIGKILL` that was not our timeout: the container died (the
+    /// error says why), or the kernel's OOM killer took the program (`Some(message)`).
+    async fn after_sigkill(&self, outcome: &ExecOutcome) -> Result<Option<String>> {
+        if outcome.timed_out || outcome.exit_code != Some(SIGKILL_EXIT) {
+            return Ok(None);
+        }
+        if let Some(reason) = container::diagnose(&self.docker, &self.id, self.memory_limit_mb).await {
+            return Err(self.mark_failed(reason));
+        }
+        Ok(exec::oom_since(&self.docker, &self.id, outcome.started_at).await.then(|| {
+            format!("the program was killed: out of memory (sandbox memory limit {} MB)", self.memory_limit_mb)
+        }))
+    }
+
+    async fn shell(&self, command: ExecuteShell, context: &ExecContext) -> Result<codebeaker::ShellResult> {
+        if command.command_name.is_empty() {
+            return Err(Error::InvalidInput("commandName must not be empty".into()));
+        }
+        let working_dir = WorkspacePath::parse(&command.working_directory)?;
+        let mut env = Vec::with_capacity(command.env.len());
+        for (name, value) in &command.env {
+            if name.is_empty() || name.contains(['=', '\0']) || value.contains('\0') {
+                return Err(Error::InvalidInput(format!("invalid environment variable name {name:?}")));
+            }
+            env.push(format!("{name}={value}"));
+        }
+        let mut argv = vec![command.command_name.clone()];
+        argv.extend(command.args);
+        let request = ExecRequest {
+            argv,
+            env,
+            working_dir: working_dir.to_string(),
+            stdin: command.stdin.map(String::into_bytes),
+            user: self.config.sandbox_user.clone(),
+        };
+        let mut output = OutputCollector::new(context.output_limit, context.output.clone());
+        let outcome = self.exec(request, &mut output, context.timeout).await?;
+        if let Some(note) = self.after_sigkill(&outcome).await? {
+            output.push(OutputStream::Stderr, format!("\ncodebeaker: {note}\n").as_bytes());
+        }
+        let exit_code = outcome.exit_code.unwrap_or(-1);
+        Ok(output.into_shell_result(exit_code, millis(outcome.duration), outcome.timed_out))
+    }
+
+    async fn code(&self, command: ExecuteCode, context: &ExecContext) -> Result<codebeaker::CodeResult> {
+        let Some((argv, env)) = code::runner(self.language) else {
+            return Err(Error::Unsupported(format!("execute_code in {} on the docker backend", self.language)));
+        };
+        let request = ExecRequest {
+            argv,
+            env,
+            working_dir: codebeaker::WORKSPACE_ROOT.to_owned(),
+            stdin: Some(command.code.into_bytes()),
+            user: self.config.sandbox_user.clone(),
+        };
+        let mut output = OutputCollector::new(context.output_limit, context.output.clone());
+        let outcome = self.exec(request, &mut output, context.timeout).await?;
+        let oom = self.after_sigkill(&outcome).await?;
+        let exit_code = outcome.exit_code.unwrap_or(-1);
+        let mut result = output.into_code_result(exit_code, None, millis(outcome.duration), outcome.timed_out);
+        if !outcome.timed_out && exit_code != 0 {
+            result.error = Some(match oom {
+                Some(note) => note,
+                None => code::failure_message(self.language, &result.stderr, exit_code),
+            });
+        }
+        Ok(result)
+    }
+
+    async fn delete(&self, command: &codebeaker::command::DeleteFile) -> Result<codebeaker::result::DeleteFileResult> {
+        let (path, real) = self.files().deletion_target(command).await?;
+        // The archive API cannot delete; `rm` with argv only, on the resolved path.
+        let request = ExecRequest {
+            argv: vec!["rm".into(), "-rf".into(), "--".into(), real.to_string()],
+            env: Vec::new(),
+            working_dir: codebeaker::WORKSPACE_ROOT.to_owned(),
+            stdin: None,
+            user: self.config.sandbox_user.clone(),
+        };
+        let mut output = OutputCollector::new(64 * 1024, None);
+        let outcome = self.exec(request, &mut output, DELETE_TIMEOUT).await?;
+        let result = output.into_shell_result(outcome.exit_code.unwrap_or(-1), 0, outcome.timed_out);
+        if outcome.exit_code != Some(0) {
+            return Err(Error::Internal(format!("cannot delete {path}: {}", result.stderr.trim())));
+        }
+        Ok(files::deleted(&path))
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[async_trait]
+impl Sandbox for DockerSandbox {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    async fn execute(&self, command: Command, context: ExecContext) -> Result<CommandResult> {
+        if let Some(reason) = self.failure() {
+            return Err(Error::SandboxFailed(reason));
+        }
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(Error::SandboxFailed("sandbox is closed".into()));
+        }
+        let span = info_span!("command", container = %short(&self.id), language = %self.language, kind = command.kind());
+        self.run(command, context).instrument(span).await
+    }
+
+    async fn close(&self) -> Result<()> {
+        if self.closed.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        let removed = container::remove(&self.docker, &self.id).await;
+        self.live.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.id);
+        if removed {
+            Ok(())
+        } else {
+            Err(Error::Internal(format!("could not remove container {}", short(&self.id))))
+        }
+    }
+}
