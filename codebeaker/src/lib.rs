@@ -1,1 +1,67 @@
-//! core
+//! CodeBeaker: code-execution sandboxes for AI agents.
+//!
+//! This crate is the SDK's model, with no sandbox inside: the wire [`Command`]s and their
+//! typed results, [`SessionConfig`], the [`Backend`] and [`Sandbox`] traits that backend
+//! crates implement (`codebeaker-docker`, `codebeaker-deno`), the [`SessionManager`] that
+//! routes sessions to backends and enforces limits, and the workspace path rules
+//! ([`WorkspacePath`]) every backend shares.
+//!
+//! ```
+//! use codebeaker::{Command, SessionConfig, Language, WorkspacePath};
+//!
+//! // Commands are what agents send, exactly as they travel on the wire.
+//! let command: Command = serde_json::from_str(
+//!     r#"{"type": "write_file", "path": "hello.py", "content": "print('hi')"}"#,
+//! ).unwrap();
+//! assert_eq!(command, Command::write_file("hello.py", "print('hi')"));
+//!
+//! // Sessions start from documented defaults.
+//! let config = SessionConfig::new(Language::Python);
+//! assert_eq!(config.memory_limit_mb, 512);
+//!
+//! // Paths cannot leave the workspace.
+//! assert!(WorkspacePath::parse("../etc/passwd").is_err());
+//! ```
+//!
+//! With a backend, a session runs commands through the manager:
+//!
+//! ```no_run
+//! # async fn demo(backend: std::sync::Arc<dyn codebeaker::Backend>) -> codebeaker::Result<()> {
+//! use codebeaker::{Command, ExecOptions, Language, ManagerConfig, SessionConfig, SessionManager};
+//!
+//! let manager = SessionManager::new(vec![backend], ManagerConfig::default());
+//! let session = manager.create(SessionConfig::new(Language::Deno)).await?;
+//! let outcome = manager
+//!     .execute(&session.session_id, Command::code("console.log(6 * 7)"), ExecOptions::default())
+//!     .await?;
+//! assert_eq!(outcome.to_json()["result"], "42");
+//! manager.close(&session.session_id).await?;
+//! # Ok(()) }
+//! ```
+
+#![warn(missing_docs)]
+
+pub mod backend;
+pub mod command;
+pub mod config;
+pub mod error;
+pub mod language;
+pub mod manager;
+pub mod output;
+pub mod result;
+pub mod workspace;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use backend::{Backend, BackendHealth, ExecContext, OutputChunk, OutputSink, OutputStream, Sandbox};
+pub use command::{Command, Encoding, WriteMode};
+pub use config::{Allowlist, DenoPermissions, SessionConfig};
+pub use error::{Error, Result};
+pub use language::Language;
+pub use manager::{ExecEvent, ExecOptions, ExecutionStream, ManagerConfig, SessionInfo, SessionManager, SessionState};
+pub use output::OutputCollector;
+pub use result::{CodeResult, CommandOutcome, CommandResult, ShellResult};
+pub use workspace::{HostWorkspace, WorkspacePath, WORKSPACE_ROOT};

@@ -1,0 +1,164 @@
+//! One open session as the manager holds it, and [`SessionInfo`], what callers see of it.
+
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio::sync::OnceCell;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::backend::Sandbox;
+use crate::config::SessionConfig;
+use crate::language::Language;
+use crate::manager::turns::TurnQueue;
+
+/// Whether a session is running a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum SessionState {
+    /// Running a command (and, in the answer to `session.create`, just created).
+    Active,
+    /// Waiting for a command.
+    Idle,
+}
+
+/// A snapshot of a session, as `session.list` reports it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionInfo {
+    /// The session's id.
+    pub session_id: String,
+    /// The backend's sandbox id (Docker container id, Deno isolate id).
+    pub container_id: String,
+    /// The session's language.
+    pub language: Language,
+    /// When the session was created.
+    pub created_at: DateTime<Utc>,
+    /// When the last command started or finished.
+    pub last_activity: DateTime<Utc>,
+    /// Active while a command runs (and right after creation), Idle otherwise.
+    pub state: SessionState,
+    /// Commands run so far.
+    pub execution_count: u64,
+    /// Minutes since the last activity.
+    pub idle_minutes: f64,
+    /// Minutes since creation.
+    pub lifetime_minutes: f64,
+    /// The settings the session was created with.
+    #[serde(skip)]
+    pub config: SessionConfig,
+    /// The backend serving the session (`docker`, `deno`).
+    #[serde(skip)]
+    pub backend: &'static str,
+}
+
+#[derive(Debug)]
+struct Activity {
+    last: Instant,
+    last_wall: DateTime<Utc>,
+    executions: u64,
+    running: bool,
+}
+
+/// A session in the registry.
+pub(crate) struct Session {
+    pub(crate) id: String,
+    pub(crate) config: SessionConfig,
+    pub(crate) backend: &'static str,
+    pub(crate) sandbox: Box<dyn Sandbox>,
+    pub(crate) turns: Arc<TurnQueue>,
+    /// Fires when the session starts closing: waiting and running commands give up.
+    pub(crate) closing: CancellationToken,
+    closed: OnceCell<()>,
+    created: Instant,
+    created_wall: DateTime<Utc>,
+    activity: Mutex<Activity>,
+}
+
+impl Session {
+    pub(crate) fn new(id: String, config: SessionConfig, backend: &'static str, sandbox: Box<dyn Sandbox>) -> Self {
+        let now = Instant::now();
+        let wall = Utc::now();
+        Session {
+            id,
+            config,
+            backend,
+            sandbox,
+            turns: TurnQueue::new(),
+            closing: CancellationToken::new(),
+            closed: OnceCell::new(),
+            created: now,
+            created_wall: wall,
+            activity: Mutex::new(Activity { last: now, last_wall: wall, executions: 0, running: false }),
+        }
+    }
+
+    fn activity(&self) -> std::sync::MutexGuard<'_, Activity> {
+        self.activity.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Marks a command as started.
+    pub(crate) fn begin(&self) {
+        let mut activity = self.activity();
+        activity.last = Instant::now();
+        activity.last_wall = Utc::now();
+        activity.running = true;
+    }
+
+    /// Marks a command as finished.
+    pub(crate) fn end(&self) {
+        let mut activity = self.activity();
+        activity.last = Instant::now();
+        activity.last_wall = Utc::now();
+        activity.running = false;
+        activity.executions += 1;
+    }
+
+    /// Why the session should be closed now, if it should.
+    pub(crate) fn expiry(&self, now: Instant) -> Option<&'static str> {
+        if now.duration_since(self.created) >= self.config.max_lifetime() {
+            return Some("max lifetime reached");
+        }
+        let activity = self.activity();
+        (!activity.running && now.duration_since(activity.last) >= self.config.idle_timeout())
+            .then_some("idle timeout reached")
+    }
+
+    /// Stops what runs and removes the sandbox; later calls return at once.
+    pub(crate) async fn close(&self, reason: &str) {
+        self.closing.cancel();
+        self.closed
+            .get_or_init(|| async {
+                match self.sandbox.close().await {
+                    Ok(()) => tracing::info!(session = %self.id, sandbox = %self.sandbox.id(), reason, "session closed"),
+                    // The registry has forgotten the session either way; the backend's
+                    // start-up sweep removes sandboxes it could not remove now.
+                    Err(error) => tracing::warn!(session = %self.id, sandbox = %self.sandbox.id(), reason, %error, "session closed but its sandbox could not be removed"),
+                }
+            })
+            .await;
+    }
+
+    pub(crate) fn info(&self) -> SessionInfo {
+        let now = Instant::now();
+        let activity = self.activity();
+        SessionInfo {
+            session_id: self.id.clone(),
+            container_id: self.sandbox.id().to_owned(),
+            language: self.config.language,
+            created_at: self.created_wall,
+            last_activity: activity.last_wall,
+            state: if activity.running { SessionState::Active } else { SessionState::Idle },
+            execution_count: activity.executions,
+            idle_minutes: minutes(now.duration_since(activity.last)),
+            lifetime_minutes: minutes(now.duration_since(self.created)),
+            config: self.config.clone(),
+            backend: self.backend,
+        }
+    }
+}
+
+fn minutes(duration: std::time::Duration) -> f64 {
+    // Two decimals, as the guide shows them (2.5, 15.5).
+    (duration.as_secs_f64() / 60.0 * 100.0).round() / 100.0
+}

@@ -1,0 +1,233 @@
+//! Session manager behaviour on the temp-dir test backend, with Tokio's paused clock so
+//! minutes of idle time pass instantly and durations are exact.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use codebeaker::testing::TempDirBackend;
+use codebeaker::{Backend as _, Command, Error, ExecOptions, Language, ManagerConfig, SessionConfig, SessionManager};
+use tokio::time::{advance, Instant};
+
+fn manager(max_sessions: usize) -> (Arc<TempDirBackend>, SessionManager) {
+    let backend = TempDirBackend::new(&[Language::Python]);
+    let config = ManagerConfig { max_sessions, ..ManagerConfig::default() };
+    (backend.clone(), SessionManager::new(vec![backend], config))
+}
+
+fn config(idle_minutes: f64, lifetime_minutes: f64) -> SessionConfig {
+    let mut config = SessionConfig::new(Language::Python);
+    config.idle_timeout_minutes = idle_minutes;
+    config.max_lifetime_minutes = lifetime_minutes;
+    config
+}
+
+async fn code(manager: &SessionManager, id: &str, script: &str) -> Result<codebeaker::CommandOutcome, Error> {
+    manager.execute(id, Command::code(script), ExecOptions::default()).await
+}
+
+/// Lets the sweeper (1 s interval) run past the given point.
+async fn pass(duration: Duration) {
+    advance(duration).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn idle_sessions_close_after_their_idle_timeout() {
+    let (backend, manager) = manager(10);
+    let id = manager.create(config(1.0, 120.0)).await.unwrap().session_id;
+    pass(Duration::from_secs(50)).await;
+    assert_eq!(manager.count(), 1, "closed before its idle timeout");
+    code(&manager, &id, "print still here").await.unwrap();
+    pass(Duration::from_secs(50)).await;
+    assert_eq!(manager.count(), 1, "a command must reset the idle clock");
+    pass(Duration::from_secs(15)).await;
+    assert_eq!(manager.count(), 0, "idle for over a minute: must be closed");
+    assert_eq!(backend.closes(), 1);
+    assert!(backend.live_sandboxes().await.unwrap().is_empty(), "sandbox left behind");
+    assert!(matches!(manager.close(&id).await, Err(Error::SessionNotFound(_))));
+}
+
+#[tokio::test(start_paused = true)]
+async fn max_lifetime_closes_even_a_busy_session() {
+    let (backend, manager) = manager(10);
+    let id = manager.create(config(30.0, 2.0)).await.unwrap().session_id;
+    let options = ExecOptions { timeout: Some(Duration::from_secs(600)), output: None };
+    let busy = tokio::spawn(manager.execute(&id, Command::code("sleep 300000"), options));
+    pass(Duration::from_secs(117)).await;
+    assert_eq!(manager.count(), 1, "closed before its lifetime");
+    pass(Duration::from_secs(2)).await;
+    assert_eq!(manager.count(), 0, "past its lifetime: must be closed though busy");
+    assert!(matches!(busy.await.unwrap(), Err(Error::SessionClosed(_))), "the running command is told why");
+    assert_eq!(backend.closes(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn commands_on_one_session_run_one_at_a_time_in_arrival_order() {
+    let (_backend, manager) = manager(10);
+    let id = manager.create(config(30.0, 120.0)).await.unwrap().session_id;
+    let started = Instant::now();
+    // Later commands are shorter: if they overlapped, they would finish first.
+    let runs: Vec<_> = (0..5u64)
+        .map(|i| {
+            manager.execute(&id, Command::code(format!("sleep {}\nprint {i}", 50 - i * 10)), ExecOptions::default())
+        })
+        .collect();
+    // Spawned (and therefore polled) in reverse: the order must still be the submission order.
+    let handles: Vec<_> =
+        runs.into_iter().rev().map(|run| tokio::spawn(async move { (run.await, Instant::now()) })).collect();
+    let mut finished = Vec::new();
+    for handle in handles.into_iter().rev() {
+        let (outcome, at) = handle.await.unwrap();
+        finished.push((outcome.unwrap().to_json()["result"].as_str().unwrap().to_owned(), at - started));
+    }
+    let order: Vec<&str> = finished.iter().map(|(out, _)| out.as_str()).collect();
+    assert_eq!(order, ["0", "1", "2", "3", "4"]);
+    let ends: Vec<u128> = finished.iter().map(|(_, at)| at.as_millis()).collect();
+    assert_eq!(ends, [50, 90, 120, 140, 150], "each command starts when the previous one ends");
+}
+
+#[tokio::test(start_paused = true)]
+async fn different_sessions_run_in_parallel() {
+    let (_backend, manager) = manager(10);
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        ids.push(manager.create(config(30.0, 120.0)).await.unwrap().session_id);
+    }
+    let started = Instant::now();
+    let runs = ids.iter().map(|id| code(&manager, id, "sleep 100\nprint done"));
+    for outcome in futures::future::join_all(runs).await {
+        assert!(outcome.unwrap().success);
+    }
+    assert_eq!(started.elapsed(), Duration::from_millis(100), "four 100 ms commands on four sessions overlap");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_command_that_gave_up_its_place_does_not_block_the_queue() {
+    let (_backend, manager) = manager(10);
+    let id = manager.create(config(30.0, 120.0)).await.unwrap().session_id;
+    let first = tokio::spawn(manager.execute(&id, Command::code("sleep 100\nprint first"), ExecOptions::default()));
+    let abandoned = manager.execute(&id, Command::code("print never"), ExecOptions::default());
+    let third = manager.execute(&id, Command::code("print third"), ExecOptions::default());
+    drop(abandoned);
+    let third = tokio::time::timeout(Duration::from_secs(5), third).await.expect("queue stalled").unwrap();
+    assert_eq!(third.to_json()["result"], "third");
+    assert_eq!(first.await.unwrap().unwrap().to_json()["result"], "first");
+    assert_eq!(manager.info(&id).unwrap().execution_count, 2, "the abandoned command never ran");
+}
+
+#[tokio::test(start_paused = true)]
+async fn max_sessions_is_enforced_even_for_concurrent_creates() {
+    let (_backend, manager) = manager(2);
+    let creates = (0..5).map(|_| manager.create(config(30.0, 120.0)));
+    let results = futures::future::join_all(creates).await;
+    let created: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+    assert_eq!(created.len(), 2, "{results:?}");
+    for refused in results.iter().filter_map(|r| r.as_ref().err()) {
+        assert!(matches!(refused, Error::LimitReached(m) if m.contains("maximum is 2")), "{refused:?}");
+    }
+    manager.close(&created[0].session_id).await.unwrap();
+    manager.create(config(30.0, 120.0)).await.expect("a closed session frees its place");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_create_leaks_nothing() {
+    let (backend, manager) = manager(1);
+    backend.fail_next_creates(1);
+    let failed = manager.create(config(30.0, 120.0)).await;
+    assert!(matches!(failed, Err(Error::BackendUnavailable { .. })), "{failed:?}");
+    assert_eq!(manager.count(), 0);
+    manager.create(config(30.0, 120.0)).await.expect("the failed create gave its place back");
+}
+
+#[tokio::test(start_paused = true)]
+async fn closing_is_reported_once_and_happens_once() {
+    let (backend, manager) = manager(10);
+    let id = manager.create(config(30.0, 120.0)).await.unwrap().session_id;
+    let (a, b) = tokio::join!(manager.close(&id), manager.close(&id));
+    assert!(a.is_ok() != b.is_ok(), "exactly one close succeeds: {a:?} {b:?}");
+    assert!(matches!(manager.close(&id).await, Err(Error::SessionNotFound(m)) if m == id));
+    assert!(matches!(manager.close("no-such-session").await, Err(Error::SessionNotFound(_))));
+    assert_eq!(backend.closes(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn commands_waiting_on_a_closed_session_are_told_so() {
+    let (_backend, manager) = manager(10);
+    let id = manager.create(config(30.0, 120.0)).await.unwrap().session_id;
+    let running = tokio::spawn(manager.execute(&id, Command::code("sleep 1000"), ExecOptions::default()));
+    let waiting = tokio::spawn(manager.execute(&id, Command::code("print late"), ExecOptions::default()));
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    manager.close(&id).await.unwrap();
+    assert!(matches!(running.await.unwrap(), Err(Error::SessionClosed(_))));
+    assert!(matches!(waiting.await.unwrap(), Err(Error::SessionClosed(_))));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dead_sandbox_fails_the_command_and_closes_its_session() {
+    let (backend, manager) = manager(10);
+    let id = manager.create(config(30.0, 120.0)).await.unwrap().session_id;
+    let crashed = code(&manager, &id, "crash").await.unwrap();
+    assert!(!crashed.success);
+    assert!(matches!(&crashed.error, Some(Error::SandboxFailed(m)) if m.contains("crashed")), "{crashed:?}");
+    assert_eq!(manager.count(), 0, "a session whose sandbox died is closed");
+    assert_eq!(backend.closes(), 1);
+    assert!(matches!(code(&manager, &id, "print x").await, Err(Error::SessionNotFound(_))));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_sandbox_that_ignores_its_timeout_is_given_up() {
+    let (backend, manager) = manager(10);
+    let id = manager.create(config(30.0, 120.0)).await.unwrap().session_id;
+    let options = ExecOptions { timeout: Some(Duration::from_secs(1)), output: None };
+    let started = Instant::now();
+    let stuck = manager.execute(&id, Command::code("hang"), options).await.unwrap();
+    assert!(matches!(&stuck.error, Some(Error::SandboxFailed(m)) if m.contains("did not stop")), "{stuck:?}");
+    assert_eq!(started.elapsed(), Duration::from_secs(1) + ManagerConfig::default().timeout_grace);
+    assert_eq!((manager.count(), backend.closes()), (0, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn bad_requests_get_clear_errors() {
+    let (_backend, manager) = manager(10);
+    let deno = manager.create(SessionConfig::new(Language::Deno)).await;
+    assert!(
+        matches!(&deno, Err(Error::BackendUnavailable { reason, .. }) if reason.contains("deno") && reason.contains("tempdir")),
+        "{deno:?}"
+    );
+    let invalid = manager.create(config(-5.0, 120.0)).await;
+    assert!(matches!(&invalid, Err(Error::InvalidInput(m)) if m.contains("idleTimeoutMinutes")), "{invalid:?}");
+    let id = manager.create(config(30.0, 120.0)).await.unwrap().session_id;
+    let zero = ExecOptions { timeout: Some(Duration::ZERO), output: None };
+    let outcome = manager.execute(&id, Command::code("print x"), zero).await.unwrap();
+    assert!(matches!(&outcome.error, Some(Error::InvalidInput(m)) if m.contains("timeoutMs")), "{outcome:?}");
+    let escape = manager.execute(&id, Command::read_file("../../etc/passwd"), ExecOptions::default()).await.unwrap();
+    assert_eq!(escape.to_json()["error"], "Permission denied: ../../etc/passwd is outside /workspace");
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_closes_everything_and_refuses_new_sessions() {
+    let (backend, manager) = manager(10);
+    for _ in 0..3 {
+        manager.create(config(30.0, 120.0)).await.unwrap();
+    }
+    manager.shutdown().await;
+    assert_eq!(manager.count(), 0);
+    assert_eq!(backend.closes(), 3);
+    assert!(backend.live_sandboxes().await.unwrap().is_empty());
+    assert!(matches!(manager.create(config(30.0, 120.0)).await, Err(Error::BackendUnavailable { .. })));
+}
+
+#[tokio::test(start_paused = true)]
+async fn session_info_tracks_activity() {
+    let (_backend, manager) = manager(10);
+    let id = manager.create(config(30.0, 120.0)).await.unwrap().session_id;
+    let running = tokio::spawn(manager.execute(&id, Command::code("sleep 60000"), ExecOptions::default()));
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let busy = manager.info(&id).unwrap();
+    assert_eq!((busy.state, busy.execution_count), (codebeaker::SessionState::Active, 0));
+    running.await.unwrap().unwrap();
+    advance(Duration::from_secs(150)).await;
+    let idle = manager.info(&id).unwrap();
+    assert_eq!((idle.state, idle.execution_count), (codebeaker::SessionState::Idle, 1));
+    assert_eq!((idle.idle_minutes, idle.lifetime_minutes), (2.5, 3.5));
+}
