@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Run the whole CodeBeaker test suite on this machine (README command 2).
+#
+# Prepares everything the tests need, skipping what is already there:
+#   1. build dependencies (cmake, libsimde-dev)          scripts/setup-build.sh
+#   2. a Docker engine                                   scripts/docker-engine.sh
+#   3. the runtime images, built without a registry      scripts/build-images.sh
+#   4. the client libraries of the cross-language tests  (pip websockets, npm ws)
+# then runs every test of the workspace with Docker and the clients required, so
+# nothing is skipped. Images build in the background while the tests compile.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '[test] %s\n' "$*" >&2; }
+SECONDS=0
+
+scripts/setup-build.sh
+scripts/docker-engine.sh
+
+mkdir -p target
+images_log=target/build-images.log
+log "building runtime images in the background (log: $images_log)"
+scripts/build-images.sh >"$images_log" 2>&1 &
+images_pid=$!
+
+log "installing client libraries for the cross-language tests"
+python3 -m pip install --quiet --disable-pip-version-check 'websockets>=12' >&2
+if [ ! -d tests/clients/node_modules/ws ] && [ -f tests/clients/package.json ]; then
+    (cd tests/clients && npm install --no-audit --no-fund --silent) >&2
+fi
+
+log "compiling the test suite"
+cargo test --workspace --no-run --quiet
+
+if ! wait "$images_pid"; then
+    log "building the runtime images failed; last lines of $images_log:"
+    tail -n 40 "$images_log" >&2
+    exit 1
+fi
+log "runtime images ready ($(grep -c . "$images_log" || true) log lines); ${SECONDS}s so far"
+
+export CODEBEAKER_REQUIRE_DOCKER=1
+export CODEBEAKER_REQUIRE_CLIENTS=1
+export RUST_BACKTRACE=1
+log "running every test"
+cargo test --workspace
+log "all tests passed in ${SECONDS}s"
