@@ -16,7 +16,8 @@ fn manager_overhead(c: &mut Criterion) {
     let mut group = c.benchmark_group("manager");
     group.bench_function("execute_code round trip (tempdir backend)", |b| {
         b.to_async(&runtime).iter(|| async {
-            let outcome = manager.execute(&id, Command::code("print hi"), ExecOptions::default()).await.expect("execute");
+            let outcome =
+                manager.execute(&id, Command::code("print hi"), ExecOptions::default()).await.expect("execute");
             assert!(outcome.success);
         })
     });
