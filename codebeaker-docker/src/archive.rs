@@ -125,7 +125,8 @@ mod tests {
         }
         let tar = builder.into_inner().unwrap();
         let entries = children(&tar[..], "/workspace/src").unwrap();
-        let got: Vec<(&str, EntryType, u64)> = entries.iter().map(|e| (e.name.as_str(), e.entry_type, e.size)).collect();
+        let got: Vec<(&str, EntryType, u64)> =
+            entries.iter().map(|e| (e.name.as_str(), e.entry_type, e.size)).collect();
         assert_eq!(got, [("app", EntryType::Directory, 0), ("z.txt", EntryType::File, 5)]);
     }
 

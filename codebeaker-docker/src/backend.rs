@@ -37,10 +37,9 @@ impl DockerBackend {
         let unavailable = |reason: String| Error::BackendUnavailable { backend: BACKEND.into(), reason };
         let docker = Docker::connect_with_local_defaults()
             .map_err(|e| unavailable(format!("cannot set up a docker client: {e}")))?;
-        let docker = docker
-            .negotiate_version()
-            .await
-            .map_err(|e| unavailable(format!("no Docker engine answers ({e}); start one with scripts/docker-engine.sh")))?;
+        let docker = docker.negotiate_version().await.map_err(|e| {
+            unavailable(format!("no Docker engine answers ({e}); start one with scripts/docker-engine.sh"))
+        })?;
         let backend = Self::with_client(docker, config);
         let removed = backend.remove_leftovers().await?;
         if removed > 0 {

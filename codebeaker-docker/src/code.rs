@@ -29,12 +29,16 @@ pub(crate) fn runner(language: Language) -> Option<(Vec<String>, Vec<String>)> {
         Language::JavaScript => (vec!["node".into(), "-".into()], Vec::new()),
         Language::Go => (
             sh(r#"go run "$d/main.go""#, "main.go"),
-            vec!["GOCACHE=/tmp/go-cache".into(), "GOPATH=/tmp/go".into(), "GOFLAGS=-mod=mod".into(), "GO111MODULE=off".into()],
+            vec![
+                "GOCACHE=/tmp/go-cache".into(),
+                "GOPATH=/tmp/go".into(),
+                "GOFLAGS=-mod=mod".into(),
+                "GO111MODULE=off".into(),
+            ],
         ),
-        Language::CSharp => (
-            sh(r#"mcs -nologo -out:"$d/main.exe" "$d/main.cs" >&2 && mono "$d/main.exe""#, "main.cs"),
-            Vec::new(),
-        ),
+        Language::CSharp => {
+            (sh(r#"mcs -nologo -out:"$d/main.exe" "$d/main.cs" >&2 && mono "$d/main.exe""#, "main.cs"), Vec::new())
+        }
         Language::Deno => return None,
     })
 }
@@ -49,10 +53,9 @@ pub(crate) fn failure_message(language: Language, stderr: &str, exit_code: i64) 
         Language::JavaScript | Language::Deno => {
             lines.iter().find(|l| is_error_headline(l) || l.starts_with("Uncaught ")).copied()
         }
-        Language::Go => lines
-            .iter()
-            .find(|l| l.starts_with("panic: ") || (l.contains(".go:") && !l.starts_with('\t')))
-            .copied(),
+        Language::Go => {
+            lines.iter().find(|l| l.starts_with("panic: ") || (l.contains(".go:") && !l.starts_with('\t'))).copied()
+        }
         Language::CSharp => {
             if let Some(line) = lines.iter().find(|l| l.contains("error CS")) {
                 Some(*line)
@@ -72,7 +75,9 @@ pub(crate) fn failure_message(language: Language, stderr: &str, exit_code: i64) 
 /// `TypeError: x`, `Error [ERR_X]: y`, `SyntaxError: z`: a JavaScript error's first line.
 fn is_error_headline(line: &str) -> bool {
     let name: String = line.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
-    !name.is_empty() && (name.ends_with("Error") || name.ends_with("Exception")) && line[name.len()..].starts_with([':', ' '])
+    !name.is_empty()
+        && (name.ends_with("Error") || name.ends_with("Exception"))
+        && line[name.len()..].starts_with([':', ' '])
 }
 
 #[cfg(test)]
@@ -93,15 +98,32 @@ mod tests {
 
     #[test]
     fn go_panic_and_compile_errors() {
-        assert_eq!(failure_message(Language::Go, "panic: boom\n\ngoroutine 1 [running]:\nmain.main()\n\t/tmp/x/main.go:3 +0x25\nexit status 2\n", 1), "panic: boom");
-        assert_eq!(failure_message(Language::Go, "# command-line-arguments\n/tmp/x/main.go:3:2: undefined: x\n", 2), "/tmp/x/main.go:3:2: undefined: x");
+        assert_eq!(
+            failure_message(
+                Language::Go,
+                "panic: boom\n\ngoroutine 1 [running]:\nmain.main()\n\t/tmp/x/main.go:3 +0x25\nexit status 2\n",
+                1
+            ),
+            "panic: boom"
+        );
+        assert_eq!(
+            failure_message(Language::Go, "# command-line-arguments\n/tmp/x/main.go:3:2: undefined: x\n", 2),
+            "/tmp/x/main.go:3:2: undefined: x"
+        );
     }
 
     #[test]
     fn csharp_exception_and_compile_errors() {
         let stderr = "\nUnhandled Exception:\nSystem.Exception: boom\n  at H.Main () [0x00000] in <x>:0\n[ERROR] FATAL UNHANDLED EXCEPTION: System.Exception: boom\n";
         assert_eq!(failure_message(Language::CSharp, stderr, 1), "System.Exception: boom");
-        assert_eq!(failure_message(Language::CSharp, "main.cs(1,20): error CS1525: Unexpected symbol `}'\nCompilation failed: 1 error(s), 0 warnings\n", 1), "main.cs(1,20): error CS1525: Unexpected symbol `}'");
+        assert_eq!(
+            failure_message(
+                Language::CSharp,
+                "main.cs(1,20): error CS1525: Unexpected symbol `}'\nCompilation failed: 1 error(s), 0 warnings\n",
+                1
+            ),
+            "main.cs(1,20): error CS1525: Unexpected symbol `}'"
+        );
     }
 
     #[test]

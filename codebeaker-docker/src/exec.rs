@@ -205,12 +205,13 @@ async fn run_killer(docker: &Docker, container: &str, user: &str) -> Result<(), 
     };
     let exec =
         docker.create_exec(container, options).await.map_err(|e| exec_error(container, "create the killer exec", e))?;
-    let started = docker
-        .start_exec(&exec.id, None)
-        .await
-        .map_err(|e| exec_error(container, "start the killer exec", e))?;
+    let started =
+        docker.start_exec(&exec.id, None).await.map_err(|e| exec_error(container, "start the killer exec", e))?;
     if let StartExecResults::Attached { mut output, .. } = started {
-        while output.next().await.is_some() {}
+        let drained = tokio::time::timeout(Duration::from_secs(20), async { while output.next().await.is_some() {} });
+        if drained.await.is_err() {
+            return Err(Error::Internal("the killer exec did not finish within 20 s".into()));
+        }
     }
     match docker.inspect_exec(&exec.id).await {
         Ok(info) if info.exit_code == Some(0) => Ok(()),

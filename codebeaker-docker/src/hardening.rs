@@ -153,7 +153,8 @@ mod tests {
         assert_eq!(body.user.as_deref(), Some("65534:65534"), "the keep-alive is not root");
         let mounts = host.mounts.expect("mounts");
         assert_eq!(mounts[0].target.as_deref(), Some("/workspace"));
-        let options = mounts[0].volume_options.as_ref().and_then(|o| o.driver_config.as_ref()).and_then(|d| d.options.as_ref());
+        let options =
+            mounts[0].volume_options.as_ref().and_then(|o| o.driver_config.as_ref()).and_then(|d| d.options.as_ref());
         let o = options.and_then(|o| o.get("o")).expect("tmpfs options");
         assert!(o.contains("size=256m") && o.contains("uid=1000"), "{o}");
     }

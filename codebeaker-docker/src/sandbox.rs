@@ -81,23 +81,40 @@ impl DockerSandbox {
                 return Err(self.mark_failed(reason));
             }
         }
-        let result = match command {
-            Command::WriteFile(c) => self.files().write_file(&c).await.map(CommandResult::WriteFile),
-            Command::ReadFile(c) => self.files().read_file(&c).await.map(CommandResult::ReadFile),
-            Command::CreateDirectory(c) => self.files().create_directory(&c).await.map(CommandResult::CreateDirectory),
-            Command::CopyFile(c) => self.files().copy_file(&c).await.map(CommandResult::CopyFile),
-            Command::ListDirectory(c) => self.files().list_directory(&c).await.map(CommandResult::ListDirectory),
-            Command::DeleteFile(c) => self.delete(&c).await.map(CommandResult::DeleteFile),
-            Command::ExecuteShell(c) => self.shell(c, &context).await.map(CommandResult::ExecuteShell),
-            Command::ExecuteCode(c) => self.code(c, &context).await.map(CommandResult::ExecuteCode),
+        let timeout = context.timeout;
+        let running = async {
+            match command {
+                Command::WriteFile(c) => self.files().write_file(&c).await.map(CommandResult::WriteFile),
+                Command::ReadFile(c) => self.files().read_file(&c).await.map(CommandResult::ReadFile),
+                Command::CreateDirectory(c) => {
+                    self.files().create_directory(&c).await.map(CommandResult::CreateDirectory)
+                }
+                Command::CopyFile(c) => self.files().copy_file(&c).await.map(CommandResult::CopyFile),
+                Command::ListDirectory(c) => self.files().list_directory(&c).await.map(CommandResult::ListDirectory),
+                Command::DeleteFile(c) => self.delete(&c).await.map(CommandResult::DeleteFile),
+                Command::ExecuteShell(c) => self.shell(c, &context).await.map(CommandResult::ExecuteShell),
+                Command::ExecuteCode(c) => self.code(c, &context).await.map(CommandResult::ExecuteCode),
+            }
+        };
+        // Programs enforce their own timeout (and kill what runs); this bounds the engine
+        // calls of file commands, which should take milliseconds.
+        let result = match tokio::time::timeout(timeout + Duration::from_secs(5), running).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::Internal(format!(
+                "the docker engine did not finish the command within {} ms",
+                timeout.as_millis()
+            ))),
         };
         match result {
-            Err(Error::SandboxFailed(_) | Error::Internal(_) | Error::BackendUnavailable { .. } | Error::NotFound { .. }) => {
-                match container::diagnose(&self.docker, &self.id, self.memory_limit_mb).await {
-                    Some(reason) => Err(self.mark_failed(reason)),
-                    None => result,
-                }
-            }
+            Err(
+                Error::SandboxFailed(_)
+                | Error::Internal(_)
+                | Error::BackendUnavailable { .. }
+                | Error::NotFound { .. },
+            ) => match container::diagnose(&self.docker, &self.id, self.memory_limit_mb).await {
+                Some(reason) => Err(self.mark_failed(reason)),
+                None => result,
+            },
             other => other,
         }
     }
@@ -153,7 +170,9 @@ impl DockerSandbox {
             output.push(OutputStream::Stderr, format!("\ncodebeaker: {note}\n").as_bytes());
         }
         let exit_code = outcome.exit_code.unwrap_or(-1);
-        Ok(output.into_shell_result(exit_code, millis(outcome.duration), outcome.timed_out))
+        let mut result = output.into_shell_result(exit_code, millis(outcome.duration), outcome.timed_out);
+        explain_start_failure(&mut result, &command.command_name, &working_dir);
+        Ok(result)
     }
 
     async fn code(&self, command: ExecuteCode, context: &ExecContext) -> Result<codebeaker::CodeResult> {
@@ -201,6 +220,29 @@ impl DockerSandbox {
     }
 }
 
+/// The engine reports a program that could not start (missing, not executable, bad
+/// working directory) as exit code 126 with runc's message on stdout. Say it the way a
+/// shell would: on stderr, with 127 for a missing program.
+fn explain_start_failure(result: &mut codebeaker::ShellResult, program: &str, working_dir: &WorkspacePath) {
+    if result.exit_code != 126 || !result.stdout.starts_with("OCI runtime exec failed") {
+        return;
+    }
+    let detail = std::mem::take(&mut result.stdout);
+    let detail = detail.trim_end();
+    result.stderr = if detail.contains("executable file not found")
+        || (detail.contains("no such file or directory") && !detail.contains("chdir"))
+    {
+        result.exit_code = 127;
+        format!("{program}: command not found ({detail})\n")
+    } else if detail.contains("chdir") {
+        format!("cannot run {program}: working directory {working_dir} does not exist ({detail})\n")
+    } else if detail.contains("permission denied") {
+        format!("{program}: permission denied ({detail})\n")
+    } else {
+        format!("cannot run {program}: {detail}\n")
+    };
+}
+
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
@@ -218,7 +260,8 @@ impl Sandbox for DockerSandbox {
         if self.closed.load(Ordering::SeqCst) {
             return Err(Error::SandboxFailed("sandbox is closed".into()));
         }
-        let span = info_span!("command", container = %short(&self.id), language = %self.language, kind = command.kind());
+        let span =
+            info_span!("command", container = %short(&self.id), language = %self.language, kind = command.kind());
         self.run(command, context).instrument(span).await
     }
 
