@@ -1,0 +1,215 @@
+//! Hostile programs: each is contained with a clear result, and the session (or at least
+//! the backend) stays usable.
+
+mod common;
+
+use std::time::Duration;
+
+use codebeaker::{Command, Error, Language, SessionConfig, SessionManager};
+use common::{run, run_with, sh, shell};
+
+async fn session(manager: &SessionManager, memory_limit_mb: u64) -> (String, String) {
+    let mut config = SessionConfig::new(Language::Python);
+    config.memory_limit_mb = memory_limit_mb;
+    let info = manager.create(config).await.expect("session");
+    (info.session_id, info.container_id)
+}
+
+/// Processes of the sandbox user still running, besides the `ps` that lists them.
+async fn stray_processes(manager: &SessionManager, id: &str) -> Vec<String> {
+    let ps = run(manager, id, Command::shell("ps", ["-u", "1000", "-o", "pid=,args="])).await;
+    shell(&ps).stdout.lines().filter(|l| !l.contains("ps -u 1000")).map(str::to_owned).collect()
+}
+
+async fn still_usable(manager: &SessionManager, id: &str, what: &str) {
+    let echo = run(manager, id, Command::shell("echo", ["still here"])).await;
+    assert_eq!(shell(&echo).stdout, "still here\n", "{what}: session unusable: {:?}", echo.to_json());
+}
+
+async fn fork_bomb(manager: &SessionManager) {
+    let (id, _) = session(manager, 512).await;
+    let bomb = run_with(manager, &id, sh("f() { f | f & }; f; sleep 100"), Duration::from_secs(4)).await;
+    assert!(matches!(bomb.error, Some(Error::TimedOut(_))), "fork bomb: {:?}", bomb.to_json());
+    still_usable(manager, &id, "fork bomb").await;
+    let stray = stray_processes(manager, &id).await;
+    assert!(stray.is_empty(), "fork bomb left processes: {stray:?}");
+    manager.close(&id).await.expect("close");
+}
+
+async fn memory_bomb(manager: &SessionManager) {
+    let (id, _) = session(manager, 128).await;
+    let bomb = "a = []\nwhile True:\n    a.append(' ' * 10**7)";
+    let outcome = run(manager, &id, Command::code(bomb)).await;
+    let error = outcome.error.as_ref().map(ToString::to_string).unwrap_or_default();
+    assert!(error.contains("out of memory") && error.contains("128 MB"), "memory bomb: {:?}", outcome.to_json());
+    let shelled = run(manager, &id, Command::shell("python3", ["-c", bomb])).await;
+    let result = shell(&shelled);
+    assert_eq!(result.exit_code, 137, "{result:?}");
+    assert!(result.stderr.contains("out of memory"), "{result:?}");
+    still_usable(manager, &id, "memory bomb").await;
+    manager.close(&id).await.expect("close");
+}
+
+async fn infinite_loop(manager: &SessionManager) {
+    let (id, _) = session(manager, 512).await;
+    // A loop that also spawns a detached child: both must go.
+    let outcome = run_with(manager, &id, sh("setsid sleep 1000 & while :; do :; done"), Duration::from_secs(2)).await;
+    assert!(matches!(outcome.error, Some(Error::TimedOut(_))), "{:?}", outcome.to_json());
+    let result = shell(&outcome);
+    assert!(result.timed_out && result.exit_code == -1, "{result:?}");
+    still_usable(manager, &id, "infinite loop").await;
+    let stray = stray_processes(manager, &id).await;
+    assert!(stray.is_empty(), "the timed-out command left processes: {stray:?}");
+    manager.close(&id).await.expect("close");
+}
+
+async fn flood(manager: &SessionManager) {
+    let (id, _) = session(manager, 512).await;
+    let outcome = run(manager, &id, sh("head -c 52428800 /dev/zero | tr '\\0' x; echo done >&2")).await;
+    let result = shell(&outcome);
+    assert!(
+        result.truncated && result.stdout.len() == 1024 * 1024,
+        "50 MiB capped at 1 MiB: truncated={} len={}",
+        result.truncated,
+        result.stdout.len()
+    );
+    assert_eq!((result.exit_code, result.stderr.as_str()), (0, "done\n"), "stderr has its own cap");
+    still_usable(manager, &id, "flood").await;
+    manager.close(&id).await.expect("close");
+}
+
+async fn writes_outside_the_workspace(manager: &SessionManager) {
+    let (id, _) = session(manager, 512).await;
+    for target in ["/etc/evil", "/usr/bin/evil", "/evil", "/root/evil"] {
+        let outcome = run(manager, &id, sh(&format!("echo x > {target}"))).await;
+        let result = shell(&outcome);
+        assert_ne!(result.exit_code, 0, "writing {target} must fail: {result:?}");
+        let refused = run(manager, &id, Command::write_file(target, "x")).await;
+        assert!(matches!(refused.error, Some(Error::PermissionDenied(_))), "{target}: {:?}", refused.to_json());
+    }
+    let whoami = shell(&run(manager, &id, Command::shell("id", ["-u"])).await).stdout.clone();
+    assert_eq!(whoami, "1000\n", "commands do not run as root");
+    // /tmp is writable but bounded.
+    let tmp = run(manager, &id, sh("echo ok > /tmp/x && cat /tmp/x")).await;
+    assert_eq!(shell(&tmp).stdout, "ok\n");
+    manager.close(&id).await.expect("close");
+}
+
+async fn network(manager: &SessionManager) {
+    let (id, _) = session(manager, 512).await;
+    // 192.0.2.1 is TEST-NET-1: never routed. With network mode none there is no route at all.
+    let probe = "import socket\ns = socket.socket()\ns.settimeout(3)\ntry:\n    s.connect(('192.0.2.1', 80))\n    print('CONNECTED')\nexcept OSError as e:\n    print('refused:', e)\nprint('interfaces:', [l.split(':')[0].strip() for l in open('/proc/net/dev').read().splitlines()[2:]])";
+    let outcome = run(manager, &id, Command::code(probe)).await;
+    let output = outcome.to_json()["result"].as_str().unwrap_or_default().to_owned();
+    assert!(output.contains("refused:") && !output.contains("CONNECTED"), "{output}");
+    assert!(output.contains("interfaces: ['lo']"), "only loopback: {output}");
+    manager.close(&id).await.expect("close");
+}
+
+async fn other_sessions_files(manager: &SessionManager) {
+    let (first, first_container) = session(manager, 512).await;
+    let (second, _) = session(manager, 512).await;
+    run(manager, &first, Command::write_file("secret.txt", "top secret")).await;
+    let read = run(manager, &second, Command::read_file("secret.txt")).await;
+    assert!(matches!(read.error, Some(Error::NotFound { .. })), "{:?}", read.to_json());
+    let hunt = format!(
+        "cat /workspace/secret.txt; ls /proc/*/root/workspace 2>&1; grep -rs 'top secret' /workspace /tmp /var /home /run 2>/dev/null | head -3; ls /var/lib/docker 2>&1; echo {first_container} >/dev/null"
+    );
+    let result = run_with(manager, &second, sh(&hunt), Duration::from_secs(30)).await;
+    let result = shell(&result);
+    assert!(!result.stdout.contains("top secret"), "another session's file leaked: {result:?}");
+    manager.close(&first).await.expect("close");
+    manager.close(&second).await.expect("close");
+}
+
+async fn traversal_and_symlinks(manager: &SessionManager, container: &mut String) {
+    let (id, container_id) = session(manager, 512).await;
+    *container = container_id.clone();
+    let links = "mkdir -p data && echo inside > data/ok.txt && ln -s /etc etc-link && ln -s /etc/passwd pw && ln -s / root-link && ln -s ../../etc/hostname rel && ln -s /tmp tmp-link && ln -s /workspace/data data-link";
+    assert_eq!(shell(&run(manager, &id, sh(links)).await).exit_code, 0);
+    let attempts = [
+        Command::read_file("pw"),
+        Command::read_file("rel"),
+        Command::read_file("etc-link/passwd"),
+        Command::read_file("root-link/etc/shadow"),
+        Command::write_file("etc-link/evil", "x"),
+        Command::write_file("pw", "x"),
+        Command::write_file("tmp-link/evil", "x"),
+        Command::write_file("root-link/usr/evil", "x"),
+        Command::create_directory("etc-link/evil-dir"),
+        Command::list_directory("etc-link"),
+        Command::list_directory("root-link"),
+        Command::copy_file("pw", "stolen.txt"),
+        Command::copy_file("data/ok.txt", "etc-link/evil"),
+        Command::delete_file("etc-link/hostname"),
+        Command::read_file("../../../etc/passwd"),
+        Command::write_file("/workspace/../etc/evil", "x"),
+    ];
+    for command in attempts {
+        let what = format!("{command:?}");
+        let outcome = run(manager, &id, command).await;
+        assert!(
+            matches!(outcome.error, Some(Error::PermissionDenied(_))),
+            "{what} must be refused: {:?}",
+            outcome.to_json()
+        );
+    }
+    // Nothing landed in the container's root filesystem.
+    let check = run(manager, &id, sh("ls /etc/evil /etc/evil-dir /usr/evil /tmp/evil 2>&1; true")).await;
+    assert!(shell(&check).stdout.matches("No such file").count() == 4, "{:?}", check.to_json());
+    // Symlinks that stay inside work, and deleting a link removes the link only.
+    let via_link = run(manager, &id, Command::read_file("data-link/ok.txt")).await;
+    assert_eq!(via_link.to_json()["result"]["content"], "inside\n", "{:?}", via_link.to_json());
+    let listing = run(manager, &id, Command::list_directory(".")).await;
+    assert!(listing.to_json()["result"]["entries"].to_string().contains("\"symlink\""), "{:?}", listing.to_json());
+    assert!(run(manager, &id, Command::delete_file("etc-link")).await.success);
+    let etc = run(manager, &id, Command::shell("ls", ["/etc/hostname"])).await;
+    assert_eq!(shell(&etc).exit_code, 0, "deleting the link left its target alone");
+    manager.close(&id).await.expect("close");
+}
+
+async fn killed_from_outside(manager: &SessionManager) {
+    let (id, container) = session(manager, 512).await;
+    let killer = {
+        let container = container.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(800)).await;
+            let status = std::process::Command::new("docker").args(["kill", &container]).output().expect("docker kill");
+            assert!(status.status.success(), "{status:?}");
+        })
+    };
+    let outcome = run(manager, &id, Command::shell("sleep", ["30"])).await;
+    killer.await.expect("killer");
+    let error = outcome.error.as_ref().map(ToString::to_string).unwrap_or_default();
+    assert!(matches!(outcome.error, Some(Error::SandboxFailed(_))), "{:?}", outcome.to_json());
+    assert!(error.contains("killed from outside"), "the error says why: {error}");
+    // The session is closed and its container removed.
+    let after = manager.execute(&id, Command::shell("true", Vec::<String>::new()), Default::default()).await;
+    assert!(matches!(after, Err(Error::SessionNotFound(_))), "{after:?}");
+    let exists = std::process::Command::new("docker").args(["inspect", &container]).output().expect("docker inspect");
+    assert!(!exists.status.success(), "the dead container was removed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hostile_programs_are_contained() {
+    let Some(backend) = common::backend("hostile", 0).await else { return };
+    let manager = common::manager(&backend);
+    let m = &manager;
+    let mut symlink_container = String::new();
+    tokio::join!(
+        fork_bomb(m),
+        memory_bomb(m),
+        infinite_loop(m),
+        flood(m),
+        writes_outside_the_workspace(m),
+        network(m),
+        other_sessions_files(m),
+        traversal_and_symlinks(m, &mut symlink_container),
+        killed_from_outside(m),
+    );
+    // The backend still serves new sessions.
+    let (id, _) = session(&manager, 512).await;
+    still_usable(&manager, &id, "after everything").await;
+    manager.close(&id).await.expect("close");
+    common::finish(backend).await;
+}
