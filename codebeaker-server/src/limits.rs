@@ -1,0 +1,102 @@
+//! Every bound the server puts on what clients can make it hold, in one place.
+//!
+//! A server that runs untrusted agents' requests must not let one client exhaust memory,
+//! stack, file descriptors or sandboxes. Each limit here is checked at exactly one point
+//! (named in its doc) and answered with a clear error: a JSON-RPC `-32002` error where a
+//! reply is possible, a close frame with a reason otherwise.
+
+use std::time::Duration;
+
+/// The limits of one server. `Default` gives the documented defaults of the CLI flags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Most WebSocket connections open at once. An upgrade past it is answered with one
+    /// `-32002` error and a close frame (code 1013, "try again later").
+    pub max_connections: usize,
+    /// Largest WebSocket message (and frame) accepted, in bytes. tungstenite refuses
+    /// bigger ones while reading the frame header, before buffering them; the connection
+    /// is then closed with code 1009 and a reason naming the limit.
+    pub max_message_bytes: usize,
+    /// Most requests in one batch. A bigger batch gets a single `-32002` error.
+    pub max_batch: usize,
+    /// Most requests of one connection being handled at once (a batch counts each of its
+    /// requests). Past it a request is answered at once with `-32002`; this bounds the
+    /// tasks and buffered responses one client can pile up.
+    pub max_in_flight: usize,
+    /// Deepest nesting of arrays and objects in a message. Deeper JSON is a parse error,
+    /// found by a linear scan before any recursive parsing, so no input can exhaust the
+    /// stack.
+    pub max_json_depth: usize,
+    /// Largest HTTP request head (request line and headers) before the upgrade, in bytes.
+    pub max_http_head_bytes: usize,
+    /// How long a client may take to send its HTTP request head; stops idle sockets from
+    /// holding a place forever.
+    pub http_head_timeout: Duration,
+    /// On shutdown, how long running requests get to finish before their connections are
+    /// closed anyway.
+    pub shutdown_grace: Duration,
+}
+
+/// Default of [`Limits::max_message_bytes`]: 16 MiB, room for a large `write_file`.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 256,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            max_batch: 512,
+            max_in_flight: 1024,
+            max_json_depth: 64,
+            max_http_head_bytes: 16 * 1024,
+            http_head_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Whether `text` nests arrays or objects deeper than `max` levels. Strings (with their
+/// escapes) are skipped, so brackets inside file contents do not count. Malformed JSON
+/// is left for the parser to report.
+pub(crate) fn nests_deeper_than(text: &str, max: usize) -> bool {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &byte in text.as_bytes() {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn depth_counts_brackets_outside_strings_only() {
+        assert!(!nests_deeper_than(r#"{"a":[1,{"b":2}]}"#, 3));
+        assert!(nests_deeper_than(r#"{"a":[1,{"b":[2]}]}"#, 3));
+        assert!(!nests_deeper_than(r#"{"content":"[[[[[[[[\"{{{{"}"#, 1));
+        assert!(nests_deeper_than(&"[".repeat(100_000), 64));
+        assert!(!nests_deeper_than(&"[]".repeat(100_000), 1));
+    }
+}

@@ -1,0 +1,214 @@
+//! The five methods of the protocol, dispatched by name onto the [`SessionManager`].
+//!
+//! [`Methods::call`] is split in two on purpose. Its synchronous part runs in the
+//! connection's read loop, in arrival order: it checks the params and, for
+//! `session.execute`, takes the session's queue ticket, so commands sent back to back on
+//! one session run in the order they were sent even though each request is then served
+//! by a task of its own. The returned future does the waiting.
+
+use std::time::Duration;
+
+use codebeaker::{Command, ExecEvent, ExecOptions, Language, SessionConfig, SessionManager};
+use futures::future::BoxFuture;
+use futures::StreamExt as _;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use crate::connection::Outbox;
+use crate::rpc::{self, Request, RpcError, METHOD_NOT_FOUND};
+
+/// What a method eventually answers.
+pub(crate) type Reply = BoxFuture<'static, Result<Value, RpcError>>;
+
+/// The method table of one server.
+pub(crate) struct Methods {
+    manager: SessionManager,
+    /// Per-command timeout of sessions and one-shot runs that do not set their own.
+    command_timeout: Duration,
+}
+
+/// `session.execute` params.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ExecuteParams {
+    session_id: String,
+    command: Command,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+    #[serde(default)]
+    stream: bool,
+}
+
+/// `session.close` params.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CloseParams {
+    session_id: String,
+}
+
+/// `execution.run` params.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RunParams {
+    language: Language,
+    code: String,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+}
+
+/// `session.list` takes no params; anything named is a mistake worth reporting.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListParams {}
+
+impl Methods {
+    pub(crate) fn new(manager: SessionManager, command_timeout: Duration) -> Self {
+        Methods { manager, command_timeout }
+    }
+
+    /// Starts handling `request` (see the module docs); `outbox` receives the
+    /// `session.output` notifications of a streamed command.
+    pub(crate) fn call(&self, request: Request, outbox: &Outbox) -> Reply {
+        let started = match request.method.as_str() {
+            "session.create" => self.create(request.params),
+            "session.execute" => self.execute(request.params, request.id, outbox),
+            "session.list" => self.list(request.params),
+            "session.close" => self.close(request.params),
+            "execution.run" => self.run(request.params),
+            other => Err(RpcError::new(
+                METHOD_NOT_FOUND,
+                format!(
+                    "no method {other:?}; the methods are session.create, session.execute, session.list, \
+                     session.close and execution.run"
+                ),
+            )),
+        };
+        started.unwrap_or_else(|error| Box::pin(futures::future::ready(Err(error))))
+    }
+
+    fn create(&self, params: Option<Value>) -> Result<Reply, RpcError> {
+        let mut object = match params {
+            Some(Value::Object(object)) => object,
+            Some(_) => return Err(by_name_only()),
+            None => return Err(RpcError::invalid_params("session.create needs params with at least a language")),
+        };
+        // The server's default command timeout applies unless the client chose one.
+        object.entry("defaultTimeoutMs").or_insert_with(|| json!(millis(self.command_timeout)));
+        let config: SessionConfig =
+            serde_json::from_value(Value::Object(object)).map_err(|e| RpcError::invalid_params(e.to_string()))?;
+        self.check_timeout("defaultTimeoutMs", config.default_timeout_ms)?;
+        let manager = self.manager.clone();
+        Ok(Box::pin(async move {
+            let info = manager.create(config).await?;
+            let mut config = serde_json::to_value(&info.config).map_err(internal)?;
+            if let Some(object) = config.as_object_mut() {
+                object.remove("language");
+            }
+            Ok(json!({
+                "sessionId": info.session_id,
+                "containerId": info.container_id,
+                "language": info.language,
+                "createdAt": info.created_at,
+                "state": info.state,
+                "config": config,
+            }))
+        }))
+    }
+
+    fn execute(&self, params: Option<Value>, id: Option<Value>, outbox: &Outbox) -> Result<Reply, RpcError> {
+        let params: ExecuteParams = by_name(params)?;
+        let timeout = match params.timeout_ms {
+            Some(ms) => Some(Duration::from_millis(self.check_timeout("timeoutMs", ms)?)),
+            None => None,
+        };
+        // A notification has no id for its output to refer to, so it is not streamed.
+        let streaming = params.stream.then_some(id).flatten();
+        let Some(request_id) = streaming else {
+            let run = self.manager.execute(&params.session_id, params.command, ExecOptions { timeout, output: None });
+            return Ok(Box::pin(async move { Ok(run.await?.to_json()) }));
+        };
+        let mut events = self.manager.execute_stream(&params.session_id, params.command, timeout);
+        let outbox = outbox.clone();
+        let session_id = params.session_id;
+        Ok(Box::pin(async move {
+            while let Some(event) = events.next().await {
+                match event {
+                    ExecEvent::Output(chunk) => {
+                        let mut params = Map::with_capacity(4);
+                        params.insert("sessionId".into(), session_id.clone().into());
+                        params.insert("requestId".into(), request_id.clone());
+                        params.insert("stream".into(), serde_json::to_value(chunk.stream).map_err(internal)?);
+                        params.insert("data".into(), chunk.data.into());
+                        // A client that went away misses its output; the command still ends.
+                        outbox.send_text(rpc::notification("session.output", params)).await;
+                    }
+                    ExecEvent::Finished(outcome) => return Ok(outcome?.to_json()),
+                }
+            }
+            Err(internal("the command's output stream ended without its outcome"))
+        }))
+    }
+
+    fn list(&self, params: Option<Value>) -> Result<Reply, RpcError> {
+        match params {
+            None => {}
+            Some(Value::Array(items)) if items.is_empty() => {}
+            Some(params) => {
+                by_name::<ListParams>(Some(params))?;
+            }
+        }
+        let sessions = self.manager.list();
+        let result = json!({"count": sessions.len(), "sessions": sessions});
+        Ok(Box::pin(futures::future::ready(Ok(result))))
+    }
+
+    fn close(&self, params: Option<Value>) -> Result<Reply, RpcError> {
+        let CloseParams { session_id } = by_name(params)?;
+        let manager = self.manager.clone();
+        Ok(Box::pin(async move {
+            manager.close(&session_id).await?;
+            Ok(json!({"sessionId": session_id, "closed": true}))
+        }))
+    }
+
+    fn run(&self, params: Option<Value>) -> Result<Reply, RpcError> {
+        let RunParams { language, code, timeout_ms } = by_name(params)?;
+        let timeout =
+            Duration::from_millis(self.check_timeout("timeoutMs", timeout_ms.unwrap_or(millis(self.command_timeout)))?);
+        let manager = self.manager.clone();
+        Ok(Box::pin(async move { Ok(manager.run_once(language, code, Some(timeout)).await?.to_json()) }))
+    }
+
+    /// A timeout in milliseconds must be positive and within the manager's maximum.
+    fn check_timeout(&self, field: &str, ms: u64) -> Result<u64, RpcError> {
+        let max = millis(self.manager.config().max_command_timeout);
+        if ms == 0 || ms > max {
+            return Err(RpcError::invalid_params(format!("{field} must be between 1 and {max}, got {ms}")));
+        }
+        Ok(ms)
+    }
+}
+
+/// Deserializes by-name params; serde's message names the field and the expected type.
+fn by_name<T: DeserializeOwned>(params: Option<Value>) -> Result<T, RpcError> {
+    match params {
+        Some(Value::Object(object)) => {
+            serde_json::from_value(Value::Object(object)).map_err(|e| RpcError::invalid_params(e.to_string()))
+        }
+        Some(_) => Err(by_name_only()),
+        None => Err(RpcError::invalid_params("params are missing")),
+    }
+}
+
+fn by_name_only() -> RpcError {
+    RpcError::invalid_params("params must be an object (by-name); positional params are not supported")
+}
+
+fn internal(error: impl std::fmt::Display) -> RpcError {
+    RpcError::new(rpc::INTERNAL_ERROR, error.to_string())
+}
+
+fn millis(duration: Duration) -> u64 {
+    duration.as_millis().try_into().unwrap_or(u64::MAX)
+}

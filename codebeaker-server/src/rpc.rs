@@ -1,0 +1,328 @@
+//! JSON-RPC 2.0 on the wire: parsing a text frame into requests (single or batch),
+//! validating each against the specification, and the response and error objects.
+//!
+//! Parsing never fails as a whole: anything that is not a valid request becomes the
+//! error response the specification prescribes, so the connection always gets an answer
+//! (or, for notifications, none) and stays open.
+
+use serde::ser::SerializeMap as _;
+use serde::{Serialize, Serializer};
+use serde_json::{Map, Value};
+
+use crate::limits::{nests_deeper_than, Limits};
+
+/// `-32700`: the message is not valid JSON.
+pub const PARSE_ERROR: i64 = -32700;
+/// `-32600`: the JSON is not a valid request object.
+pub const INVALID_REQUEST: i64 = -32600;
+/// `-32601`: no such method.
+pub const METHOD_NOT_FOUND: i64 = -32601;
+/// `-32602`: the params are missing, of the wrong type, or out of range.
+pub const INVALID_PARAMS: i64 = -32602;
+/// `-32603`: something failed inside the server.
+pub const INTERNAL_ERROR: i64 = -32603;
+/// `-32001` (extension): no open session has this id.
+pub const SESSION_NOT_FOUND: i64 = -32001;
+/// `-32002` (extension): a limit was reached (sessions, connections, message size…).
+pub const LIMIT_REACHED: i64 = -32002;
+/// `-32003` (extension): the backend that would serve the request is unavailable.
+pub const BACKEND_UNAVAILABLE: i64 = -32003;
+/// `-32004` (extension): the session closed while the request waited for its turn.
+pub const SESSION_CLOSED: i64 = -32004;
+
+/// A JSON-RPC error object: `{"code", "message", "data"?}`; `data` is a human-readable
+/// detail of what was wrong with which input.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RpcError {
+    /// One of the codes of this module.
+    pub code: i64,
+    /// The short standard message of the code.
+    pub message: &'static str,
+    /// What exactly went wrong.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<String>,
+}
+
+impl RpcError {
+    /// An error with `code`, its standard message, and `data`.
+    pub fn new(code: i64, data: impl Into<String>) -> Self {
+        RpcError { code, message: standard_message(code), data: Some(data.into()) }
+    }
+
+    /// `-32700` with a detail.
+    pub fn parse_error(data: impl Into<String>) -> Self {
+        Self::new(PARSE_ERROR, data)
+    }
+
+    /// `-32600` with a detail.
+    pub fn invalid_request(data: impl Into<String>) -> Self {
+        Self::new(INVALID_REQUEST, data)
+    }
+
+    /// `-32602` with a detail.
+    pub fn invalid_params(data: impl Into<String>) -> Self {
+        Self::new(INVALID_PARAMS, data)
+    }
+
+    /// `-32002` with a detail.
+    pub fn limit_reached(data: impl Into<String>) -> Self {
+        Self::new(LIMIT_REACHED, data)
+    }
+}
+
+/// The message the specification (or PROTOCOL.md, for the extension codes) gives a code.
+fn standard_message(code: i64) -> &'static str {
+    match code {
+        PARSE_ERROR => "Parse error",
+        INVALID_REQUEST => "Invalid Request",
+        METHOD_NOT_FOUND => "Method not found",
+        INVALID_PARAMS => "Invalid params",
+        SESSION_NOT_FOUND => "Session not found",
+        LIMIT_REACHED => "Limit reached",
+        BACKEND_UNAVAILABLE => "Backend unavailable",
+        SESSION_CLOSED => "Session closed",
+        _ => "Internal error",
+    }
+}
+
+/// Maps an SDK error onto the protocol's codes; the SDK's message becomes `data`.
+impl From<codebeaker::Error> for RpcError {
+    fn from(error: codebeaker::Error) -> Self {
+        use codebeaker::Error;
+        let code = match &error {
+            Error::SessionNotFound(_) => SESSION_NOT_FOUND,
+            Error::LimitReached(_) => LIMIT_REACHED,
+            Error::BackendUnavailable { .. } => BACKEND_UNAVAILABLE,
+            Error::SessionClosed(_) => SESSION_CLOSED,
+            Error::InvalidInput(_) | Error::Unsupported(_) => INVALID_PARAMS,
+            _ => INTERNAL_ERROR,
+        };
+        RpcError::new(code, error.to_string())
+    }
+}
+
+/// One valid request. `id` is `None` for a notification (no `id` member at all); an
+/// explicit `"id": null` is a request answered with `null`, as the specification allows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    /// The id to echo back, if a reply is wanted.
+    pub id: Option<Value>,
+    /// The method name.
+    pub method: String,
+    /// The params (an object or an array), if given.
+    pub params: Option<Value>,
+}
+
+/// What one text frame holds.
+#[derive(Debug)]
+pub enum Incoming {
+    /// One request object, or the error response owed for an invalid one.
+    Single(Result<Request, Response>),
+    /// A non-empty batch: each element is a request or the error owed for it.
+    Batch(Vec<Result<Request, Response>>),
+    /// The frame as a whole is answered with this one error (parse error, empty batch,
+    /// batch over the limit).
+    Rejected(Response),
+}
+
+/// Parses one text frame.
+pub fn parse(text: &str, limits: &Limits) -> Incoming {
+    if nests_deeper_than(text, limits.max_json_depth) {
+        return Incoming::Rejected(Response::error(
+            Value::Null,
+            RpcError::parse_error(format!("JSON nested deeper than {} levels", limits.max_json_depth)),
+        ));
+    }
+    let value: Value = match serde_json::from_str(text) {
+        Ok(value) => value,
+        Err(error) => {
+            return Incoming::Rejected(Response::error(Value::Null, RpcError::parse_error(error.to_string())))
+        }
+    };
+    match value {
+        Value::Array(items) if items.is_empty() => Incoming::Rejected(Response::error(
+            Value::Null,
+            RpcError::invalid_request("an empty batch is not a request"),
+        )),
+        Value::Array(items) if items.len() > limits.max_batch => Incoming::Rejected(Response::error(
+            Value::Null,
+            RpcError::limit_reached(format!(
+                "a batch of {} requests exceeds the limit of {}; split it",
+                items.len(),
+                limits.max_batch
+            )),
+        )),
+        Value::Array(items) => Incoming::Batch(items.into_iter().map(request).collect()),
+        other => Incoming::Single(request(other)),
+    }
+}
+
+/// Validates one request object; anything else is the Invalid Request response for it.
+fn request(value: Value) -> Result<Request, Response> {
+    let Value::Object(mut object) = value else {
+        return Err(Response::error(Value::Null, RpcError::invalid_request("a request must be a JSON object")));
+    };
+    // The id is echoed even on an invalid request when it is itself valid, so a client
+    // can tell which of its requests was wrong.
+    let id = match object.remove("id") {
+        None => None,
+        Some(id @ (Value::Null | Value::String(_) | Value::Number(_))) => Some(id),
+        Some(_) => {
+            return Err(Response::error(
+                Value::Null,
+                RpcError::invalid_request("id must be a string, a number or null"),
+            ))
+        }
+    };
+    let invalid = |detail: &str| Response::error(id.clone().unwrap_or(Value::Null), RpcError::invalid_request(detail));
+    if object.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+        return Err(invalid("jsonrpc must be exactly \"2.0\""));
+    }
+    let method = match object.remove("method") {
+        Some(Value::String(method)) => method,
+        Some(_) => return Err(invalid("method must be a string")),
+        None => return Err(invalid("method is missing")),
+    };
+    let params = match object.remove("params") {
+        None => None,
+        Some(params @ (Value::Object(_) | Value::Array(_))) => Some(params),
+        Some(_) => return Err(invalid("params must be an object or an array")),
+    };
+    Ok(Request { id, method, params })
+}
+
+/// A response: `{"jsonrpc":"2.0","id":ID,"result":R}` or `{..,"error":E}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Response {
+    /// The request's id (`null` when it could not be read).
+    pub id: Value,
+    /// The result or the error.
+    pub outcome: Result<Value, RpcError>,
+}
+
+impl Response {
+    /// A success.
+    pub fn result(id: Value, result: Value) -> Self {
+        Response { id, outcome: Ok(result) }
+    }
+
+    /// An error.
+    pub fn error(id: Value, error: RpcError) -> Self {
+        Response { id, outcome: Err(error) }
+    }
+
+    /// The response as a text frame's content.
+    pub fn to_text(&self) -> String {
+        to_text(self)
+    }
+}
+
+impl Serialize for Response {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(3))?;
+        map.serialize_entry("jsonrpc", "2.0")?;
+        map.serialize_entry("id", &self.id)?;
+        match &self.outcome {
+            Ok(result) => map.serialize_entry("result", result)?,
+            Err(error) => map.serialize_entry("error", error)?,
+        }
+        map.end()
+    }
+}
+
+/// A notification from the server: `{"jsonrpc":"2.0","method":M,"params":P}`.
+pub fn notification(method: &str, params: Map<String, Value>) -> String {
+    let mut object = Map::with_capacity(3);
+    object.insert("jsonrpc".into(), "2.0".into());
+    object.insert("method".into(), method.into());
+    object.insert("params".into(), Value::Object(params));
+    to_text(&object)
+}
+
+/// Serializes something the server built itself (maps of strings and numbers).
+pub fn to_text<T: Serialize + ?Sized>(value: &T) -> String {
+    // Serializing values with string keys cannot fail; keep a valid frame regardless.
+    serde_json::to_string(value).unwrap_or_else(|error| {
+        format!(r#"{{"jsonrpc":"2.0","id":null,"error":{{"code":{INTERNAL_ERROR},"message":"Internal error","data":"cannot serialize the response: {error}"}}}}"#)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn single(text: &str) -> Result<Request, Response> {
+        match parse(text, &Limits::default()) {
+            Incoming::Single(request) => request,
+            other => panic!("expected a single request, got {other:?}"),
+        }
+    }
+
+    fn code(response: &Response) -> i64 {
+        response.outcome.as_ref().err().map(|e| e.code).unwrap_or(0)
+    }
+
+    #[test]
+    fn requests_and_notifications_are_told_apart() {
+        let request = single(r#"{"jsonrpc":"2.0","id":7,"method":"session.list"}"#).unwrap();
+        assert_eq!(request.id, Some(json!(7)));
+        let notification = single(r#"{"jsonrpc":"2.0","method":"session.list","params":{}}"#).unwrap();
+        assert_eq!(notification.id, None);
+        assert_eq!(notification.params, Some(json!({})));
+        let null_id = single(r#"{"jsonrpc":"2.0","id":null,"method":"x"}"#).unwrap();
+        assert_eq!(null_id.id, Some(Value::Null));
+    }
+
+    #[test]
+    fn invalid_requests_echo_a_valid_id() {
+        let response = single(r#"{"jsonrpc":"1.0","id":"a","method":"x"}"#).unwrap_err();
+        assert_eq!((code(&response), response.id), (INVALID_REQUEST, json!("a")));
+        let response = single(r#"{"jsonrpc":"2.0","method":1,"params":"bar"}"#).unwrap_err();
+        assert_eq!((code(&response), response.id), (INVALID_REQUEST, Value::Null));
+        let response = single(r#"{"jsonrpc":"2.0","id":{"x":1},"method":"x"}"#).unwrap_err();
+        assert_eq!((code(&response), response.id), (INVALID_REQUEST, Value::Null));
+        let response = single(r#"{"jsonrpc":"2.0","id":3,"method":"x","params":5}"#).unwrap_err();
+        assert_eq!((code(&response), response.id), (INVALID_REQUEST, json!(3)));
+    }
+
+    #[test]
+    fn frames_rejected_as_a_whole() {
+        let limits = Limits { max_batch: 2, ..Limits::default() };
+        for (text, expected) in [
+            (r#"{"jsonrpc": "2.0", "method": "foobar, "params": "bar", "baz]"#, PARSE_ERROR),
+            ("[]", INVALID_REQUEST),
+            ("[1,2,3]", LIMIT_REACHED),
+            (&"[".repeat(10_000), PARSE_ERROR),
+        ] {
+            match parse(text, &limits) {
+                Incoming::Rejected(response) => assert_eq!(code(&response), expected, "{text:.40}"),
+                other => panic!("{text:.40}: expected a rejection, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn responses_serialize_in_wire_shape() {
+        let ok = Response::result(json!(1), json!({"count": 0}));
+        assert_eq!(ok.to_text(), r#"{"jsonrpc":"2.0","id":1,"result":{"count":0}}"#);
+        let err = Response::error(Value::Null, RpcError::invalid_request("x"));
+        assert_eq!(
+            serde_json::from_str::<Value>(&err.to_text()).unwrap(),
+            json!({"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"Invalid Request","data":"x"}})
+        );
+    }
+
+    #[test]
+    fn sdk_errors_map_to_protocol_codes() {
+        use codebeaker::Error;
+        assert_eq!(RpcError::from(Error::SessionNotFound("s".into())).code, SESSION_NOT_FOUND);
+        assert_eq!(RpcError::from(Error::LimitReached("n".into())).code, LIMIT_REACHED);
+        let down = Error::BackendUnavailable { backend: "docker".into(), reason: "down".into() };
+        assert_eq!(RpcError::from(down).code, BACKEND_UNAVAILABLE);
+        assert_eq!(RpcError::from(Error::SessionClosed("s".into())).code, SESSION_CLOSED);
+        let invalid = RpcError::from(Error::InvalidInput("bad".into()));
+        assert_eq!((invalid.code, invalid.data.as_deref()), (INVALID_PARAMS, Some("Invalid input: bad")));
+        assert_eq!(RpcError::from(Error::Internal("x".into())).code, INTERNAL_ERROR);
+    }
+}
