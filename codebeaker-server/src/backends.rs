@@ -94,7 +94,8 @@ impl Backends {
             }
             match start_one(kind, &options).await {
                 Ok((backend, why)) => {
-                    info!(backend = kind.name(), languages = ?backend.languages(), "backend enabled: {why}");
+                    let languages: Vec<&str> = backend.languages().iter().map(|l| l.as_str()).collect();
+                    info!(backend = kind.name(), languages = %languages.join(", "), "backend enabled: {why}");
                     backends.enabled.push(backend);
                 }
                 Err(reason) if required => return Err(BackendError { backend: kind.name(), reason }),
