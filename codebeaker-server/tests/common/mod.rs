@@ -172,3 +172,73 @@ pub async fn health(addr: std::net::SocketAddr) -> Value {
     assert_eq!(status, 200, "{body}");
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("health is not JSON ({e}): {body}"))
 }
+
+/// A server over the real backends: Deno always, Docker when an engine answers.
+pub struct RealServer {
+    pub handle: ServerHandle,
+    /// Why Docker is off, if it is.
+    pub docker_off: Option<String>,
+    /// Why Deno is off, if it is.
+    pub deno_off: Option<String>,
+}
+
+/// Starts a real-backend server. `owner` labels its Docker containers: give each test
+/// its own, since a backend removes containers of its owner left by earlier runs.
+pub async fn real_server(owner: &str, config: ServerConfig) -> RealServer {
+    use codebeaker_server::{BackendChoice, BackendOptions};
+    let options = BackendOptions {
+        choice: BackendChoice::Auto,
+        docker: codebeaker_docker::DockerConfig::default()
+            .with_owner(format!("codebeaker-server-test-{owner}"))
+            .with_pool_size(0),
+    };
+    let backends = Backends::start(options).await.expect("auto selection never fails");
+    let off = |name: &str| backends.disabled.iter().find(|(n, _)| n == name).map(|(_, reason)| reason.clone());
+    let (docker_off, deno_off) = (off("docker"), off("deno"));
+    let handle = Server::bind(config, backends).await.expect("bind").spawn();
+    RealServer { handle, docker_off, deno_off }
+}
+
+impl RealServer {
+    /// Whether Docker sessions can be tested. Without an engine the test is skipped
+    /// loudly, or fails when `CODEBEAKER_REQUIRE_DOCKER=1`.
+    pub fn docker_or_skip(&self, test: &str) -> bool {
+        let Some(reason) = &self.docker_off else { return true };
+        if std::env::var("CODEBEAKER_REQUIRE_DOCKER").as_deref() == Ok("1") {
+            panic!("{test}: CODEBEAKER_REQUIRE_DOCKER=1 but the Docker backend is off: {reason}");
+        }
+        eprintln!("SKIPPED (Docker part of {test}): the Docker backend is off: {reason}; set CODEBEAKER_REQUIRE_DOCKER=1 to fail instead");
+        false
+    }
+
+    /// Whether Deno sessions can be tested. Deno is always on once the server is built
+    /// with it; until codebeaker-deno is wired in, its tests are skipped loudly.
+    pub fn deno_or_skip(&self, test: &str) -> bool {
+        let Some(reason) = &self.deno_off else { return true };
+        if reason.contains("not built into this server") {
+            eprintln!("SKIPPED (Deno part of {test}): {reason}");
+            return false;
+        }
+        panic!("{test}: the Deno backend is off: {reason}");
+    }
+}
+
+/// Asserts the `{success, result, error, durationMs}` envelope.
+pub fn assert_envelope(envelope: &Value) {
+    let object = envelope.as_object().unwrap_or_else(|| panic!("not an envelope: {envelope}"));
+    assert!(object["success"].is_boolean(), "{envelope}");
+    assert!(object.contains_key("result"), "{envelope}");
+    assert!(object["error"].is_null() || object["error"].is_string(), "{envelope}");
+    assert!(object["durationMs"].is_u64(), "{envelope}");
+    let mut keys: Vec<&str> = object.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["durationMs", "error", "result", "success"], "{envelope}");
+}
+
+/// Asserts a successful envelope and returns its `result`.
+pub fn succeeded(envelope: &Value) -> &Value {
+    assert_envelope(envelope);
+    assert_eq!(envelope["success"], true, "{envelope}");
+    assert!(envelope["error"].is_null(), "{envelope}");
+    &envelope["result"]
+}
