@@ -104,6 +104,10 @@ impl Methods {
             let mut config = serde_json::to_value(&info.config).map_err(internal)?;
             if let Some(object) = config.as_object_mut() {
                 object.remove("language");
+                // Permissions are a Deno setting; other sessions would only show defaults.
+                if info.language != Language::Deno {
+                    object.remove("permissions");
+                }
             }
             Ok(json!({
                 "sessionId": info.session_id,
