@@ -97,6 +97,14 @@ impl DockerBackend {
         }
     }
 
+    /// Runs `argv` in container `container` straight through the exec API (create,
+    /// start, read to the end, inspect) as the sandbox user, bypassing sessions, output
+    /// capture and timeouts; returns the exit code. This is the floor the benchmarks
+    /// compare `execute_shell` against; sessions should use [`codebeaker::Sandbox`].
+    pub async fn raw_exec(&self, container: &str, argv: &[&str]) -> Result<Option<i64>> {
+        crate::exec::raw(&self.docker, container, argv, &self.config.sandbox_user).await
+    }
+
     fn spec(&self, config: &SessionConfig) -> Result<SandboxSpec> {
         let image = match &config.docker_image {
             Some(image) => image.clone(),

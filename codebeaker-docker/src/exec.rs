@@ -220,6 +220,24 @@ async fn run_killer(docker: &Docker, container: &str, user: &str) -> Result<(), 
     }
 }
 
+/// The bare exec round trip (see [`crate::DockerBackend::raw_exec`]).
+pub(crate) async fn raw(docker: &Docker, container: &str, argv: &[&str], user: &str) -> Result<Option<i64>, Error> {
+    let options = CreateExecOptions {
+        cmd: Some(argv.iter().map(|a| (*a).to_owned()).collect()),
+        user: Some(user.to_owned()),
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        ..Default::default()
+    };
+    let exec = docker.create_exec(container, options).await.map_err(|e| exec_error(container, "create an exec", e))?;
+    let started = docker.start_exec(&exec.id, None).await.map_err(|e| exec_error(container, "start an exec", e))?;
+    if let StartExecResults::Attached { mut output, .. } = started {
+        while output.next().await.is_some() {}
+    }
+    let info = docker.inspect_exec(&exec.id).await.map_err(|e| exec_error(container, "inspect an exec", e))?;
+    Ok(info.exit_code)
+}
+
 /// Whether the engine reported an `oom` event for `container` since `since` (an exec'd
 /// process killed for memory gives exit code 137 and this event; the container's own
 /// `OOMKilled` flag only covers PID 1).

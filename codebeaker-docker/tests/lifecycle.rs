@@ -27,7 +27,10 @@ async fn pool_leftovers_expiry_and_shutdown() {
     };
     let Some(backend) = common::backend("lifecycle", 2).await else { return };
     assert!(!leftover.is_empty(), "could not start the leftover container");
-    assert!(docker(&["ps", "-aq", "--no-trunc", "--filter", &format!("id={leftover}")]).is_empty(), "the leftover {leftover} was not removed at start-up");
+    assert!(
+        docker(&["ps", "-aq", "--no-trunc", "--filter", &format!("id={leftover}")]).is_empty(),
+        "the leftover {leftover} was not removed at start-up"
+    );
 
     assert!(backend.wait_for_pool(Duration::from_secs(120)).await, "the pool did not fill");
     let pool = backend.pool();
@@ -40,7 +43,10 @@ async fn pool_leftovers_expiry_and_shutdown() {
     let session = manager.create(SessionConfig::new(Language::Python)).await.expect("create");
     let took = started.elapsed();
     assert!(took < Duration::from_millis(500), "a warm create took {took:?}");
-    assert!(spares_before.iter().any(|id| session.container_id.starts_with(id.as_str())), "the session did not get a spare");
+    assert!(
+        spares_before.iter().any(|id| session.container_id.starts_with(id.as_str())),
+        "the session did not get a spare"
+    );
     assert_eq!(pool.ready(Language::Python), 1, "the spare was taken");
     let live = backend.live_sandboxes().await.expect("live");
     assert_eq!(live, vec![session.container_id.clone()], "spares are not live sandboxes");
@@ -53,7 +59,8 @@ async fn pool_leftovers_expiry_and_shutdown() {
     custom.memory_limit_mb = 256;
     let cold = manager.create(custom).await.expect("create");
     assert_eq!(pool.ready(Language::Python), 2);
-    let memory = docker(&["inspect", "--format", "{{.HostConfig.Memory}} {{.HostConfig.MemorySwap}}", &cold.container_id]);
+    let memory =
+        docker(&["inspect", "--format", "{{.HostConfig.Memory}} {{.HostConfig.MemorySwap}}", &cold.container_id]);
     assert_eq!(memory, format!("{0} {0}", 256 * 1024 * 1024), "memory limit without swap");
 
     // Closing removes the container and its workspace volume.
