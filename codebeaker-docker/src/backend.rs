@@ -72,12 +72,14 @@ impl DockerBackend {
     }
 
     /// Removes every container labelled with this backend's owner that it does not hold
-    /// (left by a crashed earlier run); returns how many. Called by [`DockerBackend::connect`].
+    /// (left by a crashed earlier run), and the owner's workspace volumes no container
+    /// uses; returns how many containers. Called by [`DockerBackend::connect`].
     pub async fn remove_leftovers(&self) -> Result<usize> {
         let owned = container::list_owned(&self.docker, &self.config.owner).await?;
         let held: HashSet<String> = self.live.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let stale: Vec<&String> = owned.iter().filter(|id| !held.contains(*id)).collect();
         futures::future::join_all(stale.iter().map(|id| container::remove(&self.docker, id))).await;
+        container::remove_unused_volumes(&self.docker, &self.config.owner).await?;
         Ok(stale.len())
     }
 

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 
 use bollard::errors::Error as DockerError;
 use bollard::query_parameters::{
-    CreateContainerOptions, InspectContainerOptions, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
-    StartContainerOptions,
+    CreateContainerOptions, InspectContainerOptions, ListContainersOptionsBuilder, ListVolumesOptionsBuilder,
+    RemoveContainerOptionsBuilder, RemoveVolumeOptions, StartContainerOptions,
 };
 use bollard::Docker;
 use codebeaker::Error;
@@ -104,6 +104,22 @@ pub(crate) async fn list_owned(docker: &Docker, owner: &str) -> Result<Vec<Strin
     let containers =
         docker.list_containers(Some(options)).await.map_err(|e| engine_error("list sandbox containers", e))?;
     Ok(containers.into_iter().filter_map(|c| c.id).collect())
+}
+
+/// Removes workspace volumes labelled with `owner` that no container uses any more (left
+/// when a container was removed without its volumes, e.g. by hand); returns how many.
+pub(crate) async fn remove_unused_volumes(docker: &Docker, owner: &str) -> Result<usize, Error> {
+    let filters = HashMap::from([("label", vec![format!("{LABEL_OWNER}={owner}")])]);
+    let options = ListVolumesOptionsBuilder::new().filters(&filters).build();
+    let listed = docker.list_volumes(Some(options)).await.map_err(|e| engine_error("list sandbox volumes", e))?;
+    let mut removed = 0;
+    for volume in listed.volumes.unwrap_or_default() {
+        // A volume still mounted by a container is refused (409) and stays.
+        if docker.remove_volume(&volume.name, None::<RemoveVolumeOptions>).await.is_ok() {
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 /// Why a container can no longer run commands, or `None` while it runs.

@@ -24,13 +24,18 @@ use tracing::{debug, warn};
 
 use crate::container::{engine_error, short, status_of};
 
-/// Kills every process of the calling user but itself, until none is left (zombies keep
-/// `kill` succeeding until init reaps them, hence the bounded loop). Builtins only: a
-/// fork bomb leaves no room for new processes.
-const KILL_SCRIPT: &str = "i=0; while kill -9 -1 2>/dev/null && [ $i -lt 5000 ]; do i=$((i+1)); done";
+/// Kills every process of the calling user but itself. One `kill -9 -1` reaches every
+/// process at once, and a process with a pending `SIGKILL` cannot complete a fork, so a
+/// few rounds suffice even against a fork bomb; the loop also ends as soon as nothing is
+/// left to signal. (Zombies keep `kill` succeeding until init reaps them, so it must be
+/// bounded: unbounded, it spun for seconds on a loaded machine.) Builtins only: a fork
+/// bomb leaves no room for new processes.
+const KILL_SCRIPT: &str = "i=0; while [ $i -lt 20 ] && kill -9 -1 2>/dev/null; do i=$((i+1)); done";
 
-/// How long to wait for output to end after the killer ran.
-const DRAIN_AFTER_KILL: Duration = Duration::from_secs(5);
+/// How long to wait for output to end after the killer ran (then it runs once more).
+const DRAIN_AFTER_KILL: Duration = Duration::from_secs(2);
+/// How long the killer exec may take.
+const KILLER_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// One program to run.
 #[derive(Debug, Clone)]
@@ -114,11 +119,17 @@ pub(crate) async fn run(
 
     let deadline = tokio::time::Instant::now() + timeout;
     let mut timed_out = false;
+    let mut kills = 0;
     let mut stream_error = None;
     loop {
         let next = if timed_out {
             match tokio::time::timeout(DRAIN_AFTER_KILL, stream.next()).await {
                 Ok(next) => next,
+                Err(_) if kills < 2 => {
+                    kills += 1;
+                    kill_sandbox_processes(docker, container, &request.user, pids_limit).await?;
+                    continue;
+                }
                 Err(_) => {
                     warn!(container = %short(container), "output did not end after the kill; giving up on it");
                     break;
@@ -129,6 +140,7 @@ pub(crate) async fn run(
                 Ok(next) => next,
                 Err(_) => {
                     timed_out = true;
+                    kills += 1;
                     debug!(container = %short(container), ?timeout, "command timed out; killing its processes");
                     kill_sandbox_processes(docker, container, &request.user, pids_limit).await?;
                     continue;
@@ -208,9 +220,9 @@ async fn run_killer(docker: &Docker, container: &str, user: &str) -> Result<(), 
     let started =
         docker.start_exec(&exec.id, None).await.map_err(|e| exec_error(container, "start the killer exec", e))?;
     if let StartExecResults::Attached { mut output, .. } = started {
-        let drained = tokio::time::timeout(Duration::from_secs(20), async { while output.next().await.is_some() {} });
+        let drained = tokio::time::timeout(KILLER_TIMEOUT, async { while output.next().await.is_some() {} });
         if drained.await.is_err() {
-            return Err(Error::Internal("the killer exec did not finish within 20 s".into()));
+            return Err(Error::Internal(format!("the killer exec did not finish within {KILLER_TIMEOUT:?}")));
         }
     }
     match docker.inspect_exec(&exec.id).await {

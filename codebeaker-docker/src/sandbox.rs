@@ -96,9 +96,10 @@ impl DockerSandbox {
                 Command::ExecuteCode(c) => self.code(c, &context).await.map(CommandResult::ExecuteCode),
             }
         };
-        // Programs enforce their own timeout (and kill what runs); this bounds the engine
-        // calls of file commands, which should take milliseconds.
-        let result = match tokio::time::timeout(timeout + Duration::from_secs(5), running).await {
+        // Programs enforce their own timeout (kill, then drain: at most ~8 s more, inside
+        // the session manager's grace); this also bounds the engine calls of file
+        // commands, which should take milliseconds.
+        let result = match tokio::time::timeout(timeout + Duration::from_secs(9), running).await {
             Ok(result) => result,
             Err(_) => Err(Error::Internal(format!(
                 "the docker engine did not finish the command within {} ms",
@@ -135,12 +136,24 @@ impl DockerSandbox {
         if outcome.timed_out || outcome.exit_code != Some(SIGKILL_EXIT) {
             return Ok(None);
         }
-        if let Some(reason) = container::diagnose(&self.docker, &self.id, self.memory_limit_mb).await {
-            return Err(self.mark_failed(reason));
+        if exec::oom_since(&self.docker, &self.id, outcome.started_at).await {
+            if let Some(reason) = container::diagnose(&self.docker, &self.id, self.memory_limit_mb).await {
+                return Err(self.mark_failed(reason));
+            }
+            return Ok(Some(format!(
+                "the program was killed: out of memory (sandbox memory limit {} MB)",
+                self.memory_limit_mb
+            )));
         }
-        Ok(exec::oom_since(&self.docker, &self.id, outcome.started_at).await.then(|| {
-            format!("the program was killed: out of memory (sandbox memory limit {} MB)", self.memory_limit_mb)
-        }))
+        // Killed, not for memory: maybe the whole container was (the exec's stream can end
+        // before the engine records the container as stopped, so look a few times).
+        for _ in 0..5 {
+            if let Some(reason) = container::diagnose(&self.docker, &self.id, self.memory_limit_mb).await {
+                return Err(self.mark_failed(reason));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(None)
     }
 
     async fn shell(&self, command: ExecuteShell, context: &ExecContext) -> Result<codebeaker::ShellResult> {

@@ -19,14 +19,21 @@ fn docker(args: &[&str]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pool_leftovers_expiry_and_shutdown() {
     // A container "left by a crashed earlier run" (only when an engine answers).
-    let leftover = if docker(&["info", "--format", "{{.ServerVersion}}"]).is_empty() {
-        String::new()
+    let label = format!("org.codebeaker.owner={OWNER}");
+    let (leftover, orphan_volume) = if docker(&["info", "--format", "{{.ServerVersion}}"]).is_empty() {
+        (String::new(), String::new())
     } else {
-        let label = format!("org.codebeaker.owner={OWNER}");
-        docker(&["run", "-d", "--network", "none", "--label", &label, "codebeaker-python:latest", "sleep", "600"])
+        (
+            docker(&["run", "-d", "--network", "none", "--label", &label, "codebeaker-python:latest", "sleep", "600"]),
+            docker(&["volume", "create", "--label", &label]),
+        )
     };
     let Some(backend) = common::backend("lifecycle", 2).await else { return };
     assert!(!leftover.is_empty(), "could not start the leftover container");
+    assert!(
+        docker(&["volume", "ls", "-q", "--filter", &format!("name={orphan_volume}")]).is_empty(),
+        "the orphaned volume {orphan_volume} was not removed at start-up"
+    );
     assert!(
         docker(&["ps", "-aq", "--no-trunc", "--filter", &format!("id={leftover}")]).is_empty(),
         "the leftover {leftover} was not removed at start-up"

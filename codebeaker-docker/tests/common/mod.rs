@@ -21,7 +21,9 @@ pub async fn backend(owner: &str, pool_size: usize) -> Option<Arc<DockerBackend>
             if std::env::var("CODEBEAKER_REQUIRE_DOCKER").as_deref() == Ok("1") {
                 panic!("CODEBEAKER_REQUIRE_DOCKER=1 but the docker backend cannot start: {e}");
             }
-            eprintln!("\n*** SKIPPED: docker backend tests ({owner}): {e} ***\n");
+            // Straight to the stderr handle: the test harness captures `eprintln!`.
+            use std::io::Write as _;
+            let _ = writeln!(std::io::stderr(), "\n*** SKIPPED: docker backend tests ({owner}): {e} ***\n");
             None
         }
     }
