@@ -34,6 +34,9 @@ const KILL_SCRIPT: &str = "i=0; while [ $i -lt 20 ] && kill -9 -1 2>/dev/null; d
 
 /// How long to wait for output to end after the killer ran (then it runs once more).
 const DRAIN_AFTER_KILL: Duration = Duration::from_secs(2);
+/// Longest the kill-and-drain phase after a timeout may take in all: the command's result
+/// must reach the session manager well within its grace period (10 s by default).
+const KILL_PHASE: Duration = Duration::from_secs(6);
 /// How long the killer exec may take.
 const KILLER_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -123,11 +126,17 @@ pub(crate) async fn run(
     let mut stream_error = None;
     loop {
         let next = if timed_out {
-            match tokio::time::timeout(DRAIN_AFTER_KILL, stream.next()).await {
+            let give_up = deadline + KILL_PHASE;
+            let wait = DRAIN_AFTER_KILL.min(give_up.saturating_duration_since(tokio::time::Instant::now()));
+            match tokio::time::timeout(wait, stream.next()).await {
                 Ok(next) => next,
-                Err(_) if kills < 2 => {
+                Err(_) if kills < 2 && tokio::time::Instant::now() < give_up => {
                     kills += 1;
-                    kill_sandbox_processes(docker, container, &request.user, pids_limit).await?;
+                    let left = give_up.saturating_duration_since(tokio::time::Instant::now());
+                    let killing = kill_sandbox_processes(docker, container, &request.user, pids_limit);
+                    if !matches!(tokio::time::timeout(left, killing).await, Ok(Ok(()))) {
+                        warn!(container = %short(container), "second kill failed or ran out of time");
+                    }
                     continue;
                 }
                 Err(_) => {
@@ -142,7 +151,14 @@ pub(crate) async fn run(
                     timed_out = true;
                     kills += 1;
                     debug!(container = %short(container), ?timeout, "command timed out; killing its processes");
-                    kill_sandbox_processes(docker, container, &request.user, pids_limit).await?;
+                    let killing = kill_sandbox_processes(docker, container, &request.user, pids_limit);
+                    match tokio::time::timeout(KILL_PHASE, killing).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => {
+                            warn!(container = %short(container), error = %e, "killing after a timeout failed")
+                        }
+                        Err(_) => warn!(container = %short(container), "killing after a timeout ran out of time"),
+                    }
                     continue;
                 }
             }

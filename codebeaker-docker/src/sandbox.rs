@@ -184,6 +184,12 @@ impl DockerSandbox {
         }
         let exit_code = outcome.exit_code.unwrap_or(-1);
         let mut result = output.into_shell_result(exit_code, millis(outcome.duration), outcome.timed_out);
+        if result.exit_code == 126 && result.stdout.starts_with("OCI runtime exec failed") {
+            // The program could not start: its own fault, or a container that just died.
+            if let Some(reason) = container::diagnose(&self.docker, &self.id, self.memory_limit_mb).await {
+                return Err(self.mark_failed(reason));
+            }
+        }
         explain_start_failure(&mut result, &command.command_name, &working_dir);
         Ok(result)
     }
