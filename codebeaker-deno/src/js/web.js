@@ -1,0 +1,312 @@
+// Web-platform globals that deno_core leaves to embedders: timers, TextEncoder/TextDecoder,
+// URL/URLSearchParams, structuredClone.
+
+const { op_cb_url_parse } = core.ops;
+const createTimer = core.createTimer;
+const cancelTimer = core.cancelTimer;
+
+// ---- timers ---------------------------------------------------------------------------
+const activeTimers = new Map();
+let nextTimerId = 1;
+
+function startTimer(callback, delay, args, repeat) {
+  if (typeof callback !== "function") {
+    const source = String(callback);
+    callback = () => (0, eval)(source);
+  }
+  const id = nextTimerId++;
+  const ms = Math.max(0, Number(delay) || 0);
+  const timer = createTimer(() => {
+    if (!repeat) activeTimers.delete(id);
+    callback(...args);
+  }, ms, undefined, repeat, true);
+  activeTimers.set(id, timer);
+  return id;
+}
+
+function stopTimer(id) {
+  const timer = activeTimers.get(id);
+  if (timer !== undefined) {
+    activeTimers.delete(id);
+    cancelTimer(timer);
+  }
+}
+
+const setTimeout = (callback, delay = 0, ...args) => startTimer(callback, delay, args, false);
+const setInterval = (callback, delay = 0, ...args) => startTimer(callback, delay, args, true);
+const clearTimeout = (id) => stopTimer(id);
+const clearInterval = (id) => stopTimer(id);
+
+/** Cancels every pending timer (called from Rust after a command timed out). */
+function cancelAllTimers() {
+  for (const id of [...activeTimers.keys()]) stopTimer(id);
+}
+
+// ---- text encoding --------------------------------------------------------------------
+function toBytes(input) {
+  if (input === undefined) return new Uint8Array(0);
+  if (input instanceof Uint8Array) return input;
+  if (ArrayBuffer.isView(input)) return new Uint8Array(input.buffer, input.byteOffset, input.byteLength);
+  if (input instanceof ArrayBuffer || input instanceof SharedArrayBuffer) return new Uint8Array(input);
+  throw new TypeError("The provided value is not of type '(ArrayBuffer or ArrayBufferView)'");
+}
+
+class TextEncoder {
+  get encoding() {
+    return "utf-8";
+  }
+  encode(input = "") {
+    return core.encode(String(input));
+  }
+  encodeInto(input, dest) {
+    const bytes = core.encode(String(input));
+    let written = 0;
+    let read = 0;
+    // Copy whole characters only.
+    for (const ch of String(input)) {
+      const size = core.encode(ch).length;
+      if (written + size > dest.length) break;
+      dest.set(bytes.subarray(written, written + size), written);
+      written += size;
+      read += ch.length;
+    }
+    return { read, written };
+  }
+}
+
+class TextDecoder {
+  #fatal;
+  #ignoreBOM;
+  constructor(label = "utf-8", options = {}) {
+    const normalized = String(label).trim().toLowerCase();
+    if (normalized !== "utf-8" && normalized !== "utf8" && normalized !== "unicode-1-1-utf-8") {
+      throw new RangeError(`The encoding label provided ('${label}') is invalid or not supported.`);
+    }
+    this.#fatal = Boolean(options.fatal);
+    this.#ignoreBOM = Boolean(options.ignoreBOM);
+  }
+  get encoding() {
+    return "utf-8";
+  }
+  get fatal() {
+    return this.#fatal;
+  }
+  get ignoreBOM() {
+    return this.#ignoreBOM;
+  }
+  decode(input, _options) {
+    let bytes = toBytes(input);
+    if (!this.#ignoreBOM && bytes.length >= 3 && bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf) {
+      bytes = bytes.subarray(3);
+    }
+    const text = core.decode(bytes.slice());
+    if (this.#fatal && text.includes("\ufffd") && !core.decode(core.encode(text)).includes("\ufffd")) {
+      throw new TypeError("The encoded data is not valid.");
+    }
+    return text;
+  }
+}
+
+// ---- URL ------------------------------------------------------------------------------
+const urlParts = new WeakMap();
+
+function parseUrl(href, base) {
+  return op_cb_url_parse(String(href), base === undefined ? "" : String(base));
+}
+
+class URLSearchParams {
+  #list = [];
+  #url = null;
+  constructor(init = "") {
+    if (typeof init === "string") {
+      this.#parse(init);
+    } else if (init && typeof init === "object") {
+      const pairs = typeof init[Symbol.iterator] === "function" ? init : Object.entries(init);
+      for (const pair of pairs) {
+        const [k, v] = [...pair];
+        this.#list.push([String(k), String(v)]);
+      }
+    }
+  }
+  #parse(text) {
+    this.#list = [];
+    const query = text.startsWith("?") ? text.slice(1) : text;
+    for (const part of query.split("&")) {
+      if (!part) continue;
+      const eq = part.indexOf("=");
+      const decode = (s) => {
+        try {
+          return decodeURIComponent(s.replaceAll("+", " "));
+        } catch {
+          return s;
+        }
+      };
+      this.#list.push(eq < 0 ? [decode(part), ""] : [decode(part.slice(0, eq)), decode(part.slice(eq + 1))]);
+    }
+  }
+  static _attach(params, url, search) {
+    params.#url = url;
+    params.#parse(search);
+  }
+  #update() {
+    if (this.#url) this.#url._setSearch(this.toString());
+  }
+  get size() {
+    return this.#list.length;
+  }
+  append(name, value) {
+    this.#list.push([String(name), String(value)]);
+    this.#update();
+  }
+  delete(name) {
+    this.#list = this.#list.filter(([k]) => k !== String(name));
+    this.#update();
+  }
+  get(name) {
+    return this.#list.find(([k]) => k === String(name))?.[1] ?? null;
+  }
+  getAll(name) {
+    return this.#list.filter(([k]) => k === String(name)).map(([, v]) => v);
+  }
+  has(name) {
+    return this.#list.some(([k]) => k === String(name));
+  }
+  set(name, value) {
+    const key = String(name);
+    const index = this.#list.findIndex(([k]) => k === key);
+    if (index < 0) this.#list.push([key, String(value)]);
+    else {
+      this.#list[index] = [key, String(value)];
+      this.#list = this.#list.filter(([k], i) => k !== key || i === index);
+    }
+    this.#update();
+  }
+  sort() {
+    this.#list.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    this.#update();
+  }
+  forEach(callback, thisArg) {
+    for (const [k, v] of this.#list) callback.call(thisArg, v, k, this);
+  }
+  *entries() {
+    yield* this.#list.map(([k, v]) => [k, v]);
+  }
+  *keys() {
+    for (const [k] of this.#list) yield k;
+  }
+  *values() {
+    for (const [, v] of this.#list) yield v;
+  }
+  [Symbol.iterator]() {
+    return this.entries();
+  }
+  toString() {
+    const encode = (s) => encodeURIComponent(s).replace(/%20/g, "+").replace(/[!'()~]/g, (c) => "%" + c.charCodeAt(0).toString(16).toUpperCase());
+    return this.#list.map(([k, v]) => `${encode(k)}=${encode(v)}`).join("&");
+  }
+}
+
+class URL {
+  #searchParams = new URLSearchParams();
+  constructor(url, base) {
+    urlParts.set(this, parseUrl(url, base));
+    URLSearchParams._attach(this.#searchParams, this, urlParts.get(this).search);
+  }
+  static canParse(url, base) {
+    try {
+      parseUrl(url, base);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+  static parse(url, base) {
+    try {
+      return new URL(url, base);
+    } catch {
+      return null;
+    }
+  }
+  #reparse(href) {
+    urlParts.set(this, parseUrl(href));
+    URLSearchParams._attach(this.#searchParams, this, urlParts.get(this).search);
+  }
+  _setSearch(search) {
+    const p = urlParts.get(this);
+    const base = p.href.slice(0, p.href.length - p.search.length - p.hash.length);
+    urlParts.set(this, parseUrl(base + (search ? "?" + search : "") + p.hash));
+  }
+  get href() {
+    return urlParts.get(this).href;
+  }
+  set href(value) {
+    this.#reparse(value);
+  }
+  get origin() {
+    return urlParts.get(this).origin;
+  }
+  get protocol() {
+    return urlParts.get(this).protocol;
+  }
+  get username() {
+    return urlParts.get(this).username;
+  }
+  get password() {
+    return urlParts.get(this).password;
+  }
+  get host() {
+    return urlParts.get(this).host;
+  }
+  get hostname() {
+    return urlParts.get(this).hostname;
+  }
+  get port() {
+    return urlParts.get(this).port;
+  }
+  get pathname() {
+    return urlParts.get(this).pathname;
+  }
+  set pathname(value) {
+    const p = urlParts.get(this);
+    const path = String(value).startsWith("/") ? String(value) : "/" + value;
+    this.#reparse(p.origin + path + p.search + p.hash);
+  }
+  get search() {
+    return urlParts.get(this).search;
+  }
+  set search(value) {
+    const text = String(value);
+    this._setSearch(text.startsWith("?") ? text.slice(1) : text);
+    URLSearchParams._attach(this.#searchParams, this, urlParts.get(this).search);
+  }
+  get hash() {
+    return urlParts.get(this).hash;
+  }
+  set hash(value) {
+    const p = urlParts.get(this);
+    const text = String(value);
+    const base = p.href.slice(0, p.href.length - p.hash.length);
+    this.#reparse(base + (text ? (text.startsWith("#") ? text : "#" + text) : ""));
+  }
+  get searchParams() {
+    return this.#searchParams;
+  }
+  toString() {
+    return this.href;
+  }
+  toJSON() {
+    return this.href;
+  }
+}
+
+// ---- structuredClone ------------------------------------------------------------------
+function structuredClone(value) {
+  try {
+    return core.structuredClone(value);
+  } catch (error) {
+    if (error instanceof Error && /serializ|clone/i.test(error.message)) {
+      throw new DOMException(error.message, "DataCloneError");
+    }
+    throw error;
+  }
+}

@@ -1,0 +1,67 @@
+//! Helpers shared by the Deno backend's behaviour tests.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use codebeaker::{
+    Command, CommandOutcome, DenoPermissions, ExecOptions, Language, ManagerConfig, SessionConfig, SessionManager,
+};
+use codebeaker_deno::{DenoBackend, DenoConfig};
+
+/// A backend with a small pool, workspaces under a fresh temporary directory.
+pub fn backend() -> (tempfile::TempDir, Arc<DenoBackend>) {
+    let root = tempfile::tempdir().expect("temp dir");
+    let backend =
+        DenoBackend::new(DenoConfig { pool_size: 2, workspace_root: root.path().to_path_buf() }).expect("deno backend");
+    (root, backend)
+}
+
+/// A manager over a fresh backend.
+pub fn manager() -> (tempfile::TempDir, Arc<DenoBackend>, SessionManager) {
+    let (root, backend) = backend();
+    let manager = SessionManager::new(vec![backend.clone()], ManagerConfig::default());
+    (root, backend, manager)
+}
+
+/// Opens a Deno session with `permissions`.
+pub async fn session_with(manager: &SessionManager, permissions: DenoPermissions) -> String {
+    let mut config = SessionConfig::new(Language::Deno);
+    config.permissions = permissions;
+    manager.create(config).await.expect("create a deno session").session_id
+}
+
+/// Opens a Deno session with the default permissions.
+pub async fn session(manager: &SessionManager) -> String {
+    session_with(manager, DenoPermissions::default()).await
+}
+
+/// Runs any command.
+pub async fn command(manager: &SessionManager, id: &str, command: Command) -> CommandOutcome {
+    manager.execute(id, command, ExecOptions::default()).await.expect("the command ran")
+}
+
+/// Runs `code` with `execute_code`.
+pub async fn run(manager: &SessionManager, id: &str, code: &str) -> CommandOutcome {
+    command(manager, id, Command::code(code)).await
+}
+
+/// Runs `code` with a timeout.
+pub async fn run_for(manager: &SessionManager, id: &str, code: &str, timeout: Duration) -> CommandOutcome {
+    let options = ExecOptions { timeout: Some(timeout), output: None };
+    manager.execute(id, Command::code(code), options).await.expect("the command ran")
+}
+
+/// The output of code that must succeed.
+pub async fn output(manager: &SessionManager, id: &str, code: &str) -> String {
+    let outcome = run(manager, id, code).await;
+    assert!(outcome.success, "expected success for {code:?}: {:?}", outcome.to_json());
+    outcome.to_json()["result"].as_str().unwrap_or_default().to_owned()
+}
+
+/// The error message of code that must fail.
+pub async fn error(manager: &SessionManager, id: &str, code: &str) -> String {
+    let outcome = run(manager, id, code).await;
+    assert!(!outcome.success, "expected failure for {code:?}: {:?}", outcome.to_json());
+    outcome.to_json()["error"].as_str().unwrap_or_default().to_owned()
+}
