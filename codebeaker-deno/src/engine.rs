@@ -107,6 +107,12 @@ impl Engine {
     /// Runs one cell and reports what it printed and how it ended.
     pub fn run(&mut self, run: Run, watchdog: &Watchdog, closing: &AtomicBool) -> CodeResult {
         let started = Instant::now();
+        // A termination requested after the previous command ended (the allocator limit
+        // tripping while it wound down) belongs to no command: drop it.
+        let isolate = self.runtime.v8_isolate();
+        if isolate.is_execution_terminating() {
+            isolate.cancel_terminate_execution();
+        }
         let collector = OutputCollector::new(run.output_limit, run.output);
         self.runtime.op_state().borrow_mut().put(CommandOutput(Some(collector)));
         let outcome = match transpile::compile_cell(&run.code) {
@@ -228,6 +234,9 @@ fn js_message(error: &JsError) -> String {
 fn core_message(error: CoreError) -> String {
     match *error.0 {
         CoreErrorKind::Js(js) => js_message(&js),
+        CoreErrorKind::PendingPromiseResolution => {
+            "Top-level await promise never resolved: nothing is left that could settle it".to_owned()
+        }
         other => other.to_string(),
     }
 }

@@ -199,7 +199,7 @@ function formatObject(value, ctx, level) {
     return `Promise { ${inner} }`;
   }
   if (tag === "WeakMap" || tag === "WeakSet" || tag === "WeakRef") return `${tag} { <items unknown> }`;
-  if (level > ctx.depth) {
+  if (level > 0 && level >= ctx.depth) {
     if (Array.isArray(value)) return "[Array]";
     const name = constructorName(value);
     return `[${name ?? "Object"}]`;

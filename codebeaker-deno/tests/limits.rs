@@ -1,0 +1,110 @@
+//! Hard limits: wall-clock timeouts that interrupt JS, heap limits that stop memory bombs
+//! (even ones that catch their own error) without hurting the host or other sessions.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use codebeaker::{Error, Language, SessionConfig};
+use common::*;
+
+async fn small_heap_session(manager: &codebeaker::SessionManager, mb: u64) -> String {
+    let mut config = SessionConfig::new(Language::Deno);
+    config.memory_limit_mb = mb;
+    manager.create(config).await.expect("create").session_id
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn infinite_loops_time_out_and_the_session_stays_usable() {
+    let (_root, _backend, manager) = manager();
+    let id = session(&manager).await;
+    output(&manager, &id, "globalThis.kept = 'still here';").await;
+    for spin in [
+        "while (true) {}",
+        "for (;;) { try { while (true) {} } catch (e) { console.log('caught', e) } }",
+        "(async () => { while (true) { await null; } })()",
+        "await new Promise((r) => setTimeout(r, 60_000))",
+        "(async () => { while (true) { await new Promise((r) => setTimeout(r, 0)); } })()",
+        "setInterval(() => {}, 5)",
+    ] {
+        let started = Instant::now();
+        let outcome = run_for(&manager, &id, spin, Duration::from_millis(500)).await;
+        assert!(matches!(outcome.error, Some(Error::TimedOut(_))), "{spin}: {:?}", outcome.to_json());
+        assert!(started.elapsed() < Duration::from_secs(5), "{spin} stopped late: {:?}", started.elapsed());
+        let after = run_for(&manager, &id, "console.log(kept)", Duration::from_secs(5)).await;
+        assert_eq!(after.to_json()["result"], "still here", "after {spin}: {:?}", after.to_json());
+    }
+    // Nothing left to wait for: Deno's own answer, at once.
+    let never = error(&manager, &id, "await new Promise(() => {})").await;
+    assert!(never.contains("never resolved"), "{never}");
+    manager.close(&id).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn atomics_wait_cannot_block_the_session() {
+    let (_root, _backend, manager) = manager();
+    let id = session(&manager).await;
+    let message = error(&manager, &id, "Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0)").await;
+    assert!(message.contains("Atomics.wait is not available"), "{message}");
+    manager.close(&id).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn memory_bombs_fail_their_command_only() {
+    let (_root, _backend, manager) = manager();
+    let bystander = session(&manager).await;
+    output(&manager, &bystander, "globalThis.mine = 'bystander'").await;
+    let id = small_heap_session(&manager, 64).await;
+    for bomb in [
+        "{ const hoard = []; while (true) hoard.push(new Array(100_000).fill(1.5)); }",
+        // Catches its own out-of-memory error and keeps going.
+        "{ let keep = []; for (;;) { try { keep.push(new Array(100_000).fill(1.5)); } catch (e) { keep = []; } } }",
+        "{ const big = new Uint8Array(1024 * 1024 * 1024); console.log(big.length); }",
+        "{ const buffers = []; while (true) buffers.push(new ArrayBuffer(1 << 20)); }",
+        "{ const parts = []; for (;;) { try { parts.push('x'.repeat(1 << 20) + Math.random()); } catch {} } }",
+        "(async () => { const held = []; for (;;) { held.push(new Array(50_000).fill(2.5)); await null; } })()",
+    ] {
+        let started = Instant::now();
+        let outcome = run_for(&manager, &id, bomb, Duration::from_secs(30)).await;
+        let json = outcome.to_json();
+        assert!(!outcome.success, "{bomb}: {json:?}");
+        let message = json["error"].as_str().unwrap_or_default();
+        assert!(message.contains("memory limit") && message.contains("64 MB"), "{bomb}: {json:?}");
+        assert!(started.elapsed() < Duration::from_secs(20), "{bomb} took {:?}", started.elapsed());
+        assert_eq!(output(&manager, &id, "console.log('alive', 6 * 7)").await, "alive 42", "after {bomb}");
+        assert_eq!(output(&manager, &bystander, "console.log(mine)").await, "bystander");
+    }
+    // Memory a global still holds stays used: the limit keeps failing clearly until the
+    // code lets go of it, and then the session works again.
+    let held =
+        error(&manager, &id, "globalThis.hoard = []; while (true) hoard.push(new Array(100_000).fill(1.5));").await;
+    assert!(held.contains("memory limit"), "{held}");
+    let still_full = error(&manager, &id, "const more = new Array(4_000_000).fill(1.5);").await;
+    assert!(still_full.contains("memory limit"), "{still_full}");
+    output(&manager, &id, "hoard = null;").await;
+    assert_eq!(output(&manager, &id, "console.log(new Array(1_000_000).fill(1).length)").await, "1000000");
+    manager.close(&id).await.unwrap();
+    manager.close(&bystander).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn closing_a_session_stops_its_running_code() {
+    let (_root, backend, manager) = manager();
+    let id = session(&manager).await;
+    let manager = std::sync::Arc::new(manager);
+    let running = {
+        let manager = manager.clone();
+        let id = id.clone();
+        tokio::spawn(async move {
+            let options = codebeaker::ExecOptions { timeout: Some(Duration::from_secs(60)), output: None };
+            manager.execute(&id, codebeaker::Command::code("while (true) {}"), options).await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    manager.close(&id).await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5), "close took {:?}", started.elapsed());
+    let outcome = tokio::time::timeout(Duration::from_secs(5), running).await.expect("the command ended").unwrap();
+    assert!(outcome.as_ref().map_or(true, |o| !o.success), "{outcome:?}");
+    assert!(codebeaker::Backend::live_sandboxes(&*backend).await.unwrap().is_empty());
+}
