@@ -1,12 +1,13 @@
 //! From what an agent sends to what the engine runs: TypeScript types stripped with `oxc`,
 //! and each `execute_code` cell shaped so that it behaves like a REPL turn.
 //!
-//! A cell is a classic script whenever it parses as one: its top-level `const`, `let`,
-//! `function` and `class` then live in the global scope and the next cell sees them.
-//! A cell that needs module syntax (top-level `await`, `import`, `export`) cannot be a
-//! script, so it becomes an async function run as a script: its top-level declarations
-//! turn into assignments to globals, `import x from "./m.ts"` into
-//! `await import("./m.ts")`, and `export` is dropped (there is no importer of a cell).
+//! Every cell runs as a classic script. Its top-level declarations (`const`, `let`, `var`,
+//! `class`, imported names) become globals declared with `var` and assigned where the
+//! declaration stood, so the next cell sees them and may declare them again (as in Deno's
+//! REPL; `const` is not enforced across cells). A cell that needs module syntax
+//! (top-level `await`, `import`, `export`) runs inside an async function:
+//! `import x from "./m.ts"` becomes `await import("./m.ts")`, function declarations are
+//! published as globals, and `export` is dropped (nothing imports a cell).
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -43,13 +44,18 @@ pub(crate) fn compile_cell(source: &str) -> Result<Cell, String> {
     if let Some(error) = parsed.diagnostics.first() {
         return Err(syntax_error(&js, error));
     }
-    if !needs_module(&parsed.program) {
-        return Ok(Cell { script: js, wrapped: false });
-    }
-    let mut rewriter = Rewriter { js: &js, hoisted: String::new(), body: String::new(), modules: 0 };
+    let wrapped = needs_module(&parsed.program);
+    let mut rewriter =
+        Rewriter { js: &js, declared: Vec::new(), hoisted: String::new(), body: String::new(), modules: 0 };
     rewriter.program(&parsed.program);
-    let script = format!("(async () => {{\n{}{}\n}})()", rewriter.hoisted, rewriter.body);
-    Ok(Cell { script, wrapped: true })
+    let prelude =
+        if rewriter.declared.is_empty() { String::new() } else { format!("var {};\n", rewriter.declared.join(", ")) };
+    let script = if wrapped {
+        format!("{prelude}(async () => {{\n{}{}\n}})()", rewriter.hoisted, rewriter.body)
+    } else {
+        format!("{prelude}{}", rewriter.body)
+    };
+    Ok(Cell { script, wrapped })
 }
 
 /// Whether a program uses module syntax: `import`/`export` or top-level `await`.
@@ -128,6 +134,8 @@ fn syntax_error(source: &str, error: &OxcDiagnostic) -> String {
 
 struct Rewriter<'s> {
     js: &'s str,
+    /// Names the cell declares at top level, declared as globals (`var`) before it runs.
+    declared: Vec<String>,
     /// Statements that must run before the body (function declarations made global).
     hoisted: String,
     body: String,
@@ -135,6 +143,12 @@ struct Rewriter<'s> {
 }
 
 impl<'s> Rewriter<'s> {
+    fn declare(&mut self, name: &str) {
+        if !self.declared.iter().any(|n| n == name) {
+            self.declared.push(name.to_owned());
+        }
+    }
+
     fn text(&self, span: Span) -> &'s str {
         &self.js[span.start as usize..span.end as usize]
     }
@@ -207,6 +221,9 @@ impl<'s> Rewriter<'s> {
         }
         let mut assignments = Vec::new();
         for declarator in &declaration.declarations {
+            for name in declarator.id.get_binding_identifiers() {
+                self.declare(name.name.as_str());
+            }
             let target = self.text(declarator.id.span());
             match &declarator.init {
                 Some(init) => assignments.push(format!("{target} = {}", self.text(init.span()))),
@@ -234,6 +251,7 @@ impl<'s> Rewriter<'s> {
         let text = self.text(span);
         match name {
             Some(name) => {
+                self.declare(&name);
                 let _ = writeln!(self.body, ";{name} = {text};");
             }
             None => {
@@ -262,13 +280,16 @@ impl<'s> Rewriter<'s> {
         for specifier in specifiers {
             match specifier {
                 ImportDeclarationSpecifier::ImportSpecifier(s) => {
+                    self.declare(s.local.name.as_str());
                     let imported = s.imported.name();
                     let _ = writeln!(self.body, ";{} = {module}[{:?}];", s.local.name.as_str(), imported.as_str());
                 }
                 ImportDeclarationSpecifier::ImportDefaultSpecifier(s) => {
+                    self.declare(s.local.name.as_str());
                     let _ = writeln!(self.body, ";{} = {module}.default;", s.local.name.as_str());
                 }
                 ImportDeclarationSpecifier::ImportNamespaceSpecifier(s) => {
+                    self.declare(s.local.name.as_str());
                     let _ = writeln!(self.body, ";{} = {module};", s.local.name.as_str());
                 }
             }
@@ -289,7 +310,7 @@ mod tests {
     fn typescript_scripts_stay_scripts() {
         let cell = compile_cell("const greeting: string = 'hi';\nconsole.log(greeting);").unwrap();
         assert!(!cell.wrapped);
-        assert!(cell.script.contains("const greeting = \"hi\""), "{}", cell.script);
+        assert!(cell.script.starts_with("var greeting;\n;(greeting = \"hi\");"), "{}", cell.script);
     }
 
     #[test]
@@ -300,7 +321,7 @@ mod tests {
         .unwrap();
         assert!(cell.wrapped);
         let s = &cell.script;
-        assert!(s.starts_with("(async () => {"), "{s}");
+        assert!(s.starts_with("var a, b, C, x, z;\n(async () => {"), "{s}");
         for expected in [
             ";(a = await f());",
             ";(b = undefined);",

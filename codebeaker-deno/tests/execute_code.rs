@@ -20,6 +20,11 @@ async fn globals_persist_across_cells_like_a_repl() {
     )
     .await;
     assert_eq!(output(&manager, &id, "console.log(later, await twice(21), counter)").await, "awaited 42 2");
+    // Running a corrected cell again re-declares its names, as in Deno's REPL.
+    assert_eq!(
+        output(&manager, &id, "const base = 1; let counter = 10; class Point {}; console.log(base, counter)").await,
+        "1 10"
+    );
     manager.close(&id).await.unwrap();
 }
 

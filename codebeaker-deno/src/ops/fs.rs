@@ -155,7 +155,8 @@ pub(crate) async fn op_cb_remove(
     recursive: bool,
 ) -> Result<(), JsErrorBox> {
     let path = check(&state, &path, Access::Write)?;
-    if path.host == check(&state, "/workspace", Access::Write)?.host {
+    let root = session(&state.borrow())?.permissions.workspace().to_path_buf();
+    if path.host == root {
         return Err(JsErrorBox::new("PermissionDenied", "the workspace root cannot be removed".to_owned()));
     }
     let metadata = tokio::fs::symlink_metadata(&path.host).await.map_err(|e| io_error(e, "remove", &path))?;
