@@ -72,7 +72,13 @@ async fn console_formats_values_like_deno() {
         ("console.log(new Map([['k', 1]]), new Set([1, 2]))", "Map(1) { \"k\" => 1 } Set(2) { 1, 2 }"),
         ("console.log(function named() {}, () => 1, class A {})", "[Function: named] [Function (anonymous)] [class A]"),
         ("console.log(10n, Symbol('s'), -0)", "10n Symbol(s) -0"),
-        ("console.log({ a: { b: { c: { d: { e: 1 } } } } })", "{ a: { b: { c: { d: [Object] } } } }"),
+        ("console.log({ a: { b: { c: { d: { e: { f: 1 } } } } } })", "{\n  a: {\n    b: { c: { d: { e: [Object] } } }\n  }\n}"),
+        ("console.log({ a: { b: { c: { d: { e: 1 } } } } })", "{\n  a: {\n    b: { c: { d: { e: 1 } } }\n  }\n}"),
+        (
+            "console.log(Array.from({ length: 30 }, (_, i) => i))",
+            "[\n   0,  1,  2,  3,  4,  5,  6,  7,  8,\n   9, 10, 11, 12, 13, 14, 15, 16, 17,\n  18, 19, 20, 21, 22, 23, 24, 25, 26,\n  27, 28, 29\n]",
+        ),
+        ("console.log({ s: \"it's\" })", "{ s: \"it's\" }"),
         (
             "const o: any = { name: 'loop' }; o.self = o; console.log(o)",
             "<ref *1> { name: \"loop\", self: [Circular *1] }",
@@ -102,6 +108,59 @@ async fn console_formats_values_like_deno() {
     assert_eq!((result.stdout.as_str(), result.stderr.as_str()), ("out\ninfo\n", "err\nwarn\n"));
     let error = output(&manager, &id, "console.log(new TypeError('bad'))").await;
     assert!(error.starts_with("TypeError: bad"), "{error}");
+    manager.close(&id).await.unwrap();
+}
+
+/// Output of `deno run` (Deno 2.9.8, `NO_COLOR=1`) for the same code, byte for byte.
+#[tokio::test(flavor = "multi_thread")]
+async fn nested_and_long_values_break_lines_as_deno_does() {
+    let (_root, _backend, manager) = manager();
+    let id = session(&manager).await;
+    let code = r#"console.log({ a: { b: { c: { d: { e: { f: 1 } } } } } });
+console.log([1,2,3,4,5,6,7]);
+console.log(['apple', 'banana', 'cherry', 'date', 'elderberry', 'fig', 'grape', 'honeydew']);
+console.log({ users: [{ name: 'Alice', age: 30 }, { name: 'Bob', age: 25 }], total: 2 });
+console.log([[1, 2], [3, 4]]);
+console.log(new Array(150).fill(0));
+console.log({ s: 'a"b' }, ["x'y\"z"]);"#;
+    let expected = r#"{
+  a: {
+    b: { c: { d: { e: [Object] } } }
+  }
+}
+[
+  1, 2, 3, 4,
+  5, 6, 7
+]
+[
+  "apple",
+  "banana",
+  "cherry",
+  "date",
+  "elderberry",
+  "fig",
+  "grape",
+  "honeydew"
+]
+{
+  users: [ { name: "Alice", age: 30 }, { name: "Bob", age: 25 } ],
+  total: 2
+}
+[ [ 1, 2 ], [ 3, 4 ] ]
+[
+  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+  0, 0, 0, 0,
+  ... 50 more items
+]
+{ s: 'a"b' } [ `x'y"z` ]"#;
+    assert_eq!(output(&manager, &id, code).await, expected);
     manager.close(&id).await.unwrap();
 }
 

@@ -7,6 +7,7 @@ const DEFAULT_DEPTH = 4;
 const BREAK_LENGTH = 80;
 const MAX_ARRAY_ITEMS = 100;
 const MAX_STRING_LENGTH = 10000;
+const COMPACT = 3;
 
 const objectToString = Object.prototype.toString;
 const fnToString = Function.prototype.toString;
@@ -128,7 +129,7 @@ function formatError(error) {
       seen: [],
       circular: new Map(),
       depth: DEFAULT_DEPTH,
-      indent: "",
+      currentDepth: 0,
     }, 0, true);
     stack += `\nCaused by ${cause}`;
   }
@@ -153,17 +154,81 @@ function ownEntries(value, ctx, level, skipIndices) {
   return out;
 }
 
-function join(entries, open, close, prefix, ctx, level) {
-  if (entries.length === 0) return `${prefix}${open}${close}`;
-  const start = prefix.length + ctx.indent.length + open.length + 10;
-  const total = entries.reduce((sum, e) => sum + e.length + 2, start);
-  if (total <= BREAK_LENGTH && !entries.some((e) => e.includes("\n"))) {
-    return `${prefix}${open} ${entries.join(", ")} ${close}`;
+// Node's (and Deno's) `groupArrayElements`: more than six short array entries are laid
+// out in aligned columns.
+function groupArrayElements(output, level, values, extra) {
+  const indentation = level * 2;
+  const count = output.length - extra;
+  let totalLength = 0;
+  let maxLength = 0;
+  const dataLen = [];
+  for (let i = 0; i < count; i++) {
+    const len = output[i].length;
+    dataLen.push(len);
+    totalLength += len + 2;
+    if (maxLength < len) maxLength = len;
   }
-  const pad = "  ".repeat(level + 1);
-  const closePad = "  ".repeat(level);
-  const body = entries.map((e) => pad + e).join(",\n");
-  return `${prefix}${open}\n${body}\n${closePad}${close}`;
+  const actualMax = maxLength + 2;
+  if (actualMax * 3 + indentation < BREAK_LENGTH && (totalLength / actualMax > 5 || maxLength <= 6)) {
+    const averageBias = Math.sqrt(actualMax - totalLength / output.length);
+    const biasedMax = Math.max(actualMax - 3 - averageBias, 1);
+    const columns = Math.min(
+      Math.round(Math.sqrt(2.5 * biasedMax * count) / biasedMax),
+      Math.floor((BREAK_LENGTH - indentation) / actualMax),
+      COMPACT * 4,
+      15,
+    );
+    if (columns <= 1) return output;
+    const maxLineLength = [];
+    for (let i = 0; i < columns; i++) {
+      let lineLength = 0;
+      for (let j = i; j < count; j += columns) if (dataLen[j] > lineLength) lineLength = dataLen[j];
+      maxLineLength.push(lineLength + 2);
+    }
+    const numeric = values !== undefined &&
+      values.slice(0, count).every((v) => typeof v === "number" || typeof v === "bigint");
+    const grouped = [];
+    for (let i = 0; i < count; i += columns) {
+      const max = Math.min(i + columns, count);
+      let line = "";
+      let j = i;
+      for (; j < max - 1; j++) {
+        const cell = `${output[j]}, `;
+        line += numeric ? cell.padStart(maxLineLength[j - i]) : cell.padEnd(maxLineLength[j - i]);
+      }
+      line += numeric ? output[j].padStart(maxLineLength[j - i] - 2) : output[j];
+      grouped.push(line);
+    }
+    for (let i = count; i < output.length; i++) grouped.push(output[i]);
+    return grouped;
+  }
+  return output;
+}
+
+// Node's and Deno's `reduceToSingleString` with `compact: 3`: entries go on one line when
+// they fit in 80 columns and at most three levels of objects lie below; else one per line.
+function join(entries, open, close, prefix, ctx, level, values, extra = 0) {
+  if (entries.length === 0) return `${prefix}${open}${close}`;
+  let output = entries;
+  if (values !== undefined && entries.length > 6) output = groupArrayElements(entries, level, values, extra);
+  if (ctx.currentDepth - level < COMPACT && output.length === entries.length) {
+    const start = output.length + level * 2 + prefix.length + open.length + 10;
+    let total = output.length + start;
+    const fits = total + output.length <= BREAK_LENGTH &&
+      output.every((e) => (total += e.length) <= BREAK_LENGTH);
+    if (fits && !output.some((e) => e.includes("\n"))) {
+      return `${prefix}${open} ${output.join(", ")} ${close}`;
+    }
+  }
+  const pad = "\n" + "  ".repeat(level + 1);
+  return `${prefix}${open}${pad}${output.join("," + pad)}\n${"  ".repeat(level)}${close}`;
+}
+
+// Arrays with holes or extra properties are not grouped into columns.
+function holesOrProps(array, shown, props) {
+  if (props.length) return true;
+  for (let i = 0; i < shown; i++) if (!Object.prototype.hasOwnProperty.call(array, i)) return true;
+  return false;
 }
 
 function formatObject(value, ctx, level) {
@@ -199,12 +264,13 @@ function formatObject(value, ctx, level) {
     return `Promise { ${inner} }`;
   }
   if (tag === "WeakMap" || tag === "WeakSet" || tag === "WeakRef") return `${tag} { <items unknown> }`;
-  if (level > 0 && level >= ctx.depth) {
+  if (level > ctx.depth) {
     if (Array.isArray(value)) return "[Array]";
     const name = constructorName(value);
     return `[${name ?? "Object"}]`;
   }
 
+  ctx.currentDepth = level;
   const nameOf = constructorName(value);
   if (Array.isArray(value)) {
     const entries = [];
@@ -226,14 +292,17 @@ function formatObject(value, ctx, level) {
       const more = value.length - shown;
       entries.push(`... ${more} more item${more > 1 ? "s" : ""}`);
     }
-    entries.push(...ownEntries(value, ctx, level, true).filter((e) => !e.startsWith("length:")));
+    const extra = value.length > shown ? 1 : 0;
+    const props = ownEntries(value, ctx, level, true).filter((e) => !e.startsWith("length:"));
+    entries.push(...props);
     const prefix = nameOf && nameOf !== "Array" ? `${nameOf}(${value.length}) ` : "";
-    return join(entries, "[", "]", prefix, ctx, level);
+    return join(entries, "[", "]", prefix, ctx, level, holesOrProps(value, shown, props) ? undefined : value, extra);
   }
   if (ArrayBuffer.isView(value) && !(value instanceof DataView)) {
     const items = Array.from(value.subarray(0, MAX_ARRAY_ITEMS), (n) => formatPrimitive(n, true));
-    if (value.length > MAX_ARRAY_ITEMS) items.push(`... ${value.length - MAX_ARRAY_ITEMS} more items`);
-    return join(items, "[", "]", `${nameOf ?? tag}(${value.length}) `, ctx, level);
+    const extra = value.length > MAX_ARRAY_ITEMS ? 1 : 0;
+    if (extra) items.push(`... ${value.length - MAX_ARRAY_ITEMS} more items`);
+    return join(items, "[", "]", `${nameOf ?? tag}(${value.length}) `, ctx, level, Array.from(value.subarray(0, MAX_ARRAY_ITEMS)), extra);
   }
   if (tag === "ArrayBuffer" || tag === "SharedArrayBuffer") {
     const bytes = new Uint8Array(value, 0, Math.min(value.byteLength, 50));
@@ -293,7 +362,7 @@ function inspect(value, options = {}) {
     seen: [],
     circular: new Map(),
     depth: typeof options.depth === "number" ? options.depth : DEFAULT_DEPTH,
-    indent: "",
+    currentDepth: 0,
   };
   return formatValue(value, ctx, 0, true);
 }
