@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use codebeaker::Backend;
+use codebeaker_deno::{DenoBackend, DenoConfig};
 use codebeaker_docker::{DockerBackend, DockerConfig};
 use tracing::{info, warn};
 
@@ -51,6 +52,8 @@ pub struct BackendOptions {
     pub choice: BackendChoice,
     /// Settings of the Docker backend (owner label, warm-pool sizes…).
     pub docker: DockerConfig,
+    /// Settings of the Deno backend (warm-pool size, workspace directory).
+    pub deno: DenoConfig,
 }
 
 /// The backends a server runs, and those it does not with the reason.
@@ -119,6 +122,9 @@ async fn start_one(kind: BackendKind, options: &BackendOptions) -> Result<(Arc<d
                 Err(_) => Err(format!("the Docker engine did not answer within {DOCKER_CONNECT_TIMEOUT:?}")),
             }
         }
-        BackendKind::Deno => Err("the Deno backend (codebeaker-deno) is not built into this server yet".into()),
+        BackendKind::Deno => match DenoBackend::new(options.deno.clone()) {
+            Ok(backend) => Ok((backend as Arc<dyn Backend>, "in-process, always available")),
+            Err(error) => Err(error.to_string()),
+        },
     }
 }

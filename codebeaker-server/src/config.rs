@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use codebeaker::{Language, ManagerConfig};
+use codebeaker_deno::DenoConfig;
 use codebeaker_docker::{DockerConfig, DOCKER_LANGUAGES};
 
 use crate::backends::{BackendChoice, BackendKind, BackendOptions};
@@ -105,6 +106,14 @@ pub struct Cli {
     #[arg(long, env = "CODEBEAKER_DOCKER_POOL_SIZE", default_value_t = 1)]
     pub docker_pool_size: usize,
 
+    /// Ready Deno runtimes kept for new Deno sessions.
+    #[arg(long, env = "CODEBEAKER_DENO_POOL_SIZE", default_value_t = DenoConfig::default().pool_size)]
+    pub deno_pool_size: usize,
+
+    /// Directory holding Deno sessions' workspaces (default: codebeaker-deno in the temp dir).
+    #[arg(long, env = "CODEBEAKER_DENO_WORKSPACES")]
+    pub deno_workspaces: Option<std::path::PathBuf>,
+
     /// Label owning this server's containers; leftovers with it are removed at start-up.
     #[arg(long, env = "CODEBEAKER_DOCKER_OWNER", default_value = "codebeaker-server")]
     pub docker_owner: String,
@@ -153,6 +162,10 @@ impl Cli {
                 BackendChoice::Only(self.backends.clone())
             },
             docker,
+            deno: DenoConfig {
+                pool_size: self.deno_pool_size,
+                workspace_root: self.deno_workspaces.clone().unwrap_or_else(|| DenoConfig::default().workspace_root),
+            },
         }
     }
 }

@@ -150,7 +150,8 @@ impl Connection {
     /// Parses one text frame and starts its requests.
     async fn handle_text(&self, text: &str) {
         match rpc::parse(text, &self.shared.limits) {
-            Incoming::Rejected(response) | Incoming::Single(Err(response)) => self.reply(response).await,
+            Incoming::Rejected(response) => self.reply(response).await,
+            Incoming::Single(Err(response)) => self.reply(*response).await,
             Incoming::Single(Ok(request)) => {
                 let Some(permit) = self.permit(1) else {
                     match request.id {
@@ -176,7 +177,7 @@ impl Connection {
                     let responses: Vec<Response> = items
                         .into_iter()
                         .filter_map(|item| match item {
-                            Err(response) => Some(response),
+                            Err(response) => Some(*response),
                             Ok(request) => request.id.map(|id| Response::error(id, busy.clone())),
                         })
                         .collect();
@@ -190,7 +191,7 @@ impl Connection {
                     .into_iter()
                     .map(|item| -> futures::future::BoxFuture<'static, Option<Response>> {
                         match item {
-                            Err(response) => Box::pin(futures::future::ready(Some(response))),
+                            Err(response) => Box::pin(futures::future::ready(Some(*response))),
                             Ok(request) => {
                                 let id = request.id.clone();
                                 let reply = self.shared.methods.call(request, &self.outbox);

@@ -117,9 +117,9 @@ pub struct Request {
 #[derive(Debug)]
 pub enum Incoming {
     /// One request object, or the error response owed for an invalid one.
-    Single(Result<Request, Response>),
+    Single(Result<Request, Box<Response>>),
     /// A non-empty batch: each element is a request or the error owed for it.
-    Batch(Vec<Result<Request, Response>>),
+    Batch(Vec<Result<Request, Box<Response>>>),
     /// The frame as a whole is answered with this one error (parse error, empty batch,
     /// batch over the limit).
     Rejected(Response),
@@ -157,10 +157,14 @@ pub fn parse(text: &str, limits: &Limits) -> Incoming {
     }
 }
 
-/// Validates one request object; anything else is the Invalid Request response for it.
-fn request(value: Value) -> Result<Request, Response> {
+/// Validates one request object; anything else is the Invalid Request response for it
+/// (boxed: the error path is the rare one).
+fn request(value: Value) -> Result<Request, Box<Response>> {
     let Value::Object(mut object) = value else {
-        return Err(Response::error(Value::Null, RpcError::invalid_request("a request must be a JSON object")));
+        return Err(Box::new(Response::error(
+            Value::Null,
+            RpcError::invalid_request("a request must be a JSON object"),
+        )));
     };
     // The id is echoed even on an invalid request when it is itself valid, so a client
     // can tell which of its requests was wrong.
@@ -168,13 +172,12 @@ fn request(value: Value) -> Result<Request, Response> {
         None => None,
         Some(id @ (Value::Null | Value::String(_) | Value::Number(_))) => Some(id),
         Some(_) => {
-            return Err(Response::error(
-                Value::Null,
-                RpcError::invalid_request("id must be a string, a number or null"),
-            ))
+            let error = RpcError::invalid_request("id must be a string, a number or null");
+            return Err(Box::new(Response::error(Value::Null, error)));
         }
     };
-    let invalid = |detail: &str| Response::error(id.clone().unwrap_or(Value::Null), RpcError::invalid_request(detail));
+    let invalid =
+        |detail: &str| Box::new(Response::error(id.clone().unwrap_or(Value::Null), RpcError::invalid_request(detail)));
     if object.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
         return Err(invalid("jsonrpc must be exactly \"2.0\""));
     }
@@ -252,7 +255,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn single(text: &str) -> Result<Request, Response> {
+    fn single(text: &str) -> Result<Request, Box<Response>> {
         match parse(text, &Limits::default()) {
             Incoming::Single(request) => request,
             other => panic!("expected a single request, got {other:?}"),

@@ -40,13 +40,10 @@ async fn python_client_runs_the_guide_example() {
     }
     let server = real_server("python-client", ServerConfig::ephemeral()).await;
     let docker = server.docker_or_skip("python_client_runs_the_guide_example (python sessions)");
-    let deno = server.deno_or_skip("python_client_runs_the_guide_example (deno sessions)");
+    server.require_deno();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/seed_client.py");
     let mut command = tokio::process::Command::new("python3");
     command.arg(script).arg(server.handle.ws_url());
-    if !deno {
-        command.arg("--no-deno");
-    }
     let run = tokio::time::timeout(Duration::from_secs(120), command.kill_on_drop(true).output())
         .await
         .expect("the Python client finished within 120 s")
@@ -60,9 +57,7 @@ async fn python_client_runs_the_guide_example() {
     if docker {
         assert!(stdout.contains("python walkthrough: ok"), "{stdout}");
     }
-    if deno {
-        assert!(stdout.contains("deno walkthrough: ok"), "{stdout}");
-    }
+    assert!(stdout.contains("deno walkthrough: ok"), "{stdout}");
     assert_eq!(server.handle.manager().count(), 0, "the client left sessions open");
     server.handle.shutdown().await;
 }

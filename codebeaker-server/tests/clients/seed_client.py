@@ -4,8 +4,8 @@ Usage: python3 seed_client.py ws://127.0.0.1:PORT/ws/jsonrpc
 
 Part 1 is the guide's example exactly as written, with only the URI changed. Part 2
 goes on the way the guide's walkthrough does (write, run, read, list, close) on a
-python session when the Docker backend answers, and on a deno session otherwise or
-in addition. Any response of the wrong shape exits non-zero with the reason.
+python session when the Docker backend answers, and always on a deno session (Deno is
+always on). Any response of the wrong shape exits non-zero with the reason.
 Needs `websockets` from PyPI (`pip install websockets`).
 """
 
@@ -112,8 +112,7 @@ async def main():
     else:
         check(first["error"]["code"] == -32003, "without Docker, python is 'backend unavailable'", first)
         print("python sessions need Docker, which is off: the walkthrough runs on deno only")
-    if "--no-deno" not in sys.argv:
-        languages.append("deno")
+    languages.append("deno")
     for language in languages:
         await walkthrough(language)
 

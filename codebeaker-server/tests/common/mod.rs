@@ -191,6 +191,7 @@ pub async fn real_server(owner: &str, config: ServerConfig) -> RealServer {
         docker: codebeaker_docker::DockerConfig::default()
             .with_owner(format!("codebeaker-server-test-{owner}"))
             .with_pool_size(0),
+        deno: codebeaker_deno::DenoConfig { pool_size: 2, ..codebeaker_deno::DenoConfig::default() },
     };
     let backends = Backends::start(options).await.expect("auto selection never fails");
     let off = |name: &str| backends.disabled.iter().find(|(n, _)| n == name).map(|(_, reason)| reason.clone());
@@ -211,15 +212,11 @@ impl RealServer {
         false
     }
 
-    /// Whether Deno sessions can be tested. Deno is always on once the server is built
-    /// with it; until codebeaker-deno is wired in, its tests are skipped loudly.
-    pub fn deno_or_skip(&self, test: &str) -> bool {
-        let Some(reason) = &self.deno_off else { return true };
-        if reason.contains("not built into this server") {
-            eprintln!("SKIPPED (Deno part of {test}): {reason}");
-            return false;
+    /// Deno is always on: a server without it is a failure.
+    pub fn require_deno(&self) {
+        if let Some(reason) = &self.deno_off {
+            panic!("the Deno backend is off: {reason}");
         }
-        panic!("{test}: the Deno backend is off: {reason}");
     }
 }
 
