@@ -33,6 +33,7 @@ async fn call_echoes_string_number_and_null_ids() {
     assert_eq!(c.recv().await["result"]["count"], 0);
     c.send_text(r#"{"jsonrpc": "2.0", "method": "session.close", "params": ["x"], "id": 3}"#).await;
     assert_error(&c.recv().await, json!(3), -32602);
+    c.close().await;
     server.shutdown().await;
 }
 
@@ -54,6 +55,7 @@ async fn notifications_are_never_answered_even_when_they_fail() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(count, 1, "the notification's session.create did not run");
+    c.close().await;
     server.shutdown().await;
 }
 
@@ -98,6 +100,7 @@ async fn spec_error_examples() {
         c.send_text(text).await;
         assert_error(&c.recv().await, id, -32600);
     }
+    c.close().await;
     server.shutdown().await;
 }
 
@@ -108,6 +111,7 @@ async fn empty_batch_is_one_invalid_request() {
     let response = c.recv().await;
     assert!(response.is_object(), "expected a single error object, got {response}");
     assert_error(&response, Value::Null, -32600);
+    c.close().await;
     server.shutdown().await;
 }
 
@@ -125,6 +129,7 @@ async fn invalid_batches_get_one_error_per_element() {
     for item in items {
         assert_error(item, Value::Null, -32600);
     }
+    c.close().await;
     server.shutdown().await;
 }
 
@@ -151,6 +156,7 @@ async fn mixed_batch_answers_requests_only() {
     assert_error(by_id[r#""2""#], json!("2"), -32001);
     assert_error(by_id[r#""5""#], json!("5"), -32601);
     assert_error(by_id["null"], Value::Null, -32600);
+    c.close().await;
     server.shutdown().await;
 }
 
@@ -167,6 +173,7 @@ async fn batch_of_notifications_gets_no_reply() {
     .await;
     assert_eq!(c.recv_within(QUIET).await, None);
     assert_eq!(c.call("session.list", json!({})).await["count"], 0);
+    c.close().await;
     server.shutdown().await;
 }
 
@@ -191,6 +198,7 @@ async fn deeply_nested_json_is_refused_without_exhausting_the_stack() {
     let content = "[".repeat(10_000);
     c.send_json(&json!({"jsonrpc":"2.0","id":2,"method":"session.list","params":{}, "x": content})).await;
     assert_eq!(c.recv().await["result"]["count"], 0);
+    c.close().await;
     server.shutdown().await;
 }
 
@@ -266,5 +274,6 @@ async fn every_error_code_of_the_protocol() {
     // Closing again: -32001.
     let (code, _) = c.call_err("session.close", json!({"sessionId": session})).await;
     assert_eq!(code, -32001);
+    c.close().await;
     server.shutdown().await;
 }
