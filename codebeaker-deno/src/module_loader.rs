@@ -1,8 +1,15 @@
 //! Loads the modules cells import (`import('./calculator.ts')`): `file:` URLs only, read
 //! through the session's read permission, TypeScript stripped on the way in. Remote
 //! (`https:`, `npm:`, `jsr:`) imports are refused: a session has no package cache.
+//!
+//! A runtime lives as long as its session, and ES modules are cached by specifier, so an
+//! agent that fixes a file and imports it again would get the old (possibly failed)
+//! module forever. Workspace specifiers therefore carry a version of their content
+//! (`file:///workspace/stats.ts?v=…`): an edited file is a new module, an unchanged one
+//! stays cached as the language expects.
 
 use std::cell::RefCell;
+use std::hash::{Hash as _, Hasher as _};
 use std::rc::Rc;
 
 use deno_core::error::ModuleLoaderError;
@@ -24,6 +31,18 @@ pub(crate) struct WorkspaceModuleLoader {
 }
 
 impl WorkspaceModuleLoader {
+    /// A version of the file behind `specifier`, from its content; `None` when it cannot
+    /// be read (missing, or not allowed), which `load` then reports properly.
+    fn content_version(&self, specifier: &ModuleSpecifier) -> Option<String> {
+        let permissions = self.permissions.borrow().clone()?;
+        let path = file_path(specifier).ok()?;
+        let resolved = permissions.check_path(&path, Access::Read).ok()?;
+        let content = std::fs::read(&resolved.host).ok()?;
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        content.hash(&mut hasher);
+        Some(format!("{:016x}", hasher.finish()))
+    }
+
     fn load_file(&self, specifier: &ModuleSpecifier) -> Result<ModuleSource, JsErrorBox> {
         if specifier.scheme() != "file" {
             return Err(JsErrorBox::type_error(format!(
@@ -33,7 +52,7 @@ impl WorkspaceModuleLoader {
         }
         let permissions =
             self.permissions.borrow().clone().ok_or_else(|| JsErrorBox::generic("this runtime has no session yet"))?;
-        let path = percent_decode(specifier.path());
+        let path = file_path(specifier)?;
         let resolved = permissions.check_path(&path, Access::Read)?;
         let code = std::fs::read_to_string(&resolved.host).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => JsErrorBox::new("NotFound", format!("Module not found \"{specifier}\".")),
@@ -58,7 +77,14 @@ impl ModuleLoader for WorkspaceModuleLoader {
         referrer: &str,
         _kind: ResolutionKind,
     ) -> Result<ModuleSpecifier, ModuleLoaderError> {
-        resolve_import(specifier, referrer).map_err(JsErrorBox::from_err)
+        let mut resolved = resolve_import(specifier, referrer).map_err(JsErrorBox::from_err)?;
+        if resolved.scheme() == "file" {
+            resolved.set_query(None);
+            if let Some(version) = self.content_version(&resolved) {
+                resolved.set_query(Some(&format!("v={version}")));
+            }
+        }
+        Ok(resolved)
     }
 
     fn load(
@@ -71,31 +97,10 @@ impl ModuleLoader for WorkspaceModuleLoader {
     }
 }
 
-/// Decodes `%xx` escapes of a URL path (`my%20file.ts` is `my file.ts`).
-fn percent_decode(path: &str) -> String {
-    let hex = |b: u8| (b as char).to_digit(16);
-    let bytes = path.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let (Some(high), Some(low)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push((high * 16 + low) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn percent_escapes_are_decoded() {
-        assert_eq!(super::percent_decode("/workspace/my%20file.ts"), "/workspace/my file.ts");
-        assert_eq!(super::percent_decode("/workspace/100%"), "/workspace/100%");
-    }
+/// The path of a `file:` URL, percent escapes decoded (`my%20file.ts` is `my file.ts`).
+fn file_path(specifier: &ModuleSpecifier) -> Result<String, JsErrorBox> {
+    specifier
+        .to_file_path()
+        .map(|path| path.to_string_lossy().into_owned())
+        .map_err(|()| JsErrorBox::type_error(format!("\"{specifier}\" is not a file path")))
 }

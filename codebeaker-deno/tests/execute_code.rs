@@ -61,6 +61,24 @@ async fn workspace_modules_import_each_other() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_fixed_module_is_imported_afresh() {
+    // The agent loop: import a file that throws, fix the file, import it again.
+    let (_root, _backend, manager) = manager();
+    let id = session(&manager).await;
+    let write = |content: &str| command(&manager, &id, Command::write_file("stats.ts", content));
+    write("const values = [1, 2, 3];\nexport const mean = values.length / value.length;").await;
+    let failed = error(&manager, &id, "await import('./stats.ts')").await;
+    assert!(failed.contains("value is not defined"), "{failed}");
+    write("const values = [1, 2, 3];\nexport const mean = values.reduce((a, b) => a + b) / values.length;").await;
+    assert_eq!(output(&manager, &id, "const m = await import('./stats.ts'); console.log(m.mean)").await, "2");
+    // Unchanged content is the same module, as ES modules are: its state is shared.
+    write("export let hits = 0;\nexport function hit() { return ++hits; }").await;
+    output(&manager, &id, "(await import('./stats.ts')).hit()").await;
+    assert_eq!(output(&manager, &id, "console.log((await import('./stats.ts')).hit())").await, "2");
+    manager.close(&id).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn console_formats_values_like_deno() {
     let (_root, _backend, manager) = manager();
     let id = session(&manager).await;
