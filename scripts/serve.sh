@@ -8,4 +8,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-build.sh
-exec cargo run --release --quiet -p codebeaker-server -- "$@"
+# CODEBEAKER_PROFILE=dev reuses a debug build (the test suite starts the server this way).
+exec cargo run --profile "${CODEBEAKER_PROFILE:-release}" --quiet -p codebeaker-server -- "$@"

@@ -7,7 +7,7 @@
 #   3. the runtime images, built without a registry      scripts/build-images.sh
 #   4. the client libraries of the cross-language tests  (pip websockets, npm ws)
 # then runs every test of the workspace with Docker and the clients required, so
-# nothing is skipped. Images build in the background while the tests compile.
+# nothing is skipped, and every example as written (scripts/examples.sh). Images build in the background while the tests compile.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,8 +25,8 @@ images_pid=$!
 
 log "installing client libraries for the cross-language tests"
 python3 -m pip install --quiet --disable-pip-version-check 'websockets>=12' >&2
-if [ ! -d tests/clients/node_modules/ws ] && [ -f tests/clients/package.json ]; then
-    (cd tests/clients && npm install --no-audit --no-fund --silent) >&2
+if [ ! -d examples/clients/node_modules/ws ]; then
+    (cd examples/clients && npm install --no-audit --no-fund --silent) >&2
 fi
 
 log "compiling the test suite"
@@ -44,4 +44,6 @@ export CODEBEAKER_REQUIRE_CLIENTS=1
 export RUST_BACKTRACE=1
 log "running every test"
 cargo test --workspace
+log "running every example as written"
+scripts/examples.sh
 log "all tests passed in ${SECONDS}s"
