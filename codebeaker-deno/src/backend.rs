@@ -122,14 +122,19 @@ impl Backend for DenoBackend {
             permissions: config.permissions.clone(),
             memory_limit_mb: config.memory_limit_mb,
         };
-        let runtime = match self.pool.take().await {
+        let taken = self.pool.take().await;
+        let assigned = match taken {
+            Ok(runtime) => runtime.assign(setup).await.map(|()| runtime),
+            Err(e) => Err(e),
+        };
+        self.pool.refill();
+        let runtime = match assigned {
             Ok(runtime) => runtime,
             Err(e) => {
                 let _ = std::fs::remove_dir_all(workspace.root());
                 return Err(e);
             }
         };
-        runtime.assign(setup).await?;
         self.live.insert(id.clone());
         tracing::debug!(sandbox = %id, "deno session created");
         Ok(Box::new(DenoSandbox::new(id, workspace, runtime, self.live.clone())))

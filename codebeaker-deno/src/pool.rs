@@ -29,19 +29,19 @@ impl WarmPool {
     }
 
     /// A ready runtime: the oldest spare (most likely done starting), or a new one when
-    /// the pool is empty. Starting a replacement does not wait for it.
+    /// the pool is empty. Call [`WarmPool::refill`] once the runtime is handed out: a
+    /// replacement building its engine meanwhile would compete for the CPU.
     pub async fn take(&self) -> Result<RuntimeThread> {
         let spare = self.spares().pop_front();
         let starting = match spare {
             Some(spare) => spare,
             None => StartingRuntime::spawn(self.watchdog.clone())?,
         };
-        self.refill();
         starting.ready().await
     }
 
     /// Starts spares up to the target. A failure to start one is left for `take` to report.
-    fn refill(&self) {
+    pub fn refill(&self) {
         let mut spares = self.spares();
         while spares.len() < self.target {
             match StartingRuntime::spawn(self.watchdog.clone()) {
