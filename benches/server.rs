@@ -23,7 +23,7 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 const CONNECTIONS: usize = 32;
 
 async fn connect(url: &str) -> Ws {
-    tokio_tungstenite::connect_async(url).await.expect("connect").0
+    tokio_tungstenite::connect_async_with_config(url, None, true).await.expect("connect").0
 }
 
 /// One request, one response (nothing else is in flight on `ws`).

@@ -86,6 +86,10 @@ pub struct Cli {
     #[arg(long, env = "CODEBEAKER_MAX_IN_FLIGHT", default_value_t = Limits::default().max_in_flight)]
     pub max_in_flight: usize,
 
+    /// Most bytes of requests in flight on one connection (at least the max message size).
+    #[arg(long, env = "CODEBEAKER_MAX_IN_FLIGHT_BYTES", default_value_t = Limits::default().max_in_flight_bytes)]
+    pub max_in_flight_bytes: usize,
+
     /// Per-command timeout when neither the session nor the request sets one, in ms.
     #[arg(long, env = "CODEBEAKER_COMMAND_TIMEOUT_MS", default_value_t = codebeaker::config::DEFAULT_COMMAND_TIMEOUT_MS)]
     pub command_timeout_ms: u64,
@@ -138,6 +142,7 @@ impl Cli {
                 max_message_bytes: self.max_message_bytes,
                 max_batch: self.max_batch,
                 max_in_flight: self.max_in_flight,
+                max_in_flight_bytes: self.max_in_flight_bytes,
                 shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
                 ..Limits::default()
             },

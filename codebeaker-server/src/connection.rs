@@ -52,7 +52,20 @@ impl Outbox {
 struct Connection {
     shared: Arc<Shared>,
     outbox: Outbox,
+    /// One permit per request being handled.
     in_flight: Arc<Semaphore>,
+    /// One permit per KiB of request frames being handled.
+    in_flight_kib: Arc<Semaphore>,
+}
+
+/// The places one frame's requests hold until they are answered.
+struct InFlight {
+    _requests: OwnedSemaphorePermit,
+    _kib: OwnedSemaphorePermit,
+}
+
+fn kib(bytes: usize) -> usize {
+    bytes.div_ceil(1024).max(1)
 }
 
 /// Serves one upgraded connection until the client leaves or `shutdown` fires.
@@ -78,7 +91,13 @@ where
         }
     });
     let max_in_flight = shared.limits.max_in_flight;
-    let connection = Connection { shared, outbox: Outbox { tx }, in_flight: Arc::new(Semaphore::new(max_in_flight)) };
+    let budget = shared.limits.max_in_flight_bytes.max(shared.limits.max_message_bytes);
+    let connection = Connection {
+        shared,
+        outbox: Outbox { tx },
+        in_flight: Arc::new(Semaphore::new(max_in_flight)),
+        in_flight_kib: Arc::new(Semaphore::new(kib(budget))),
+    };
 
     let close = loop {
         let message = tokio::select! {
@@ -134,17 +153,26 @@ impl Connection {
         self.outbox.send_text(response.to_text()).await;
     }
 
-    /// Takes `count` places among this connection's in-flight requests.
-    fn permit(&self, count: usize) -> Option<OwnedSemaphorePermit> {
-        let count = u32::try_from(count).ok()?;
-        self.in_flight.clone().try_acquire_many_owned(count).ok()
-    }
-
-    fn busy(&self) -> RpcError {
-        RpcError::limit_reached(format!(
-            "{} requests are in flight on this connection, the maximum; wait for some answers first",
-            self.shared.limits.max_in_flight
-        ))
+    /// Takes places for `count` requests that arrived in a frame of `bytes` bytes, or
+    /// says which per-connection limit is in the way.
+    fn permit(&self, count: usize, bytes: usize) -> Result<InFlight, RpcError> {
+        let limits = &self.shared.limits;
+        let requests = u32::try_from(count).ok().and_then(|n| self.in_flight.clone().try_acquire_many_owned(n).ok());
+        let Some(requests) = requests else {
+            return Err(RpcError::limit_reached(format!(
+                "{} requests are in flight on this connection, the maximum; wait for some answers first",
+                limits.max_in_flight
+            )));
+        };
+        let kib =
+            u32::try_from(kib(bytes)).ok().and_then(|n| self.in_flight_kib.clone().try_acquire_many_owned(n).ok());
+        let Some(kib) = kib else {
+            return Err(RpcError::limit_reached(format!(
+                "the requests in flight on this connection hold {} bytes or more, the maximum; wait for some answers first",
+                limits.max_in_flight_bytes.max(limits.max_message_bytes)
+            )));
+        };
+        Ok(InFlight { _requests: requests, _kib: kib })
     }
 
     /// Parses one text frame and starts its requests.
@@ -153,12 +181,15 @@ impl Connection {
             Incoming::Rejected(response) => self.reply(response).await,
             Incoming::Single(Err(response)) => self.reply(*response).await,
             Incoming::Single(Ok(request)) => {
-                let Some(permit) = self.permit(1) else {
-                    match request.id {
-                        Some(id) => self.reply(Response::error(id, self.busy())).await,
-                        None => debug!(method = %request.method, "notification dropped: too many in flight"),
+                let permit = match self.permit(1, text.len()) {
+                    Ok(permit) => permit,
+                    Err(busy) => {
+                        match request.id {
+                            Some(id) => self.reply(Response::error(id, busy)).await,
+                            None => debug!(method = %request.method, "notification dropped: {busy:?}"),
+                        }
+                        return;
                     }
-                    return;
                 };
                 let id = request.id.clone();
                 let reply = self.shared.methods.call(request, &self.outbox);
@@ -172,19 +203,21 @@ impl Connection {
                 });
             }
             Incoming::Batch(items) => {
-                let Some(permit) = self.permit(items.len()) else {
-                    let busy = self.busy();
-                    let responses: Vec<Response> = items
-                        .into_iter()
-                        .filter_map(|item| match item {
-                            Err(response) => Some(*response),
-                            Ok(request) => request.id.map(|id| Response::error(id, busy.clone())),
-                        })
-                        .collect();
-                    if !responses.is_empty() {
-                        self.outbox.send_text(rpc::to_text(&responses)).await;
+                let permit = match self.permit(items.len(), text.len()) {
+                    Ok(permit) => permit,
+                    Err(busy) => {
+                        let responses: Vec<Response> = items
+                            .into_iter()
+                            .filter_map(|item| match item {
+                                Err(response) => Some(*response),
+                                Ok(request) => request.id.map(|id| Response::error(id, busy.clone())),
+                            })
+                            .collect();
+                        if !responses.is_empty() {
+                            self.outbox.send_text(rpc::to_text(&responses)).await;
+                        }
+                        return;
                     }
-                    return;
                 };
                 // Started in order (tickets are taken now), answered together.
                 let replies: Vec<_> = items

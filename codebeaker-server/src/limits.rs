@@ -23,6 +23,13 @@ pub struct Limits {
     /// requests). Past it a request is answered at once with `-32002`; this bounds the
     /// tasks and buffered responses one client can pile up.
     pub max_in_flight: usize,
+    /// Most bytes of request frames one connection may have in flight (a request holds
+    /// its frame's size until answered; a batch its whole frame). Past it a request is
+    /// answered at once with `-32002`. This bounds what a client pipelining large
+    /// `write_file`s can make the server hold: at most this times
+    /// [`Limits::max_connections`] in all. Never below [`Limits::max_message_bytes`], so
+    /// one message of the largest size always fits.
+    pub max_in_flight_bytes: usize,
     /// Deepest nesting of arrays and objects in a message. Deeper JSON is a parse error,
     /// found by a linear scan before any recursive parsing, so no input can exhaust the
     /// stack.
@@ -47,6 +54,7 @@ impl Default for Limits {
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             max_batch: 512,
             max_in_flight: 1024,
+            max_in_flight_bytes: 2 * DEFAULT_MAX_MESSAGE_BYTES,
             max_json_depth: 64,
             max_http_head_bytes: 16 * 1024,
             http_head_timeout: Duration::from_secs(10),

@@ -129,6 +129,38 @@ async fn in_flight_requests_per_connection_are_capped() {
 }
 
 #[tokio::test]
+async fn bytes_in_flight_per_connection_are_capped() {
+    let (server, _b) = tempdir_server(limits(|l| {
+        l.max_message_bytes = 64 * 1024;
+        l.max_in_flight_bytes = 100 * 1024;
+    }))
+    .await;
+    let mut c = Client::connect(&server.ws_url()).await;
+    let session = c.create(json!({"language": "deno"})).await;
+    c.send_json(&json!({"jsonrpc": "2.0", "id": "busy", "method": "session.execute",
+        "params": {"sessionId": session, "command": {"type": "execute_code", "code": "sleep 300"}}}))
+        .await;
+    // Two 60 KiB writes queue behind it: the second would hold more than 100 KiB.
+    for id in ["w1", "w2"] {
+        c.send_json(&json!({"jsonrpc": "2.0", "id": id, "method": "session.execute", "params": {"sessionId": session,
+            "command": {"type": "write_file", "path": "big.txt", "content": "z".repeat(60 * 1024)}}}))
+            .await;
+    }
+    let refused = c.recv().await;
+    assert_error(&refused, json!("w2"), -32002);
+    assert!(refused["error"]["data"].as_str().unwrap().contains("bytes"), "{refused}");
+    let mut ids = vec![c.recv().await["id"].clone(), c.recv().await["id"].clone()];
+    ids.sort_by_key(|id| id.to_string());
+    assert_eq!(ids, [json!("busy"), json!("w1")]);
+    // Answered requests give their bytes back.
+    let write =
+        c.execute(&session, json!({"type": "write_file", "path": "b.txt", "content": "z".repeat(60 * 1024)})).await;
+    assert_eq!(write["success"], true);
+    c.close().await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
 async fn connections_past_the_limit_get_a_clear_refusal() {
     let (server, _b) = tempdir_server(limits(|l| l.max_connections = 2)).await;
     let mut first = Client::connect(&server.ws_url()).await;
