@@ -61,7 +61,8 @@ impl Permissions {
             let mut roots = vec![workspace.clone()];
             for path in paths {
                 let virtual_path = normalize(&absolute(path));
-                roots.push(host_of(&workspace, &virtual_path));
+                // Resolved like checked paths are, so a granted path through a symlink works.
+                roots.push(resolve_symlinks(&host_of(&workspace, &virtual_path)));
             }
             roots.dedup();
             roots
@@ -227,6 +228,23 @@ mod tests {
         assert!(perms.check_path("out/secret", Access::Read).is_err());
         std::os::unix::fs::symlink("/nonexistent-dir/x", perms.workspace().join("dangling")).unwrap();
         assert!(perms.check_path("dangling", Access::Write).is_err());
+    }
+
+    #[test]
+    fn granted_paths_through_symlinks_are_resolved_too() {
+        let (tmp, _) = session();
+        let data = tmp.path().join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::write(data.join("in.csv"), "x").unwrap();
+        std::os::unix::fs::symlink(&data, tmp.path().join("data-link")).unwrap();
+        let granted = DenoPermissions {
+            allow_read: vec![tmp.path().join("data-link").display().to_string()],
+            ..DenoPermissions::default()
+        };
+        let perms = Permissions::new(&tmp.path().join("ws"), &granted);
+        let via_link = format!("{}/data-link/in.csv", tmp.path().display());
+        assert!(perms.check_path(&via_link, Access::Read).is_ok());
+        assert!(perms.check_path(&via_link, Access::Write).is_err());
     }
 
     #[test]
