@@ -101,19 +101,27 @@ where
 
     let close = loop {
         let message = tokio::select! {
-            _ = shutdown.cancelled() => break Some((CloseCode::Away, "server shutting down".to_owned())),
+            _ = shutdown.cancelled() => break Some(going_away()),
             message = stream.next() => message,
         };
+        // Handling waits while the outbox is full (a client that does not read its
+        // answers); a shutdown must not wait for that.
         match message {
             // tungstenite answers a close frame itself, on the next read: keep reading
             // until it reports the end.
             None => break None,
-            Some(Ok(Message::Text(text))) => connection.handle_text(&text).await,
+            Some(Ok(Message::Text(text))) => tokio::select! {
+                _ = shutdown.cancelled() => break Some(going_away()),
+                _ = connection.handle_text(&text) => {}
+            },
             Some(Ok(Message::Binary(_))) => {
                 let error = RpcError::invalid_request(
                     "binary frames are not supported; send each JSON-RPC message as a text frame",
                 );
-                connection.reply(Response::error(Value::Null, error)).await;
+                tokio::select! {
+                    _ = shutdown.cancelled() => break Some(going_away()),
+                    _ = connection.reply(Response::error(Value::Null, error)) => {}
+                }
             }
             Some(Ok(_)) => {} // ping, pong (answered by tungstenite), close
             Some(Err(WsError::Capacity(error))) => {
@@ -137,14 +145,23 @@ where
         let all = u32::try_from(max_in_flight).unwrap_or(u32::MAX);
         let _ = tokio::time::timeout(grace, connection.in_flight.acquire_many(all)).await;
     }
-    connection.outbox.close(code, reason).await;
-    drop(connection);
-    let _ = tokio::time::timeout(CLOSE_HANDSHAKE_TIMEOUT, async {
+    // A client that stopped reading cannot hold the connection open past the timeout.
+    let writer_abort = writer.abort_handle();
+    let closed = tokio::time::timeout(CLOSE_HANDSHAKE_TIMEOUT, async {
+        connection.outbox.close(code, reason).await;
+        drop(connection);
         let _ = writer.await;
         // Read until the client's close frame (or anything else) ends the stream.
         while let Some(Ok(_)) = stream.next().await {}
     })
     .await;
+    if closed.is_err() {
+        writer_abort.abort();
+    }
+}
+
+fn going_away() -> (CloseCode, String) {
+    (CloseCode::Away, "server shutting down".to_owned())
 }
 
 impl Connection {

@@ -41,6 +41,36 @@ async fn shutdown_closes_every_session_and_tells_clients() {
     assert!(backend.live_sandboxes().await.unwrap().is_empty());
 }
 
+#[tokio::test]
+async fn shutdown_does_not_wait_for_a_client_that_stopped_reading() {
+    let mut config = ServerConfig::ephemeral();
+    config.limits.shutdown_grace = Duration::from_millis(500);
+    let (server, _backend) = tempdir_server(config).await;
+    let mut c = Client::connect(&server.ws_url()).await;
+    let session = c.create(json!({"language": "deno"})).await;
+    c.execute(&session, json!({"type": "write_file", "path": "big.txt", "content": "x".repeat(256 * 1024)})).await;
+    // Pipeline far more large answers than the server can buffer, never reading one.
+    let flood = tokio::spawn(async move {
+        let request = json!({"jsonrpc": "2.0", "id": 1, "method": "session.execute",
+            "params": {"sessionId": session, "command": {"type": "read_file", "path": "big.txt"}}})
+        .to_string();
+        for _ in 0..20_000 {
+            if tokio::time::timeout(Duration::from_secs(1), c.send_text(request.clone())).await.is_err() {
+                break; // the server stopped reading: backpressure works
+            }
+        }
+        c
+    });
+    let flood_started = std::time::Instant::now();
+    let c = flood.await.unwrap();
+    eprintln!("flood stalled after {:?}", flood_started.elapsed());
+    let started = std::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(15), server.shutdown()).await.expect("shutdown despite the stuck client");
+    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    eprintln!("shutdown took {:?}", started.elapsed());
+    c.abort();
+}
+
 /// Starts the server binary on a free port and waits for `/health`.
 async fn start_binary(owner: &str) -> (tokio::process::Child, std::net::SocketAddr, serde_json::Value) {
     let port = {
