@@ -123,7 +123,9 @@ impl Engine {
         let outcome = match outcome {
             _ if closing.load(Ordering::Acquire) => Outcome::Failed("Interrupted: the session was closed".into()),
             Outcome::Failed(message)
-                if terminated || message.contains("execution terminated") || message.contains("out of memory") =>
+                if terminated
+                    || message.ends_with("execution terminated")
+                    || message.starts_with("InternalError: out of memory") =>
             {
                 Outcome::Failed(format!(
                     "RangeError: memory limit exceeded: the session's heap reached memoryLimitMB ({} MB) and the command was stopped",

@@ -37,26 +37,7 @@ impl DenoSandbox {
         let runtime = runtime.as_ref().ok_or_else(|| Error::SessionClosed(self.id.clone()))?;
         Ok(CommandResult::ExecuteCode(runtime.run(run).await?))
     }
-}
 
-#[async_trait]
-impl Sandbox for DenoSandbox {
-    fn id(&self) -> &str {
-        &self.id
-    }
-
-    async fn execute(&self, command: Command, context: ExecContext) -> Result<CommandResult> {
-        use tracing::Instrument as _;
-        let span = tracing::debug_span!("deno.execute", sandbox = %self.id, command = command.kind());
-        async move { self.execute_command(command, context).await }.instrument(span).await
-    }
-
-    async fn close(&self) -> Result<()> {
-        self.close_runtime().await
-    }
-}
-
-impl DenoSandbox {
     async fn execute_command(&self, command: Command, context: ExecContext) -> Result<CommandResult> {
         match command {
             Command::ExecuteCode(code) => self.execute_code(code.code, context).await,
@@ -73,8 +54,21 @@ impl DenoSandbox {
             }
         }
     }
+}
 
-    async fn close_runtime(&self) -> Result<()> {
+#[async_trait]
+impl Sandbox for DenoSandbox {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    async fn execute(&self, command: Command, context: ExecContext) -> Result<CommandResult> {
+        use tracing::Instrument as _;
+        let span = tracing::debug_span!("deno.execute", sandbox = %self.id, command = command.kind());
+        async move { self.execute_command(command, context).await }.instrument(span).await
+    }
+
+    async fn close(&self) -> Result<()> {
         // Stop running JS first: the command holding the lock then ends promptly.
         self.interrupter.interrupt();
         let runtime = self.runtime.lock().await.take();
