@@ -27,7 +27,7 @@ done
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 url="ws://127.0.0.1:$port/ws/jsonrpc"
 server_log="$target/examples-server.log"
-run scripts/serve.sh --help
+CODEBEAKER_PROFILE=dev run scripts/serve.sh --help
 # README command 1, on the debug build the tests already made (serve.sh execs the server).
 log "starting the server with scripts/serve.sh on 127.0.0.1:$port (log: $server_log)"
 CODEBEAKER_PROFILE=dev scripts/serve.sh --listen "127.0.0.1:$port" >"$server_log" 2>&1 &
