@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
-use crate::backend::{Backend, BackendHealth, ExecContext, OutputSink, DEFAULT_OUTPUT_LIMIT};
+use crate::backend::{Backend, BackendHealth, ExecContext, OutputSink, Sandbox, DEFAULT_OUTPUT_LIMIT};
 use crate::command::Command;
 use crate::config::SessionConfig;
 use crate::error::{Error, Result};
@@ -243,27 +243,21 @@ impl SessionManager {
         let config = SessionConfig::new(language);
         let backend = self.inner.backend_for(language)?;
         let reservation = self.inner.reserve()?;
-        let context = ExecContext {
-            timeout: self.inner.timeout_for(&config, timeout)?,
-            output_limit: self.inner.config.output_limit,
-            output: None,
-        };
+        let context = self.inner.context(&config, timeout, None)?;
         let grace = self.inner.config.timeout_grace;
         // A task of its own: the sandbox is removed even if the caller goes away.
         let task = tokio::spawn(async move {
             let _reservation = reservation;
             let started = Instant::now();
             let sandbox = backend.create_sandbox(&config).await?;
-            let limit = context.timeout + grace;
-            let ran = tokio::time::timeout(limit, sandbox.execute(Command::code(code), context)).await;
+            let ran = guarded(sandbox.as_ref(), Command::code(code), context, grace).await;
             if let Err(error) = sandbox.close().await {
                 tracing::warn!(sandbox = %sandbox.id(), %error, "one-shot sandbox could not be removed");
             }
             let result = match ran {
-                Ok(Ok(CommandResult::ExecuteCode(code))) => Ok(CommandResult::ExecuteShell(code.into_shell_result())),
-                Ok(Ok(other)) => Err(Error::Internal(format!("backend answered execute_code with {other:?}"))),
-                Ok(Err(error)) => Err(error),
-                Err(_) => Err(Error::TimedOut(limit)),
+                Ok(CommandResult::ExecuteCode(code)) => Ok(CommandResult::ExecuteShell(code.into_shell_result())),
+                Ok(other) => Err(Error::Internal(format!("backend answered execute_code with {other:?}"))),
+                Err(error) => Err(error),
             };
             Ok(CommandOutcome::from_result(result, elapsed_ms(started)))
         });
@@ -377,24 +371,44 @@ impl Inner {
         for path in command.paths() {
             WorkspacePath::parse(path)?;
         }
-        let timeout = self.timeout_for(&session.config, options.timeout)?;
-        let context = ExecContext { timeout, output_limit: self.config.output_limit, output: options.output };
-        let limit = timeout + self.config.timeout_grace;
+        let context = self.context(&session.config, options.timeout, options.output)?;
         tokio::select! {
             _ = session.closing.cancelled() => Err(Error::SessionClosed(session.id.clone())),
-            ran = tokio::time::timeout(limit, session.sandbox.execute(command, context)) => match ran {
-                Ok(result) => result,
-                Err(_) => Err(Error::SandboxFailed(format!(
-                    "the sandbox did not stop the command within {} ms of its {} ms timeout",
-                    self.config.timeout_grace.as_millis(),
-                    timeout.as_millis()
-                ))),
-            },
+            ran = guarded(session.sandbox.as_ref(), command, context, self.config.timeout_grace) => ran,
         }
+    }
+
+    /// How a command runs: its checked timeout, the output limit, and where to stream.
+    fn context(
+        &self,
+        config: &SessionConfig,
+        timeout: Option<Duration>,
+        output: Option<OutputSink>,
+    ) -> Result<ExecContext> {
+        Ok(ExecContext { timeout: self.timeout_for(config, timeout)?, output_limit: self.config.output_limit, output })
     }
 
     fn forget(&self, id: &str) -> Option<Arc<Session>> {
         self.registry().sessions.remove(id)
+    }
+}
+
+/// Runs a command with the manager's backstop: a sandbox that has not stopped the command
+/// `grace` after its own timeout is taken for broken.
+async fn guarded(
+    sandbox: &dyn Sandbox,
+    command: Command,
+    context: ExecContext,
+    grace: Duration,
+) -> Result<CommandResult> {
+    let timeout = context.timeout;
+    match tokio::time::timeout(timeout + grace, sandbox.execute(command, context)).await {
+        Ok(result) => result,
+        Err(_) => Err(Error::SandboxFailed(format!(
+            "the sandbox did not stop the command within {} ms of its {} ms timeout",
+            grace.as_millis(),
+            timeout.as_millis()
+        ))),
     }
 }
 
