@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use codebeaker::{Backend, BackendHealth, Error, HostWorkspace, Language, Result, Sandbox, SessionConfig};
+use codebeaker::{Backend, BackendHealth, Error, HostWorkspace, Language, Result, Sandbox, SessionConfig, SessionLimits};
 
 use crate::engine::SessionSetup;
 use crate::pool::WarmPool;
@@ -110,7 +110,11 @@ impl Backend for DenoBackend {
         &LANGUAGES
     }
 
-    async fn create_sandbox(&self, config: &SessionConfig) -> Result<Box<dyn Sandbox>> {
+    fn capabilities(&self, _language: Language) -> codebeaker::Capabilities {
+        codebeaker::Capabilities { persistent_state: true, streaming: true, ..codebeaker::Capabilities::default() }
+    }
+
+    async fn create_sandbox(&self, config: &SessionConfig, _limits: &SessionLimits) -> Result<Box<dyn Sandbox>> {
         let id = format!("deno-{}", uuid::Uuid::new_v4().simple());
         let root = self.workspaces.join(&id);
         let opened = tokio::task::spawn_blocking(move || HostWorkspace::open(root))

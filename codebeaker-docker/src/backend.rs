@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bollard::Docker;
-use codebeaker::{Backend, BackendHealth, Error, Language, Result, Sandbox, SessionConfig};
+use codebeaker::{Backend, BackendHealth, Error, Language, Result, Sandbox, SessionConfig, SessionLimits};
 use tokio::task::JoinHandle;
 use tracing::{info, info_span, warn, Instrument};
 
@@ -136,7 +136,11 @@ impl Backend for DockerBackend {
         &DOCKER_LANGUAGES
     }
 
-    async fn create_sandbox(&self, config: &SessionConfig) -> Result<Box<dyn Sandbox>> {
+    fn capabilities(&self, _language: Language) -> codebeaker::Capabilities {
+        codebeaker::Capabilities { streaming: true, shell: true, ..codebeaker::Capabilities::default() }
+    }
+
+    async fn create_sandbox(&self, config: &SessionConfig, _limits: &SessionLimits) -> Result<Box<dyn Sandbox>> {
         let spec = self.spec(config)?;
         let span = info_span!("create_sandbox", language = %spec.language, image = %spec.image);
         async {

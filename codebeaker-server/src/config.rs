@@ -149,7 +149,10 @@ impl Cli {
             manager: ManagerConfig {
                 max_sessions: self.max_sessions,
                 output_limit: self.output_limit_bytes,
-                max_command_timeout: Duration::from_millis(self.max_command_timeout_ms),
+                policy: codebeaker::Policy {
+                    max_command_timeout_ms: self.max_command_timeout_ms,
+                    ..codebeaker::Policy::default()
+                },
                 ..ManagerConfig::default()
             },
             command_timeout: Duration::from_millis(self.command_timeout_ms),

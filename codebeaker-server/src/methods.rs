@@ -186,7 +186,7 @@ impl Methods {
 
     /// A timeout in milliseconds must be positive and within the manager's maximum.
     fn check_timeout(&self, field: &str, ms: u64) -> Result<u64, RpcError> {
-        let max = millis(self.manager.config().max_command_timeout);
+        let max = millis(self.manager.config().policy.max_command_timeout());
         if ms == 0 || ms > max {
             return Err(RpcError::invalid_params(format!("{field} must be between 1 and {max}, got {ms}")));
         }

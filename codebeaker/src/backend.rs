@@ -12,7 +12,8 @@ use crate::command::Command;
 use crate::config::SessionConfig;
 use crate::error::Result;
 use crate::language::Language;
-use crate::result::CommandResult;
+use crate::policy::SessionLimits;
+use crate::result::{Capabilities, CommandResult};
 
 /// Default cap of each output stream of one command (1 MiB).
 pub const DEFAULT_OUTPUT_LIMIT: usize = 1024 * 1024;
@@ -46,8 +47,13 @@ pub trait Backend: Send + Sync + 'static {
     /// The languages this backend runs.
     fn languages(&self) -> &[Language];
 
-    /// Creates and starts a sandbox for a session. `config` has been validated.
-    async fn create_sandbox(&self, config: &SessionConfig) -> Result<Box<dyn Sandbox>>;
+    /// Creates and starts a sandbox for a session. `config` has been validated and
+    /// `limits` is what the operator's [`Policy`](crate::Policy) grants it: the backend
+    /// enforces those limits and no others of its own.
+    async fn create_sandbox(&self, config: &SessionConfig, limits: &SessionLimits) -> Result<Box<dyn Sandbox>>;
+
+    /// What this backend's sandboxes for `language` can do (reported in session info).
+    fn capabilities(&self, language: Language) -> Capabilities;
 
     /// Whether the backend can create sandboxes now.
     async fn health(&self) -> BackendHealth;

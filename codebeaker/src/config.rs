@@ -19,7 +19,7 @@ pub const DEFAULT_CPU_SHARES: u64 = 1024;
 pub const DEFAULT_COMMAND_TIMEOUT_MS: u64 = 60_000;
 
 /// Smallest memory limit a sandbox can usefully run with.
-const MIN_MEMORY_LIMIT_MB: u64 = 16;
+pub(crate) const MIN_MEMORY_LIMIT_MB: u64 = 16;
 /// Docker's accepted range for CPU shares.
 const CPU_SHARES_RANGE: std::ops::RangeInclusive<u64> = 2..=262_144;
 /// Upper bound of the minute settings (one week): long enough for any agent, and it

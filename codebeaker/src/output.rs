@@ -58,6 +58,7 @@ impl OutputCollector {
             duration_ms,
             timed_out,
             truncated: self.truncated,
+            usage: None,
         }
     }
 
@@ -86,6 +87,7 @@ impl OutputCollector {
             timed_out,
             truncated: self.truncated,
             duration_ms,
+            ..CodeResult::default()
         }
     }
 }

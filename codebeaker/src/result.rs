@@ -27,6 +27,46 @@ pub struct ReadFileResult {
     pub bytes: u64,
 }
 
+/// What one command cost, measured by the sandbox (extension `usage`; the same shape
+/// from every backend that reports it).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Usage {
+    /// CPU time (user + system) of the command's processes or of its JS execution, in ms.
+    pub cpu_ms: u64,
+    /// Peak resident memory of the process that ran it, in KiB.
+    pub max_rss_kb: u64,
+    /// Bytes of output the command produced (before any truncation).
+    pub output_bytes: u64,
+}
+
+/// A rich result of running code (extension `outputs`): a PNG of a figure, the HTML of
+/// a table… `data` is base64 for binary types (`image/png`), text otherwise.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RichOutput {
+    /// The MIME type (`image/png`, `text/html`, `image/svg+xml`, `text/plain`).
+    pub mime: String,
+    /// The content: base64 for binary types, text otherwise.
+    pub data: String,
+}
+
+/// What a session's sandbox can do, as the session info reports it (extension
+/// `capabilities`); the conformance suite reads it rather than being told.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Capabilities {
+    /// `execute_code` keeps variables, imports and functions across commands.
+    pub persistent_state: bool,
+    /// `execute_shell` takes standard input.
+    pub stdin: bool,
+    /// Output streams while the command runs (`session.output`).
+    pub streaming: bool,
+    /// `execute_code` may return rich `outputs` (images, HTML).
+    pub rich_outputs: bool,
+    /// `execute_shell` is available.
+    pub shell: bool,
+}
+
 /// `execute_shell` result (also the result of one-shot `execution.run`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -45,6 +85,9 @@ pub struct ShellResult {
     /// stdout or stderr was cut at the output limit (extension).
     #[serde(default)]
     pub truncated: bool,
+    /// What the command cost, where the backend measures it (extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
 }
 
 /// `execute_code` result. On the wire its success value is just [`CodeResult::output`].
@@ -68,6 +111,14 @@ pub struct CodeResult {
     pub truncated: bool,
     /// How long the program ran.
     pub duration_ms: u64,
+    /// What the command cost, where the backend measures it (extension `usage`).
+    pub usage: Option<Usage>,
+    /// Rich results (figures, HTML) beside the text (extension `outputs`).
+    pub outputs: Vec<RichOutput>,
+    /// The session's interpreter state was lost and started afresh during this command
+    /// (a timeout that had to kill, a memory-limit failure, a crash); workspace files are
+    /// kept (extension `stateReset`).
+    pub state_reset: bool,
 }
 
 impl CodeResult {
@@ -80,6 +131,7 @@ impl CodeResult {
             duration_ms: self.duration_ms,
             timed_out: self.timed_out,
             truncated: self.truncated,
+            usage: self.usage,
         }
     }
 }
@@ -234,13 +286,29 @@ impl CommandOutcome {
         }
     }
 
-    /// The envelope as wire JSON.
+    /// The envelope as wire JSON, with the extensions `usage`, `outputs` and
+    /// `stateReset` where the result has them.
     pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
+        let mut envelope = serde_json::json!({
             "success": self.success,
             "result": self.result.as_ref().map(CommandResult::to_json),
             "error": self.error.as_ref().map(Error::to_string),
             "durationMs": self.duration_ms,
-        })
+        });
+        let (usage, outputs, state_reset) = match &self.result {
+            Some(CommandResult::ExecuteCode(code)) => (code.usage.as_ref(), code.outputs.as_slice(), code.state_reset),
+            Some(CommandResult::ExecuteShell(shell)) => (shell.usage.as_ref(), &[][..], false),
+            _ => (None, &[][..], false),
+        };
+        if let Some(usage) = usage {
+            envelope["usage"] = serde_json::to_value(usage).unwrap_or_default();
+        }
+        if !outputs.is_empty() {
+            envelope["outputs"] = serde_json::to_value(outputs).unwrap_or_default();
+        }
+        if state_reset {
+            envelope["stateReset"] = serde_json::Value::Bool(true);
+        }
+        envelope
     }
 }

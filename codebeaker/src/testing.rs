@@ -82,7 +82,11 @@ impl Backend for TempDirBackend {
         &self.languages
     }
 
-    async fn create_sandbox(&self, _config: &SessionConfig) -> Result<Box<dyn Sandbox>> {
+    fn capabilities(&self, _language: Language) -> crate::Capabilities {
+        crate::Capabilities { shell: true, ..crate::Capabilities::default() }
+    }
+
+    async fn create_sandbox(&self, _config: &SessionConfig, _limits: &crate::SessionLimits) -> Result<Box<dyn Sandbox>> {
         let failing = &self.state.failing_creates;
         if failing.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
             return Err(Error::BackendUnavailable {

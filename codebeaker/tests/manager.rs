@@ -182,7 +182,7 @@ async fn a_sandbox_that_ignores_its_timeout_is_given_up() {
     let started = Instant::now();
     let stuck = manager.execute(&id, Command::code("hang"), options).await.unwrap();
     assert!(matches!(&stuck.error, Some(Error::SandboxFailed(m)) if m.contains("did not stop")), "{stuck:?}");
-    assert_eq!(started.elapsed(), Duration::from_secs(1) + ManagerConfig::default().timeout_grace);
+    assert_eq!(started.elapsed(), Duration::from_secs(1) + ManagerConfig::default().policy.stop_grace());
     assert_eq!((manager.count(), backend.closes()), (0, 1));
 }
 

@@ -191,6 +191,7 @@ fn guide_responses_are_reproduced() {
             duration_ms: 120,
             timed_out: false,
             truncated: false,
+            usage: None,
         })),
         125,
     );

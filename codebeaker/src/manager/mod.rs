@@ -21,6 +21,8 @@ use crate::command::Command;
 use crate::config::SessionConfig;
 use crate::error::{Error, Result};
 use crate::language::Language;
+use crate::observer::SessionObserver;
+use crate::policy::Policy;
 use crate::result::{CommandOutcome, CommandResult};
 use crate::workspace::WorkspacePath;
 
@@ -30,7 +32,7 @@ pub use self::stream::{ExecEvent, ExecutionStream};
 use self::turns::Ticket;
 
 /// Limits and timings of a [`SessionManager`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ManagerConfig {
     /// Most sessions open at once (one-shot runs count while they run).
     pub max_sessions: usize,
@@ -38,11 +40,11 @@ pub struct ManagerConfig {
     pub sweep_interval: Duration,
     /// Cap of each output stream of one command, in bytes.
     pub output_limit: usize,
-    /// Longest per-command timeout a request may ask for.
-    pub max_command_timeout: Duration,
-    /// How long past its timeout a command may take to stop before the manager gives
-    /// up on the sandbox and closes the session.
-    pub timeout_grace: Duration,
+    /// The operator's caps on what sessions may ask for, and the limits backends
+    /// enforce (longest command timeout, stop grace, memory, CPU, workspace…).
+    pub policy: Policy,
+    /// Told of every session and command event (metrics, audit); `None` by default.
+    pub observer: Option<Arc<dyn SessionObserver>>,
 }
 
 impl Default for ManagerConfig {
@@ -51,9 +53,21 @@ impl Default for ManagerConfig {
             max_sessions: 100,
             sweep_interval: Duration::from_secs(1),
             output_limit: DEFAULT_OUTPUT_LIMIT,
-            max_command_timeout: Duration::from_secs(60 * 60),
-            timeout_grace: Duration::from_secs(10),
+            policy: Policy::default(),
+            observer: None,
         }
+    }
+}
+
+impl std::fmt::Debug for ManagerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ManagerConfig")
+            .field("max_sessions", &self.max_sessions)
+            .field("sweep_interval", &self.sweep_interval)
+            .field("output_limit", &self.output_limit)
+            .field("policy", &self.policy)
+            .field("observer", &self.observer.is_some())
+            .finish()
     }
 }
 
@@ -143,16 +157,16 @@ impl SessionManager {
     /// gives up half-way leaves a registered session (closed by its idle timeout), never
     /// an orphaned sandbox.
     pub async fn create(&self, config: SessionConfig) -> Result<SessionInfo> {
-        config.validate()?;
+        let limits = self.inner.config.policy.limits_for(&config)?;
         let backend = self.inner.backend_for(config.language)?;
         let reservation = self.inner.reserve()?;
         let inner = self.inner.clone();
         let task = tokio::spawn(async move {
             let span = tracing::info_span!("session.create", language = %config.language, backend = backend.name());
             let started = Instant::now();
-            let sandbox = backend.create_sandbox(&config).instrument(span.clone()).await?;
+            let sandbox = backend.create_sandbox(&config, &limits).instrument(span.clone()).await?;
             let id = uuid::Uuid::new_v4().to_string();
-            let session = Arc::new(Session::new(id.clone(), config, backend.name(), sandbox));
+            let session = Arc::new(Session::new(id.clone(), config, backend.as_ref(), sandbox, None));
             {
                 let mut registry = inner.registry();
                 if !inner.shutdown.is_cancelled() {
@@ -241,15 +255,16 @@ impl SessionManager {
         timeout: Option<Duration>,
     ) -> Result<CommandOutcome> {
         let config = SessionConfig::new(language);
+        let limits = self.inner.config.policy.limits_for(&config)?;
         let backend = self.inner.backend_for(language)?;
         let reservation = self.inner.reserve()?;
         let context = self.inner.context(&config, timeout, None)?;
-        let grace = self.inner.config.timeout_grace;
+        let grace = self.inner.config.policy.stop_grace();
         // A task of its own: the sandbox is removed even if the caller goes away.
         let task = tokio::spawn(async move {
             let _reservation = reservation;
             let started = Instant::now();
-            let sandbox = backend.create_sandbox(&config).await?;
+            let sandbox = backend.create_sandbox(&config, &limits).await?;
             let ran = guarded(sandbox.as_ref(), Command::code(code), context, grace).await;
             if let Err(error) = sandbox.close().await {
                 tracing::warn!(sandbox = %sandbox.id(), %error, "one-shot sandbox could not be removed");
@@ -318,10 +333,11 @@ impl Inner {
 
     fn timeout_for(&self, config: &SessionConfig, requested: Option<Duration>) -> Result<Duration> {
         let timeout = requested.unwrap_or_else(|| config.default_timeout());
-        if timeout.is_zero() || timeout > self.config.max_command_timeout {
+        let max = self.config.policy.max_command_timeout();
+        if timeout.is_zero() || timeout > max {
             return Err(Error::InvalidInput(format!(
                 "timeoutMs must be between 1 and {}, got {}",
-                self.config.max_command_timeout.as_millis(),
+                max.as_millis(),
                 timeout.as_millis()
             )));
         }
@@ -374,7 +390,7 @@ impl Inner {
         let context = self.context(&session.config, options.timeout, options.output)?;
         tokio::select! {
             _ = session.closing.cancelled() => Err(Error::SessionClosed(session.id.clone())),
-            ran = guarded(session.sandbox.as_ref(), command, context, self.config.timeout_grace) => ran,
+            ran = guarded(session.sandbox.as_ref(), command, context, self.config.policy.stop_grace()) => ran,
         }
     }
 

@@ -8,9 +8,10 @@ use tokio::sync::OnceCell;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::backend::Sandbox;
+use crate::backend::{Backend, Sandbox};
 use crate::config::SessionConfig;
 use crate::language::Language;
+use crate::result::Capabilities;
 use crate::manager::turns::TurnQueue;
 
 /// Whether a session is running a command.
@@ -44,6 +45,12 @@ pub struct SessionInfo {
     pub idle_minutes: f64,
     /// Minutes since creation.
     pub lifetime_minutes: f64,
+    /// What the session's sandbox can do (extension).
+    pub capabilities: Capabilities,
+    /// The tenant that owns the session (`None`: created without a tenant, e.g. by an
+    /// SDK user or a single-tenant server).
+    #[serde(skip)]
+    pub tenant: Option<String>,
     /// The settings the session was created with.
     #[serde(skip)]
     pub config: SessionConfig,
@@ -66,6 +73,8 @@ pub(crate) struct Session {
     pub(crate) config: SessionConfig,
     pub(crate) backend: &'static str,
     pub(crate) sandbox: Box<dyn Sandbox>,
+    pub(crate) capabilities: Capabilities,
+    pub(crate) tenant: Option<String>,
     pub(crate) turns: Arc<TurnQueue>,
     /// Fires when the session starts closing: waiting and running commands give up.
     pub(crate) closing: CancellationToken,
@@ -76,7 +85,15 @@ pub(crate) struct Session {
 }
 
 impl Session {
-    pub(crate) fn new(id: String, config: SessionConfig, backend: &'static str, sandbox: Box<dyn Sandbox>) -> Self {
+    pub(crate) fn new(
+        id: String,
+        config: SessionConfig,
+        backend: &dyn Backend,
+        sandbox: Box<dyn Sandbox>,
+        tenant: Option<String>,
+    ) -> Self {
+        let capabilities = backend.capabilities(config.language);
+        let backend = backend.name();
         let now = Instant::now();
         let wall = Utc::now();
         Session {
@@ -84,6 +101,8 @@ impl Session {
             config,
             backend,
             sandbox,
+            capabilities,
+            tenant,
             turns: TurnQueue::new(),
             closing: CancellationToken::new(),
             closed: OnceCell::new(),
@@ -152,6 +171,8 @@ impl Session {
             execution_count: activity.executions,
             idle_minutes: minutes(now.duration_since(activity.last)),
             lifetime_minutes: minutes(now.duration_since(self.created)),
+            capabilities: self.capabilities,
+            tenant: self.tenant.clone(),
             config: self.config.clone(),
             backend: self.backend,
         }
