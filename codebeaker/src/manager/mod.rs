@@ -32,6 +32,9 @@ pub use self::session::{SessionInfo, SessionState};
 pub use self::stream::{ExecEvent, ExecutionStream};
 use self::turns::Ticket;
 
+/// The backend name reported to the observer when no backend runs the language asked for.
+const NO_BACKEND: &str = "none";
+
 /// Limits and timings of a [`SessionManager`].
 #[derive(Clone)]
 pub struct ManagerConfig {
@@ -141,10 +144,17 @@ impl SessionManager {
     /// so a caller that gives up half-way leaves a registered session (closed by its idle
     /// timeout), never an orphaned sandbox.
     pub async fn create_as(&self, tenant: Option<&str>, config: SessionConfig) -> Result<SessionInfo> {
-        let limits = self.inner.config.policy.limits_for(&config)?;
-        let backend = self.inner.backend_for(config.language)?;
-        let reservation = match self.inner.reserve(tenant) {
-            Ok(reservation) => reservation,
+        let backend = match self.inner.backend_for(config.language) {
+            Ok(backend) => backend,
+            Err(error) => {
+                self.inner.observe(|o| o.session_create_failed(NO_BACKEND, &error));
+                return Err(error);
+            }
+        };
+        let checked = self.inner.config.policy.limits_for(&config);
+        let reserved = checked.and_then(|limits| Ok((limits, self.inner.reserve(tenant)?)));
+        let (limits, reservation) = match reserved {
+            Ok(reserved) => reserved,
             Err(error) => {
                 self.inner.observe(|o| o.session_create_failed(backend.name(), &error));
                 return Err(error);
