@@ -22,6 +22,7 @@
 
 #![warn(missing_docs)]
 
+pub mod audit;
 pub mod backends;
 pub mod config;
 mod connection;
@@ -29,6 +30,8 @@ mod http;
 pub mod limits;
 pub mod logging;
 mod methods;
+pub mod metrics;
+pub mod rate;
 pub mod rpc;
 pub mod server;
 pub mod shutdown;
