@@ -275,8 +275,11 @@ impl Connection {
                 tokio::spawn(
                     async move {
                         let outcome = reply.await;
-                        if let Some(id) = id {
-                            outbox.send_text(Response { id, outcome }.to_text()).await;
+                        match id {
+                            Some(id) if !outbox.is_gone() => {
+                                outbox.send_text(Response { id, outcome }.to_text()).await;
+                            }
+                            _ => {}
                         }
                         drop(permit);
                     }
@@ -328,7 +331,7 @@ impl Connection {
                         let responses: Vec<Response> =
                             futures::future::join_all(replies).await.into_iter().flatten().collect();
                         // A batch of notifications only is answered with nothing at all.
-                        if !responses.is_empty() {
+                        if !responses.is_empty() && !outbox.is_gone() {
                             outbox.send_text(rpc::to_text(&responses)).await;
                         }
                         drop(permit);

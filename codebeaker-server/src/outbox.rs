@@ -82,6 +82,12 @@ impl Outbox {
         true
     }
 
+    /// Whether nothing more will be written (the writer is gone, or a message did not
+    /// fit): a response need not even be serialized.
+    pub(crate) fn is_gone(&self) -> bool {
+        self.tx.is_closed() || self.state.overflow.is_cancelled()
+    }
+
     /// Queues a close frame (not counted: it is the last message).
     pub(crate) async fn close(&self, code: u16, reason: String) {
         let frame = CloseFrame { code, reason: reason.into() };
