@@ -9,6 +9,15 @@ use codebeaker_server::{logging, shutdown, Backends, Cli, Server};
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.log_format);
+    // Policy and keys first: a bad configuration must stop the server before anything starts.
+    let config = match cli.server_config() {
+        Ok(config) => config,
+        Err(error) => {
+            tracing::error!(%error, "invalid configuration");
+            eprintln!("codebeaker-server: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     let backends = match Backends::start(cli.backend_options()).await {
         Ok(backends) => backends,
         Err(error) => {
@@ -16,7 +25,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let server = match Server::bind(cli.server_config(), backends).await {
+    let server = match Server::bind(config, backends).await {
         Ok(server) => server,
         Err(error) => {
             tracing::error!(%error, listen = %cli.listen, "cannot listen");
