@@ -5,6 +5,9 @@
 //! Every operation takes the [`Caller`] it acts for: its tenant scopes which sessions it
 //! sees (another tenant's session is [`codebeaker::Error::SessionNotFound`], worded
 //! exactly like an unknown id), its remote address is for logs and audit.
+//!
+//! Every operation is written to the audit log when there is one ([`Api::with_audit`]),
+//! and [`Api::admit`] is the one rate check of every transport ([`Api::with_rate_limit`]).
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -17,6 +20,9 @@ use codebeaker::{
     SessionManager,
 };
 use serde::Serialize;
+
+use crate::audit::{self, AuditEntry, AuditLog};
+use crate::rate::{RateKey, RateLimited, RequestRateLimiter};
 
 /// Who a request acts for.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -34,6 +40,19 @@ pub enum ApiError {
     /// The SDK refused or failed the operation; its message is the one clients see.
     #[error(transparent)]
     Sdk(#[from] codebeaker::Error),
+    /// The caller is over the request rate (`--rate-limit`).
+    #[error(transparent)]
+    RateLimited(#[from] RateLimited),
+}
+
+impl ApiError {
+    /// The audit log's `outcome` for this error.
+    fn audit_outcome(&self) -> &'static str {
+        match self {
+            ApiError::Sdk(error) => audit::error_outcome(error),
+            ApiError::RateLimited(_) => "rate_limited",
+        }
+    }
 }
 
 /// The typed operations of the server. Cheap to clone.
@@ -44,13 +63,60 @@ pub struct Api {
     command_timeout: Duration,
     /// `(name, reason)` of backends that did not start (see [`crate::Backends`]).
     backends_off: Arc<Vec<(String, String)>>,
+    audit: Option<AuditLog>,
+    rate: Option<Arc<RequestRateLimiter>>,
 }
 
 impl Api {
     /// The operations over `manager`; `command_timeout` is the server's default per-command
     /// timeout, `backends_off` the backends that did not start and why.
     pub fn new(manager: SessionManager, command_timeout: Duration, backends_off: Vec<(String, String)>) -> Self {
-        Api { manager, command_timeout, backends_off: Arc::new(backends_off) }
+        Api { manager, command_timeout, backends_off: Arc::new(backends_off), audit: None, rate: None }
+    }
+
+    /// Writes every operation to `audit`.
+    pub fn with_audit(mut self, audit: AuditLog) -> Self {
+        self.audit = Some(audit);
+        self
+    }
+
+    /// Limits each caller's request rate with `rate` (see [`Api::admit`]).
+    pub fn with_rate_limit(mut self, rate: Arc<RequestRateLimiter>) -> Self {
+        self.rate = Some(rate);
+        self
+    }
+
+    /// The rate limiter, when requests are limited (the MCP endpoint shares it).
+    pub fn rate_limiter(&self) -> Option<Arc<RequestRateLimiter>> {
+        self.rate.clone()
+    }
+
+    /// Counts one request of `caller` against its rate: per tenant, or per connection
+    /// (`connection` names it) without tenants. A refusal is audited as `method`.
+    pub fn admit(&self, caller: &Caller, connection: &str, method: &str) -> Result<(), ApiError> {
+        let Some(rate) = &self.rate else { return Ok(()) };
+        let key = match &caller.tenant {
+            Some(tenant) => RateKey::Tenant(tenant.clone()),
+            None => RateKey::Connection(connection.to_owned()),
+        };
+        rate.check(&key).map_err(|limited| {
+            let error = ApiError::from(limited);
+            if let Some(entry) = self.audit(caller, audit::method_name(method), None, None) {
+                entry.finish(None, error.audit_outcome());
+            }
+            error
+        })
+    }
+
+    /// Starts the audit record of one operation, when there is an audit log.
+    fn audit(
+        &self,
+        caller: &Caller,
+        method: &'static str,
+        session: Option<&str>,
+        command: Option<&Command>,
+    ) -> Option<AuditEntry> {
+        self.audit.as_ref().map(|log| log.begin(caller.tenant.clone(), caller.remote, method, session, command))
     }
 
     /// The session manager behind the operations.
@@ -74,6 +140,18 @@ impl Api {
     /// Creates a session owned by the caller's tenant. Requests over the operator's caps
     /// are [`codebeaker::Error::InvalidInput`] naming the cap and its value.
     pub async fn create(&self, caller: &Caller, config: SessionConfig) -> Result<SessionInfo, ApiError> {
+        let entry = self.audit(caller, "session.create", None, None);
+        let created = self.create_unaudited(caller, config).await;
+        if let Some(entry) = entry {
+            match &created {
+                Ok(info) => entry.finish(Some(info.session_id.clone()), "ok"),
+                Err(error) => entry.finish(None, error.audit_outcome()),
+            }
+        }
+        created
+    }
+
+    async fn create_unaudited(&self, caller: &Caller, config: SessionConfig) -> Result<SessionInfo, ApiError> {
         self.check_timeout("defaultTimeoutMs", config.default_timeout_ms)?;
         let _ = caller;
         Ok(self.manager.create(config).await?)
@@ -94,26 +172,68 @@ impl Api {
             Some(timeout) => self.check_timeout("timeoutMs", millis(timeout)).map(|_| ()),
             None => Ok(()),
         };
+        let entry = self.audit(caller, "session.execute", Some(session_id), Some(&command));
         let _ = caller;
         let run = checked.map(|()| self.manager.execute(session_id, command, ExecOptions { timeout, output }));
-        async move { Ok(run?.await?) }
+        async move {
+            let outcome = match run {
+                Ok(run) => run.await.map_err(ApiError::from),
+                Err(error) => Err(ApiError::from(error)),
+            };
+            if let Some(entry) = entry {
+                let audited = match &outcome {
+                    Ok(outcome) => audit::command_outcome(outcome),
+                    Err(error) => error.audit_outcome(),
+                };
+                entry.finish(None, audited);
+            }
+            outcome
+        }
     }
 
     /// The caller's open sessions, oldest first.
     pub fn list(&self, caller: &Caller) -> Vec<SessionInfo> {
-        let _ = caller;
-        self.manager.list()
+        let entry = self.audit(caller, "session.list", None, None);
+        let sessions = self.manager.list();
+        if let Some(entry) = entry {
+            entry.finish(None, "ok");
+        }
+        sessions
     }
 
     /// Closes one of the caller's sessions.
     pub async fn close(&self, caller: &Caller, session_id: &str) -> Result<(), ApiError> {
-        let _ = caller;
-        Ok(self.manager.close(session_id).await?)
+        let entry = self.audit(caller, "session.close", Some(session_id), None);
+        let closed = self.manager.close(session_id).await.map_err(ApiError::from);
+        if let Some(entry) = entry {
+            entry.finish(None, closed.as_ref().map_or_else(ApiError::audit_outcome, |()| "ok"));
+        }
+        closed
     }
 
     /// Runs `code` once in a fresh sandbox (`execution.run`), with the server's default
     /// timeout unless `timeout` is given.
     pub async fn run(
+        &self,
+        caller: &Caller,
+        language: Language,
+        code: String,
+        timeout: Option<Duration>,
+    ) -> Result<CommandOutcome, ApiError> {
+        let command = self.audit.is_some().then(|| Command::code(code.as_str()));
+        let entry = self.audit(caller, "execution.run", None, command.as_ref());
+        let outcome = self.run_unaudited(caller, language, code, timeout).await;
+        if let Some(entry) = entry {
+            let audited = match &outcome {
+                Ok(outcome) => audit::command_outcome(outcome),
+                Err(error) => error.audit_outcome(),
+            };
+            entry.finish(None, audited);
+        }
+        outcome
+    }
+
+    async fn run_unaudited(
         &self,
         caller: &Caller,
         language: Language,

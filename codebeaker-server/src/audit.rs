@@ -1,5 +1,6 @@
-//! The audit log (`--audit-log PATH`): one JSON line per request that reached the API,
-//! `{time, tenant, remote, transport, method, session, command, outcome, durationMs}`.
+//! The audit log (`--audit-log PATH`): one JSON line per request that reached the API
+//! (from any transport), `{time, tenant, remote, method, session, command, outcome,
+//! durationMs}`.
 //! Code and file contents are never written unless `--audit-log-payloads` is set (then
 //! a `payload` member carries the command or code as sent).
 //!
@@ -17,6 +18,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use codebeaker::{Command, CommandOutcome};
 use prometheus_client::metrics::counter::Counter;
 use serde::Serialize;
 use serde_json::Value;
@@ -49,8 +51,6 @@ pub struct AuditRecord {
     pub tenant: Option<String>,
     /// The client's address, when the transport has one.
     pub remote: Option<String>,
-    /// `jsonrpc` or `mcp`.
-    pub transport: &'static str,
     /// The API method (`session.create`, `session.execute`, `session.list`,
     /// `session.close`, `execution.run`).
     pub method: &'static str,
@@ -70,6 +70,64 @@ pub struct AuditRecord {
 
 fn rfc3339_millis<S: serde::Serializer>(time: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(&time.to_rfc3339_opts(SecondsFormat::Millis, true))
+}
+
+/// The `outcome` of a command that ran: `ok`, `timeout`, or `failed`.
+pub fn command_outcome(outcome: &CommandOutcome) -> &'static str {
+    match &outcome.error {
+        None if outcome.success => "ok",
+        Some(codebeaker::Error::TimedOut(_)) => "timeout",
+        _ => "failed",
+    }
+}
+
+/// The `outcome` of a request the API refused or could not run: the error's kind.
+pub fn error_outcome(error: &codebeaker::Error) -> &'static str {
+    use codebeaker::Error;
+    match error {
+        Error::SessionNotFound(_) => "session_not_found",
+        Error::SessionClosed(_) => "session_closed",
+        Error::LimitReached(_) => "limit_reached",
+        Error::BackendUnavailable { .. } => "backend_unavailable",
+        Error::InvalidInput(_) | Error::Unsupported(_) => "invalid_params",
+        Error::TimedOut(_) => "timeout",
+        _ => "internal_error",
+    }
+}
+
+/// The audit name of a JSON-RPC method: one of the five, or `unknown` (a client's
+/// arbitrary method string never reaches the log).
+pub fn method_name(method: &str) -> &'static str {
+    match method {
+        "session.create" => "session.create",
+        "session.execute" => "session.execute",
+        "session.list" => "session.list",
+        "session.close" => "session.close",
+        "execution.run" => "execution.run",
+        _ => "unknown",
+    }
+}
+
+/// One operation being audited: [`AuditEntry::finish`] queues its record.
+#[must_use = "an audit entry is written by finish()"]
+pub struct AuditEntry {
+    log: AuditLog,
+    started: Instant,
+    record: AuditRecord,
+}
+
+impl AuditEntry {
+    /// Queues the record with its outcome and duration; `session` fills in the session
+    /// when it became known only now (a created session).
+    pub fn finish(mut self, session: Option<String>, outcome: &str) {
+        if session.is_some() {
+            self.record.session = session;
+        }
+        self.record.outcome = outcome.to_owned();
+        self.record.duration_ms = self.started.elapsed().as_millis().try_into().unwrap_or(u64::MAX);
+        self.record.time = Utc::now();
+        self.log.record(self.record);
+    }
 }
 
 /// The audit log of one server. Cheap to clone.
@@ -98,6 +156,31 @@ impl AuditLog {
             tracing::error!(%error, "cannot start the audit log writer; audit records will be dropped");
         }
         AuditLog { queue, payloads, dropped }
+    }
+
+    /// Starts the record of one operation; the command's content goes in only with
+    /// payloads on.
+    pub fn begin(
+        &self,
+        tenant: Option<String>,
+        remote: Option<std::net::SocketAddr>,
+        method: &'static str,
+        session: Option<&str>,
+        command: Option<&Command>,
+    ) -> AuditEntry {
+        let record = AuditRecord {
+            time: Utc::now(),
+            tenant,
+            remote: remote.map(|addr| addr.to_string()),
+            method,
+            // Client-chosen ids are bounded like every other logged string.
+            session: session.map(|id| id.chars().take(128).collect()),
+            command: command.map(Command::kind),
+            outcome: String::new(),
+            duration_ms: 0,
+            payload: if self.payloads { command.and_then(|c| serde_json::to_value(c).ok()) } else { None },
+        };
+        AuditEntry { log: self.clone(), started: Instant::now(), record }
     }
 
     /// Whether records carry payloads (`--audit-log-payloads`).
@@ -239,7 +322,6 @@ mod tests {
             time: Utc::now(),
             tenant: Some("alice".into()),
             remote: Some("127.0.0.1:4000".into()),
-            transport: "jsonrpc",
             method,
             session: None,
             command: Some("execute_code"),

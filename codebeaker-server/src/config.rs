@@ -15,9 +15,11 @@ use codebeaker_deno::DenoConfig;
 use codebeaker_docker::{DockerConfig, DOCKER_LANGUAGES};
 
 use crate::access::{Access, ApiKeys, ApiKeysError};
+use crate::audit::AuditArgs;
 use crate::backends::{BackendChoice, BackendKind, BackendOptions};
 use crate::limits::{Limits, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_OUTBOUND_BYTES};
 use crate::logging::LogFormat;
+use crate::rate::{Rate, RateArgs};
 
 /// The tenant `--token` stands for when `--api-keys` is given too.
 pub const TOKEN_TENANT: &str = "default";
@@ -46,6 +48,14 @@ pub struct ServerConfig {
     pub manager: ManagerConfig,
     /// Per-command timeout for sessions and one-shot runs that do not set their own.
     pub command_timeout: Duration,
+    /// Bearer token `GET /metrics` requires; open (like `/health`) when `None`.
+    pub metrics_token: Option<String>,
+    /// Requests per second allowed per tenant (per connection without tenants); off when `None`.
+    pub rate_limit: Option<Rate>,
+    /// Where to append the audit log; none when `None`.
+    pub audit_log: Option<PathBuf>,
+    /// Whether audit records carry code and file contents.
+    pub audit_payloads: bool,
 }
 
 impl Default for ServerConfig {
@@ -58,6 +68,10 @@ impl Default for ServerConfig {
             limits: Limits::default(),
             manager: ManagerConfig::default(),
             command_timeout: Duration::from_millis(codebeaker::config::DEFAULT_COMMAND_TIMEOUT_MS),
+            metrics_token: None,
+            rate_limit: None,
+            audit_log: None,
+            audit_payloads: false,
         }
     }
 }
@@ -121,6 +135,16 @@ pub fn load_policy(path: &Path) -> Result<Policy, ConfigError> {
     toml::from_str(&text).map_err(|source| ConfigError::PolicyParse { path: path.to_owned(), source })
 }
 
+/// What the binary runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// The server: WebSocket JSON-RPC, /health, /metrics and MCP over HTTP at /mcp.
+    #[default]
+    Serve,
+    /// One MCP session over stdin/stdout, for agent hosts that spawn their tools (logs go to stderr).
+    Mcp,
+}
+
 /// The `codebeaker-server` command line.
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -129,6 +153,22 @@ pub fn load_policy(path: &Path) -> Result<Policy, ConfigError> {
     about = "CodeBeaker: code-execution sandboxes for AI agents, over WebSocket JSON-RPC 2.0"
 )]
 pub struct Cli {
+    /// What to run: `serve` (the server), or `mcp` (one MCP session over stdin/stdout).
+    #[arg(value_enum, default_value = "serve")]
+    pub mode: Mode,
+
+    /// Require this bearer token on GET /metrics [default: open, like /health].
+    #[arg(long, env = "CODEBEAKER_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+
+    /// Request rate limits (`--rate-limit`, `--rate-burst`).
+    #[command(flatten)]
+    pub rate: RateArgs,
+
+    /// The audit log (`--audit-log`, `--audit-log-payloads`).
+    #[command(flatten)]
+    pub audit: AuditArgs,
+
     /// Address to listen on (HTTP /health and WebSocket /ws/jsonrpc).
     #[arg(long, env = "CODEBEAKER_LISTEN", default_value = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
@@ -309,6 +349,10 @@ impl Cli {
                 ..ManagerConfig::default()
             },
             command_timeout: Duration::from_millis(self.command_timeout_ms),
+            metrics_token: self.metrics_token.clone().filter(|t| !t.is_empty()),
+            rate_limit: self.rate.rate().map_err(|e| ConfigError::Flag(e.to_string()))?,
+            audit_log: self.audit.audit_log.clone(),
+            audit_payloads: self.audit.audit_log_payloads,
         })
     }
 

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info_span, Instrument as _};
 
 use crate::api::Caller;
+use crate::metrics::RefusalKind;
 use crate::outbox::{self, Outbox, Outgoing};
 use crate::rpc::{self, Incoming, Response, RpcError};
 use crate::server::Shared;
@@ -232,6 +233,14 @@ impl Connection {
     /// Takes places for `count` requests that arrived in a frame of `bytes` bytes, or
     /// says which per-connection limit is in the way.
     fn permit(&self, count: usize, bytes: usize) -> Result<InFlight, RpcError> {
+        let permit = self.try_permit(count, bytes);
+        if permit.is_err() {
+            self.shared.metrics.refused(RefusalKind::Limit);
+        }
+        permit
+    }
+
+    fn try_permit(&self, count: usize, bytes: usize) -> Result<InFlight, RpcError> {
         let limits = &self.shared.limits;
         let requests = u32::try_from(count).ok().and_then(|n| self.in_flight.clone().try_acquire_many_owned(n).ok());
         let Some(requests) = requests else {
@@ -255,7 +264,12 @@ impl Connection {
     async fn handle_text(&self, text: Utf8Bytes) {
         let text = text.as_str();
         match rpc::parse(text, &self.shared.limits) {
-            Incoming::Rejected(response) => self.reply(response).await,
+            Incoming::Rejected(response) => {
+                if response.outcome.as_ref().is_err_and(|error| error.code == rpc::LIMIT_REACHED) {
+                    self.shared.metrics.refused(RefusalKind::Limit);
+                }
+                self.reply(response).await
+            }
             Incoming::Single(Err(response)) => self.reply(*response).await,
             Incoming::Single(Ok(request)) => {
                 let permit = match self.permit(1, text.len()) {

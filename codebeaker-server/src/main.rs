@@ -1,9 +1,12 @@
 //! `codebeaker-server`: parse flags, start the backends, serve until SIGINT/SIGTERM.
+//! `codebeaker-server mcp`: the same over one MCP session on stdin/stdout instead.
 
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use codebeaker_server::{logging, shutdown, Backends, Cli, Server};
+use codebeaker_server::config::Mode;
+use codebeaker_server::{logging, mcp, shutdown, Backends, Cli, Server, Services};
+use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -25,6 +28,9 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if cli.mode == Mode::Mcp {
+        return serve_mcp_stdio(Services::start(&config, backends)).await;
+    }
     let server = match Server::bind(config, backends).await {
         Ok(server) => server,
         Err(error) => {
@@ -43,4 +49,25 @@ async fn main() -> ExitCode {
         })
         .await;
     ExitCode::SUCCESS
+}
+
+/// One MCP session over stdin/stdout (stdout carries the protocol; logs go to stderr),
+/// until the host closes stdin or a termination signal; then every session is closed.
+async fn serve_mcp_stdio(services: Services) -> ExitCode {
+    let stop = CancellationToken::new();
+    let signal = stop.clone();
+    tokio::spawn(async move {
+        if shutdown::termination_signal().await.is_ok() {
+            signal.cancel();
+        }
+    });
+    let served = mcp::transport::serve_stdio(services.api.clone(), Some(services.metrics.clone()), stop).await;
+    services.api.manager().shutdown().await;
+    match served {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "MCP over stdio failed");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -6,6 +6,7 @@
 //! one session run in the order they were sent even though each request is then served
 //! by a task of its own. The returned future does the waiting.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use codebeaker::{Command, Language, OutputSink, SessionConfig};
@@ -15,6 +16,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use crate::api::{Api, ApiError, Caller};
+use crate::metrics::{Metrics, RefusalKind};
 use crate::outbox::Outbox;
 use crate::rpc::{self, Request, RpcError, METHOD_NOT_FOUND};
 
@@ -24,6 +26,7 @@ pub(crate) type Reply = BoxFuture<'static, Result<Value, RpcError>>;
 /// The method table of one server.
 pub(crate) struct Methods {
     api: Api,
+    metrics: Arc<Metrics>,
 }
 
 /// `session.execute` params.
@@ -61,13 +64,20 @@ struct RunParams {
 struct ListParams {}
 
 impl Methods {
-    pub(crate) fn new(api: Api) -> Self {
-        Methods { api }
+    pub(crate) fn new(api: Api, metrics: Arc<Metrics>) -> Self {
+        Methods { api, metrics }
     }
 
     /// Starts handling `request` for `caller` (see the module docs); `outbox` receives
     /// the `session.output` notifications of a streamed command.
     pub(crate) fn call(&self, request: Request, caller: &Caller, outbox: &Outbox) -> Reply {
+        // Every request counts against the rate, each one of a batch too; a connection is
+        // told apart by its peer address.
+        let connection = caller.remote.map(|addr| addr.to_string()).unwrap_or_default();
+        if let Err(limited) = self.api.admit(caller, &connection, &request.method) {
+            return Box::pin(futures::future::ready(Err(limited.into())));
+        }
+        let metrics = self.metrics.clone();
         let started = match request.method.as_str() {
             "session.create" => self.create(request.params, caller),
             "session.execute" => self.execute(request.params, request.id, caller, outbox),
@@ -83,7 +93,15 @@ impl Methods {
                 ),
             )),
         };
-        started.unwrap_or_else(|error| Box::pin(futures::future::ready(Err(error))))
+        let reply = started.unwrap_or_else(|error| Box::pin(futures::future::ready(Err(error))));
+        // Requests refused at a limit (sessions, per-tenant sessions) are counted here.
+        Box::pin(async move {
+            let answer = reply.await;
+            if answer.as_ref().is_err_and(|error| error.code == rpc::LIMIT_REACHED) {
+                metrics.refused(RefusalKind::Limit);
+            }
+            answer
+        })
     }
 
     fn create(&self, params: Option<Value>, caller: &Caller) -> Result<Reply, RpcError> {
@@ -203,6 +221,7 @@ impl From<ApiError> for RpcError {
     fn from(error: ApiError) -> Self {
         match error {
             ApiError::Sdk(error) => error.into(),
+            ApiError::RateLimited(limited) => RpcError::limit_reached(limited.to_string()),
         }
     }
 }

@@ -13,7 +13,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use codebeaker::{CloseReason, CommandOutcome, Error, SessionInfo, SessionObserver};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use codebeaker::{CloseReason, CommandOutcome, Error, SessionInfo, SessionManager, SessionObserver};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -265,6 +271,11 @@ impl Metrics {
         self.warm_pool.get_or_create(&labels).set(i64::try_from(size).unwrap_or(i64::MAX));
     }
 
+    /// The counter of requests refused for their rate (for the rate limiter).
+    pub(crate) fn rate_refusals(&self) -> Counter {
+        self.refused.get_or_create(&RefusedLabels { reason: RefusalKind::Rate.as_str().into() }).clone()
+    }
+
     /// The counter of audit records dropped on a full queue.
     pub(crate) fn audit_dropped(&self) -> Counter {
         self.audit_dropped.clone()
@@ -274,6 +285,53 @@ impl Metrics {
     pub(crate) fn audit_write_errors(&self) -> Counter {
         self.audit_write_errors.clone()
     }
+}
+
+/// What `GET /metrics` needs.
+#[derive(Clone)]
+struct Endpoint {
+    metrics: Arc<Metrics>,
+    manager: SessionManager,
+}
+
+/// `GET /metrics` behind `access` (origin check, and the metrics token when there is one:
+/// scrapers need no tenant key).
+pub fn router(metrics: Arc<Metrics>, manager: SessionManager, access: Arc<crate::access::Access>) -> Router {
+    Router::new()
+        .route(METRICS_PATH, get(scrape))
+        .with_state(Endpoint { metrics, manager })
+        .route_layer(middleware::from_fn_with_state(access, crate::access::guard))
+}
+
+async fn scrape(State(endpoint): State<Endpoint>) -> Response {
+    for backend in endpoint.manager.backends() {
+        for (language, size) in backend.warm_pool() {
+            endpoint.metrics.set_warm_pool(backend.name(), language.as_str(), size);
+        }
+    }
+    let mut response = endpoint.metrics.render().into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+    response
+}
+
+/// A layer over every HTTP route that counts refused requests by their status: 401 is
+/// `auth`, 403 `origin` (only the access guard answers with these). Rate refusals are
+/// counted by the rate limiter itself.
+pub fn count_refusals(router: Router, metrics: Arc<Metrics>) -> Router {
+    router.layer(middleware::from_fn_with_state(metrics, refusal_counter))
+}
+
+async fn refusal_counter(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let kind = match response.status() {
+        StatusCode::UNAUTHORIZED => Some(RefusalKind::Auth),
+        StatusCode::FORBIDDEN => Some(RefusalKind::Origin),
+        _ => None,
+    };
+    if let Some(kind) = kind {
+        metrics.refused(kind);
+    }
+    response
 }
 
 /// Keeps a connection counted in `codebeaker_connections` while it lives.

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use prometheus_client::metrics::counter::Counter;
 
 /// How often (in checks) keys that are back at a full burst are forgotten, so a stream
 /// of one-off connections cannot grow the limiter's map without bound.
@@ -95,6 +96,8 @@ pub struct RequestRateLimiter {
     limiter: DefaultKeyedRateLimiter<RateKey>,
     clock: DefaultClock,
     checks: AtomicU64,
+    /// Counts every refusal (`codebeaker_requests_refused_total{reason="rate"}`).
+    refused: Counter,
 }
 
 impl std::fmt::Debug for RequestRateLimiter {
@@ -104,8 +107,8 @@ impl std::fmt::Debug for RequestRateLimiter {
 }
 
 impl RequestRateLimiter {
-    /// A limiter allowing `rate` per key.
-    pub fn new(rate: Rate) -> Self {
+    /// A limiter allowing `rate` per key; `refused` counts the requests it refuses.
+    pub fn new(rate: Rate, refused: Counter) -> Self {
         let period = Duration::from_secs_f64(1.0 / rate.per_second).max(Duration::from_nanos(1));
         let burst = NonZeroU32::new(rate.burst).unwrap_or(NonZeroU32::MIN);
         // `with_period` only refuses a zero period, which `max` above rules out.
@@ -115,6 +118,7 @@ impl RequestRateLimiter {
             limiter: RateLimiter::keyed(quota),
             clock: DefaultClock::default(),
             checks: AtomicU64::new(0),
+            refused,
         }
     }
 
@@ -129,9 +133,9 @@ impl RequestRateLimiter {
             self.limiter.retain_recent();
             self.limiter.shrink_to_fit();
         }
-        self.limiter.check_key(key).map_err(|not_until| RateLimited {
-            rate: self.rate,
-            retry_after: not_until.wait_time_from(self.clock.now()),
+        self.limiter.check_key(key).map_err(|not_until| {
+            self.refused.inc();
+            RateLimited { rate: self.rate, retry_after: not_until.wait_time_from(self.clock.now()) }
         })
     }
 }
@@ -142,7 +146,7 @@ mod tests {
 
     #[test]
     fn burst_then_refusal_naming_the_rate() {
-        let limiter = RequestRateLimiter::new(Rate { per_second: 2.0, burst: 3 });
+        let limiter = RequestRateLimiter::new(Rate { per_second: 2.0, burst: 3 }, Counter::default());
         let alice = RateKey::Tenant("alice".into());
         for _ in 0..3 {
             limiter.check(&alice).unwrap();
@@ -151,6 +155,7 @@ mod tests {
         assert!(refused.to_string().starts_with("rate limit of 2 requests/s (burst 3) exceeded"), "{refused}");
         assert!(refused.retry_after > Duration::ZERO && refused.retry_after <= Duration::from_millis(500));
         assert_eq!(refused.retry_after_secs(), 1);
+        assert_eq!(limiter.refused.get(), 1);
         // Another key has its own budget.
         limiter.check(&RateKey::Tenant("bob".into())).unwrap();
     }

@@ -19,6 +19,7 @@ use tracing::{debug, warn, Instrument as _};
 
 use crate::access;
 use crate::api::{Caller, HealthStatus};
+use crate::metrics::{RefusalKind, Transport};
 use crate::rpc::{Response as RpcResponse, RpcError};
 use crate::server::Shared;
 
@@ -107,8 +108,10 @@ async fn upgrade(
             async move {
                 let _tracked = tracked;
                 let Ok(_place) = place else {
+                    shared.metrics.refused(RefusalKind::Limit);
                     return refuse(socket, shared.limits.max_connections).await;
                 };
+                let _counted = shared.metrics.connection(Transport::WebSocket);
                 debug!("connection open");
                 crate::connection::serve(socket, shared.clone(), caller, stop).await;
                 debug!("connection closed");

@@ -23,12 +23,16 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt as _;
 use tracing::{debug, info, info_span, warn, Instrument as _};
 
-use crate::access::Access;
+use crate::access::{Access, ApiKeys};
 use crate::api::Api;
+use crate::audit::AuditLog;
 use crate::backends::Backends;
 use crate::config::ServerConfig;
 use crate::limits::Limits;
+use crate::mcp;
 use crate::methods::Methods;
+use crate::metrics::Metrics;
+use crate::rate::RequestRateLimiter;
 use crate::routes::{self, AppState};
 
 /// Sockets that may be in their HTTP step beyond [`Limits::max_connections`], so that
@@ -38,11 +42,51 @@ const HANDSHAKE_SLACK: usize = 64;
 /// What every connection of a server shares.
 pub(crate) struct Shared {
     pub(crate) api: Api,
+    pub(crate) metrics: Arc<Metrics>,
     pub(crate) methods: Methods,
     pub(crate) limits: Limits,
     pub(crate) access: Arc<Access>,
     /// One permit per open WebSocket connection.
     pub(crate) connections: Arc<Semaphore>,
+}
+
+/// The typed API with what watches it (metrics, audit log, rate limit), as a
+/// [`ServerConfig`] describes it: what both the HTTP server and the MCP stdio server
+/// (`codebeaker-server mcp`) serve.
+pub struct Services {
+    /// The operations every transport calls.
+    pub api: Api,
+    /// The server's metrics (also the session manager's observer).
+    pub metrics: Arc<Metrics>,
+}
+
+impl Services {
+    /// Starts the session manager over `backends`, with the metrics as its observer (unless
+    /// the configuration brings its own), the audit log and the rate limit. Must be called
+    /// inside a Tokio runtime.
+    pub fn start(config: &ServerConfig, backends: Backends) -> Services {
+        let metrics = Arc::new(Metrics::new());
+        let mut manager_config = config.manager.clone();
+        if manager_config.observer.is_none() {
+            manager_config.observer = Some(metrics.clone());
+        }
+        let Backends { enabled, disabled } = backends;
+        let manager = SessionManager::new(enabled, manager_config);
+        let mut api = Api::new(manager, config.command_timeout, disabled);
+        if let Some(path) = &config.audit_log {
+            let log = AuditLog::start(
+                path.clone(),
+                config.audit_payloads,
+                metrics.audit_dropped(),
+                metrics.audit_write_errors(),
+            );
+            api = api.with_audit(log);
+        }
+        if let Some(rate) = config.rate_limit {
+            api = api.with_rate_limit(Arc::new(RequestRateLimiter::new(rate, metrics.rate_refusals())));
+        }
+        Services { api, metrics }
+    }
 }
 
 /// A bound CodeBeaker server, ready to [`run`](Server::run).
@@ -73,18 +117,34 @@ impl Server {
     pub async fn bind(config: ServerConfig, backends: Backends) -> io::Result<Server> {
         let listener = TcpListener::bind(config.listen).await?;
         let access = Arc::new(config.access());
-        let Backends { enabled, disabled } = backends;
-        let manager = SessionManager::new(enabled, config.manager);
-        let api = Api::new(manager, config.command_timeout, disabled);
+        let Services { api, metrics } = Services::start(&config, backends);
         let shared = Arc::new(Shared {
-            methods: Methods::new(api.clone()),
-            api,
+            methods: Methods::new(api.clone(), metrics.clone()),
+            api: api.clone(),
+            metrics: metrics.clone(),
             connections: Arc::new(Semaphore::new(config.limits.max_connections)),
-            limits: config.limits,
-            access,
+            limits: config.limits.clone(),
+            access: access.clone(),
         });
         let (stop, tracker) = (CancellationToken::new(), TaskTracker::new());
         let router = routes::router(AppState { shared: shared.clone(), stop: stop.clone(), tracker: tracker.clone() });
+        // Scrapers present the metrics token (when there is one), not a tenant's key.
+        let scrape_access = Access {
+            allowed_origins: config.allowed_origins.clone(),
+            keys: config.metrics_token.clone().map(ApiKeys::single).unwrap_or_default(),
+        };
+        let mcp = mcp::transport::http_service(
+            api.clone(),
+            metrics.clone(),
+            config.listen.ip().is_loopback(),
+            stop.child_token(),
+        );
+        // One budget per tenant across both transports.
+        let rate = api.rate_limiter();
+        let router = router
+            .merge(crate::metrics::router(metrics.clone(), api.manager().clone(), Arc::new(scrape_access)))
+            .merge(mcp::transport::router(mcp, access, rate));
+        let router = crate::metrics::count_refusals(router, metrics);
         Ok(Server { listener, shared, router, stop, tracker })
     }
 
