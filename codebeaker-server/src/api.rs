@@ -75,8 +75,7 @@ impl Api {
     /// are [`codebeaker::Error::InvalidInput`] naming the cap and its value.
     pub async fn create(&self, caller: &Caller, config: SessionConfig) -> Result<SessionInfo, ApiError> {
         self.check_timeout("defaultTimeoutMs", config.default_timeout_ms)?;
-        let _ = caller;
-        Ok(self.manager.create(config).await?)
+        Ok(self.manager.create_as(caller.tenant.as_deref(), config).await?)
     }
 
     /// Runs `command` in one of the caller's sessions. The command's place in the session's
@@ -94,21 +93,20 @@ impl Api {
             Some(timeout) => self.check_timeout("timeoutMs", millis(timeout)).map(|_| ()),
             None => Ok(()),
         };
-        let _ = caller;
-        let run = checked.map(|()| self.manager.execute(session_id, command, ExecOptions { timeout, output }));
+        let tenant = caller.tenant.as_deref();
+        let run =
+            checked.map(|()| self.manager.execute_as(tenant, session_id, command, ExecOptions { timeout, output }));
         async move { Ok(run?.await?) }
     }
 
     /// The caller's open sessions, oldest first.
     pub fn list(&self, caller: &Caller) -> Vec<SessionInfo> {
-        let _ = caller;
-        self.manager.list()
+        self.manager.list_as(caller.tenant.as_deref())
     }
 
     /// Closes one of the caller's sessions.
     pub async fn close(&self, caller: &Caller, session_id: &str) -> Result<(), ApiError> {
-        let _ = caller;
-        Ok(self.manager.close(session_id).await?)
+        Ok(self.manager.close_as(caller.tenant.as_deref(), session_id).await?)
     }
 
     /// Runs `code` once in a fresh sandbox (`execution.run`), with the server's default
@@ -122,8 +120,7 @@ impl Api {
     ) -> Result<CommandOutcome, ApiError> {
         let timeout = timeout.unwrap_or(self.command_timeout);
         self.check_timeout("timeoutMs", millis(timeout))?;
-        let _ = caller;
-        Ok(self.manager.run_once(language, code, Some(timeout)).await?)
+        Ok(self.manager.run_once_as(caller.tenant.as_deref(), language, code, Some(timeout)).await?)
     }
 
     /// The state of the server and of each backend (see [`Health`]).
