@@ -153,8 +153,7 @@ impl Api {
 
     async fn create_unaudited(&self, caller: &Caller, config: SessionConfig) -> Result<SessionInfo, ApiError> {
         self.check_timeout("defaultTimeoutMs", config.default_timeout_ms)?;
-        let _ = caller;
-        Ok(self.manager.create(config).await?)
+        Ok(self.manager.create_as(caller.tenant.as_deref(), config).await?)
     }
 
     /// Runs `command` in one of the caller's sessions. The command's place in the session's
@@ -173,8 +172,9 @@ impl Api {
             None => Ok(()),
         };
         let entry = self.audit(caller, "session.execute", Some(session_id), Some(&command));
-        let _ = caller;
-        let run = checked.map(|()| self.manager.execute(session_id, command, ExecOptions { timeout, output }));
+        let tenant = caller.tenant.as_deref();
+        let run =
+            checked.map(|()| self.manager.execute_as(tenant, session_id, command, ExecOptions { timeout, output }));
         async move {
             let outcome = match run {
                 Ok(run) => run.await.map_err(ApiError::from),
@@ -194,7 +194,7 @@ impl Api {
     /// The caller's open sessions, oldest first.
     pub fn list(&self, caller: &Caller) -> Vec<SessionInfo> {
         let entry = self.audit(caller, "session.list", None, None);
-        let sessions = self.manager.list();
+        let sessions = self.manager.list_as(caller.tenant.as_deref());
         if let Some(entry) = entry {
             entry.finish(None, "ok");
         }
@@ -204,7 +204,7 @@ impl Api {
     /// Closes one of the caller's sessions.
     pub async fn close(&self, caller: &Caller, session_id: &str) -> Result<(), ApiError> {
         let entry = self.audit(caller, "session.close", Some(session_id), None);
-        let closed = self.manager.close(session_id).await.map_err(ApiError::from);
+        let closed = self.manager.close_as(caller.tenant.as_deref(), session_id).await.map_err(ApiError::from);
         if let Some(entry) = entry {
             entry.finish(None, closed.as_ref().map_or_else(ApiError::audit_outcome, |()| "ok"));
         }
@@ -242,8 +242,7 @@ impl Api {
     ) -> Result<CommandOutcome, ApiError> {
         let timeout = timeout.unwrap_or(self.command_timeout);
         self.check_timeout("timeoutMs", millis(timeout))?;
-        let _ = caller;
-        Ok(self.manager.run_once(language, code, Some(timeout)).await?)
+        Ok(self.manager.run_once_as(caller.tenant.as_deref(), language, code, Some(timeout)).await?)
     }
 
     /// The state of the server and of each backend (see [`Health`]).

@@ -49,6 +49,5 @@ pub trait SessionObserver: Send + Sync + 'static {
     fn session_closed(&self, _session: &SessionInfo, _reason: CloseReason) {}
 
     /// A command finished on a session (`kind` is the command type, e.g. `execute_code`).
-    fn command_finished(&self, _session: &SessionInfo, _kind: &str, _outcome: &CommandOutcome, _elapsed: Duration) {
-    }
+    fn command_finished(&self, _session: &SessionInfo, _kind: &str, _outcome: &CommandOutcome, _elapsed: Duration) {}
 }
