@@ -136,6 +136,10 @@ impl Backend for DockerBackend {
         &DOCKER_LANGUAGES
     }
 
+    fn warm_pool(&self) -> Vec<(Language, usize)> {
+        self.languages().iter().map(|&language| (language, self.pool.ready(language))).collect()
+    }
+
     fn capabilities(&self, _language: Language) -> codebeaker::Capabilities {
         codebeaker::Capabilities { streaming: true, shell: true, ..codebeaker::Capabilities::default() }
     }

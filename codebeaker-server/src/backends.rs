@@ -13,6 +13,10 @@ use codebeaker_deno::{DenoBackend, DenoConfig};
 use codebeaker_docker::{DockerBackend, DockerConfig};
 use tracing::{info, warn};
 
+/// The reason recorded for a backend the operator left out of `--backends`: such a
+/// backend is not "down" for `/health`.
+pub const NOT_SELECTED: &str = "not enabled by --backends";
+
 /// How long connecting to the Docker engine may take before it counts as absent.
 const DOCKER_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -92,7 +96,7 @@ impl Backends {
         for kind in [BackendKind::Docker, BackendKind::Deno] {
             if !wanted.contains(&kind) {
                 info!(backend = kind.name(), "backend disabled: not selected by --backends");
-                backends.disabled.push((kind.name().into(), "not enabled by --backends".into()));
+                backends.disabled.push((kind.name().into(), NOT_SELECTED.into()));
                 continue;
             }
             match start_one(kind, &options).await {

@@ -1,17 +1,28 @@
 //! Configuration: [`ServerConfig`] for the library, and [`Cli`], the binary's flags
 //! (each with a `CODEBEAKER_*` environment variable), which turn into it.
+//!
+//! The operator's [`Policy`] comes from `--policy FILE` (TOML, kebab-case keys, every key
+//! optional) with single caps overridden by flags; it is validated before the server
+//! starts, so a typo stops the server with a clear error instead of opening a door.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Parser;
-use codebeaker::{Language, ManagerConfig};
+use codebeaker::{Language, ManagerConfig, Policy};
 use codebeaker_deno::DenoConfig;
 use codebeaker_docker::{DockerConfig, DOCKER_LANGUAGES};
 
+use crate::access::{Access, ApiKeys, ApiKeysError};
+use crate::audit::AuditArgs;
 use crate::backends::{BackendChoice, BackendKind, BackendOptions};
-use crate::limits::{Limits, DEFAULT_MAX_MESSAGE_BYTES};
+use crate::limits::{Limits, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_OUTBOUND_BYTES};
 use crate::logging::LogFormat;
+use crate::rate::{Rate, RateArgs};
+
+/// The tenant `--token` stands for when `--api-keys` is given too.
+pub const TOKEN_TENANT: &str = "default";
 
 /// Default listen address, as PROTOCOL.md documents it.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:5000";
@@ -21,14 +32,30 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:5000";
 pub struct ServerConfig {
     /// Address to listen on; port 0 picks a free one (see [`crate::Server::local_addr`]).
     pub listen: SocketAddr,
-    /// When set, WebSocket upgrades must present it as a bearer token.
+    /// When set, WebSocket upgrades must present it as a bearer token. Alone, it is the
+    /// single-tenant shorthand: its holder acts as the operator and sees every session.
+    /// Beside tenants' keys it is the key of tenant [`TOKEN_TENANT`].
     pub token: Option<String>,
+    /// Tenants' tokens (`--api-keys`): each tenant sees and acts on its own sessions only.
+    pub api_keys: ApiKeys,
+    /// Origins (`scheme://host[:port]`) whose browser pages may use the acting
+    /// endpoints; a request with any other `Origin` is refused with 403. Requests without
+    /// `Origin` (non-browser clients) are unaffected.
+    pub allowed_origins: Vec<String>,
     /// Connection, message and request limits.
     pub limits: Limits,
     /// Session limits and timings of the manager.
     pub manager: ManagerConfig,
     /// Per-command timeout for sessions and one-shot runs that do not set their own.
     pub command_timeout: Duration,
+    /// Bearer token `GET /metrics` requires; open (like `/health`) when `None`.
+    pub metrics_token: Option<String>,
+    /// Requests per second allowed per tenant (per connection without tenants); off when `None`.
+    pub rate_limit: Option<Rate>,
+    /// Where to append the audit log; none when `None`.
+    pub audit_log: Option<PathBuf>,
+    /// Whether audit records carry code and file contents.
+    pub audit_payloads: bool,
 }
 
 impl Default for ServerConfig {
@@ -36,9 +63,15 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 5000)),
             token: None,
+            api_keys: ApiKeys::none(),
+            allowed_origins: Vec::new(),
             limits: Limits::default(),
             manager: ManagerConfig::default(),
             command_timeout: Duration::from_millis(codebeaker::config::DEFAULT_COMMAND_TIMEOUT_MS),
+            metrics_token: None,
+            rate_limit: None,
+            audit_log: None,
+            audit_payloads: false,
         }
     }
 }
@@ -48,6 +81,68 @@ impl ServerConfig {
     pub fn ephemeral() -> Self {
         ServerConfig { listen: SocketAddr::from(([127, 0, 0, 1], 0)), ..ServerConfig::default() }
     }
+
+    /// The origin and token rules this configuration describes.
+    pub fn access(&self) -> Access {
+        let mut keys = self.api_keys.clone();
+        if let Some(token) = &self.token {
+            keys = if keys.required() {
+                keys.with_tenant(TOKEN_TENANT, token.clone())
+            } else {
+                ApiKeys::single(token.clone())
+            };
+        }
+        Access { allowed_origins: self.allowed_origins.clone(), keys }
+    }
+}
+
+/// A configuration the server refuses to start with.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The policy file cannot be read.
+    #[error("cannot read the policy file {path}: {source}")]
+    PolicyRead {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The policy file is not a valid policy.
+    #[error("the policy file {path} is not a valid policy: {source}")]
+    PolicyParse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong (names the key and the line).
+        #[source]
+        source: toml::de::Error,
+    },
+    /// The policy (file and flags together) is inconsistent.
+    #[error("invalid operator policy: {0}")]
+    Policy(#[source] codebeaker::Error),
+    /// The API keys file cannot be used.
+    #[error(transparent)]
+    ApiKeys(#[from] ApiKeysError),
+    /// Another flag is out of range.
+    #[error("invalid flag: {0}")]
+    Flag(String),
+}
+
+/// Reads a `--policy` TOML file.
+pub fn load_policy(path: &Path) -> Result<Policy, ConfigError> {
+    let text =
+        std::fs::read_to_string(path).map_err(|source| ConfigError::PolicyRead { path: path.to_owned(), source })?;
+    toml::from_str(&text).map_err(|source| ConfigError::PolicyParse { path: path.to_owned(), source })
+}
+
+/// What the binary runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// The server: WebSocket JSON-RPC, /health, /metrics and MCP over HTTP at /mcp.
+    #[default]
+    Serve,
+    /// One MCP session over stdin/stdout, for agent hosts that spawn their tools (logs go to stderr).
+    Mcp,
 }
 
 /// The `codebeaker-server` command line.
@@ -58,6 +153,22 @@ impl ServerConfig {
     about = "CodeBeaker: code-execution sandboxes for AI agents, over WebSocket JSON-RPC 2.0"
 )]
 pub struct Cli {
+    /// What to run: `serve` (the server), or `mcp` (one MCP session over stdin/stdout).
+    #[arg(value_enum, default_value = "serve")]
+    pub mode: Mode,
+
+    /// Require this bearer token on GET /metrics [default: open, like /health].
+    #[arg(long, env = "CODEBEAKER_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+
+    /// Request rate limits (`--rate-limit`, `--rate-burst`).
+    #[command(flatten)]
+    pub rate: RateArgs,
+
+    /// The audit log (`--audit-log`, `--audit-log-payloads`).
+    #[command(flatten)]
+    pub audit: AuditArgs,
+
     /// Address to listen on (HTTP /health and WebSocket /ws/jsonrpc).
     #[arg(long, env = "CODEBEAKER_LISTEN", default_value = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
@@ -94,9 +205,77 @@ pub struct Cli {
     #[arg(long, env = "CODEBEAKER_COMMAND_TIMEOUT_MS", default_value_t = codebeaker::config::DEFAULT_COMMAND_TIMEOUT_MS)]
     pub command_timeout_ms: u64,
 
-    /// Longest per-command timeout a request may ask for, in ms.
-    #[arg(long, env = "CODEBEAKER_MAX_COMMAND_TIMEOUT_MS", default_value_t = 3_600_000)]
-    pub max_command_timeout_ms: u64,
+    /// Longest per-command timeout a request may ask for, in ms [default: 3600000, or the policy file's].
+    #[arg(long, env = "CODEBEAKER_MAX_COMMAND_TIMEOUT_MS")]
+    pub max_command_timeout_ms: Option<u64>,
+
+    /// Operator policy file (TOML, kebab-case keys of every cap below; flags override single keys).
+    #[arg(long, env = "CODEBEAKER_POLICY")]
+    pub policy: Option<PathBuf>,
+
+    /// Largest memoryLimitMB a session may ask for [default: 2048, or the policy file's].
+    #[arg(long, env = "CODEBEAKER_MAX_MEMORY_MB")]
+    pub max_memory_mb: Option<u64>,
+
+    /// Hard CPU quota of each session, in CPUs [default: 1, or the policy file's].
+    #[arg(long, env = "CODEBEAKER_CPUS")]
+    pub cpus: Option<f64>,
+
+    /// Longest maxLifetimeMinutes a session may ask for [default: 1440, or the policy file's].
+    #[arg(long, env = "CODEBEAKER_MAX_LIFETIME_MINUTES")]
+    pub max_lifetime_minutes: Option<f64>,
+
+    /// Longest idleTimeoutMinutes a session may ask for [default: 240, or the policy file's].
+    #[arg(long, env = "CODEBEAKER_MAX_IDLE_MINUTES")]
+    pub max_idle_minutes: Option<f64>,
+
+    /// Size of each session's workspace, in MiB [default: 256, or the policy file's].
+    #[arg(long, env = "CODEBEAKER_WORKSPACE_MB")]
+    pub workspace_mb: Option<u64>,
+
+    /// Images a session may name in dockerImage besides the built-in ones, comma-separated.
+    #[arg(long, env = "CODEBEAKER_ALLOWED_IMAGES", value_delimiter = ',')]
+    pub allowed_images: Option<Vec<String>>,
+
+    /// Host paths a Deno session may be granted (allowRead/allowWrite), comma-separated [default: none].
+    #[arg(long, env = "CODEBEAKER_GRANTABLE_PATHS", value_delimiter = ',')]
+    pub grantable_paths: Option<Vec<PathBuf>>,
+
+    /// Most sessions one tenant may hold at once [default: 100, or the policy file's].
+    #[arg(long, env = "CODEBEAKER_MAX_SESSIONS_PER_TENANT")]
+    pub max_sessions_per_tenant: Option<usize>,
+
+    /// Refuse every network connection from sandboxed code.
+    #[arg(long, env = "CODEBEAKER_NO_EGRESS")]
+    pub no_egress: bool,
+
+    /// Hosts Docker sessions may reach (host, *.suffix, host:port), comma-separated [default: the language's package registries].
+    #[arg(long, env = "CODEBEAKER_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub allowed_hosts: Option<Vec<String>>,
+
+    /// Non-public networks sandboxed code may reach anyway (CIDR), comma-separated [default: none].
+    #[arg(long, env = "CODEBEAKER_ALLOWED_PRIVATE", value_delimiter = ',')]
+    pub allowed_private: Option<Vec<String>>,
+
+    /// Extra CA bundle (PEM) handed to sandboxes, for networks that intercept TLS.
+    #[arg(long, env = "CODEBEAKER_CA_BUNDLE")]
+    pub ca_bundle: Option<PathBuf>,
+
+    /// Tenants' tokens: a file with one "tenant token" per line (# comments).
+    #[arg(long, env = "CODEBEAKER_API_KEYS")]
+    pub api_keys: Option<PathBuf>,
+
+    /// Browser origins allowed to use the server (scheme://host[:port]), comma-separated [default: none].
+    #[arg(long, env = "CODEBEAKER_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+
+    /// Seconds a WebSocket connection may stay idle (no message, no ping, no request running).
+    #[arg(long, env = "CODEBEAKER_CONNECTION_IDLE_SECS", default_value_t = 300)]
+    pub connection_idle_secs: u64,
+
+    /// Most bytes of responses one connection may have waiting to be written.
+    #[arg(long, env = "CODEBEAKER_MAX_OUTBOUND_BYTES", default_value_t = DEFAULT_MAX_OUTBOUND_BYTES)]
+    pub max_outbound_bytes: usize,
 
     /// Cap of each output stream (stdout, stderr) of one command, in bytes.
     #[arg(long, env = "CODEBEAKER_OUTPUT_LIMIT_BYTES", default_value_t = codebeaker::backend::DEFAULT_OUTPUT_LIMIT)]
@@ -132,11 +311,26 @@ pub struct Cli {
 }
 
 impl Cli {
-    /// The server configuration these flags describe.
-    pub fn server_config(&self) -> ServerConfig {
-        ServerConfig {
+    /// The server configuration these flags describe: reads `--policy` and `--api-keys`
+    /// and validates the result.
+    pub fn server_config(&self) -> Result<ServerConfig, ConfigError> {
+        if self.connection_idle_secs == 0 || self.max_outbound_bytes == 0 {
+            return Err(ConfigError::Flag("connection-idle-secs and max-outbound-bytes must be above 0".into()));
+        }
+        let api_keys = match &self.api_keys {
+            Some(path) => ApiKeys::load(path)?,
+            None => ApiKeys::none(),
+        };
+        Ok(ServerConfig {
             listen: self.listen,
             token: self.token.clone().filter(|t| !t.is_empty()),
+            api_keys,
+            allowed_origins: self
+                .allowed_origins
+                .iter()
+                .map(|o| o.trim().to_owned())
+                .filter(|o| !o.is_empty())
+                .collect(),
             limits: Limits {
                 max_connections: self.max_connections,
                 max_message_bytes: self.max_message_bytes,
@@ -144,19 +338,65 @@ impl Cli {
                 max_in_flight: self.max_in_flight,
                 max_in_flight_bytes: self.max_in_flight_bytes,
                 shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
+                max_outbound_bytes: self.max_outbound_bytes,
+                connection_idle: Duration::from_secs(self.connection_idle_secs),
                 ..Limits::default()
             },
             manager: ManagerConfig {
                 max_sessions: self.max_sessions,
                 output_limit: self.output_limit_bytes,
-                policy: codebeaker::Policy {
-                    max_command_timeout_ms: self.max_command_timeout_ms,
-                    ..codebeaker::Policy::default()
-                },
+                policy: self.policy()?,
                 ..ManagerConfig::default()
             },
             command_timeout: Duration::from_millis(self.command_timeout_ms),
+            metrics_token: self.metrics_token.clone().filter(|t| !t.is_empty()),
+            rate_limit: self.rate.rate().map_err(|e| ConfigError::Flag(e.to_string()))?,
+            audit_log: self.audit.audit_log.clone(),
+            audit_payloads: self.audit.audit_log_payloads,
+        })
+    }
+
+    /// The operator policy: the `--policy` file (or the defaults), then each flag given.
+    pub fn policy(&self) -> Result<Policy, ConfigError> {
+        let mut policy = match &self.policy {
+            Some(path) => load_policy(path)?,
+            None => Policy::default(),
+        };
+        fn set<T: Clone>(field: &mut T, flag: &Option<T>) {
+            if let Some(value) = flag {
+                *field = value.clone();
+            }
         }
+        set(&mut policy.max_memory_mb, &self.max_memory_mb);
+        set(&mut policy.cpus, &self.cpus);
+        set(&mut policy.max_lifetime_minutes, &self.max_lifetime_minutes);
+        set(&mut policy.max_idle_minutes, &self.max_idle_minutes);
+        set(&mut policy.max_command_timeout_ms, &self.max_command_timeout_ms);
+        set(&mut policy.workspace_mb, &self.workspace_mb);
+        set(&mut policy.allowed_images, &self.allowed_images);
+        set(&mut policy.grantable_paths, &self.grantable_paths);
+        set(&mut policy.max_sessions_per_tenant, &self.max_sessions_per_tenant);
+        set(&mut policy.net.allowed_hosts, &self.allowed_hosts);
+        set(&mut policy.net.allowed_private, &self.allowed_private);
+        if self.ca_bundle.is_some() {
+            policy.net.ca_bundle = self.ca_bundle.clone();
+        }
+        if self.no_egress {
+            policy.net.egress = false;
+        }
+        policy.validate().map_err(ConfigError::Policy)?;
+        if self.command_timeout_ms == 0 || self.command_timeout_ms > policy.max_command_timeout_ms {
+            return Err(ConfigError::Flag(format!(
+                "command-timeout-ms must be between 1 and max-command-timeout-ms ({}), got {}",
+                policy.max_command_timeout_ms, self.command_timeout_ms
+            )));
+        }
+        if let Some(bundle) = &policy.net.ca_bundle {
+            if !bundle.is_file() {
+                return Err(ConfigError::Flag(format!("ca-bundle {} is not a readable file", bundle.display())));
+            }
+        }
+        Ok(policy)
     }
 
     /// The backends these flags select.
@@ -185,8 +425,10 @@ mod tests {
     #[test]
     fn defaults_match_the_protocol() {
         let cli = Cli::try_parse_from(["codebeaker-server"]).unwrap();
-        let config = cli.server_config();
+        let config = cli.server_config().unwrap();
         assert_eq!(config.listen.to_string(), "127.0.0.1:5000");
+        assert_eq!(config.manager.policy, Policy::default());
+        assert_eq!(config.limits, Limits::default());
         assert_eq!(config.command_timeout, Duration::from_secs(60));
         assert_eq!(config.token, None);
         assert_eq!(cli.backend_options().choice, BackendChoice::Auto);
@@ -207,8 +449,56 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(cli.backend_options().choice, BackendChoice::Only(vec![BackendKind::Deno, BackendKind::Docker]));
-        assert_eq!(cli.server_config().manager.max_sessions, 3);
+        assert_eq!(cli.server_config().unwrap().manager.max_sessions, 3);
         assert_eq!(cli.log_format, LogFormat::Json);
         assert!(Cli::try_parse_from(["codebeaker-server", "--backends", "lxc"]).is_err());
+    }
+
+    fn policy_of(args: &[&str]) -> Result<Policy, ConfigError> {
+        let mut all = vec!["codebeaker-server"];
+        all.extend_from_slice(args);
+        Cli::try_parse_from(all).unwrap().policy()
+    }
+
+    #[test]
+    fn policy_file_then_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("policy.toml");
+        std::fs::write(
+            &file,
+            "max-memory-mb = 1024\ncpus = 0.5\ngrantable-paths = [\"/srv/data\"]\n[net]\nallowed-private = [\"127.0.0.1/32\"]\n",
+        )
+        .unwrap();
+        let path = file.to_str().unwrap();
+        let policy = policy_of(&["--policy", path, "--cpus", "2", "--no-egress"]).unwrap();
+        assert_eq!((policy.max_memory_mb, policy.cpus), (1024, 2.0));
+        assert_eq!(policy.grantable_paths, [PathBuf::from("/srv/data")]);
+        assert_eq!((policy.net.egress, policy.net.allowed_private.len()), (false, 1));
+        let flags = policy_of(&["--max-memory-mb", "4096", "--allowed-images", "a:1,b:2"]).unwrap();
+        assert_eq!((flags.max_memory_mb, flags.allowed_images.len()), (4096, 2));
+    }
+
+    #[test]
+    fn bad_policies_stop_the_server_with_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let typo = dir.path().join("typo.toml");
+        std::fs::write(&typo, "max-memroy-mb = 1\n").unwrap();
+        let error = policy_of(&["--policy", typo.to_str().unwrap()]).unwrap_err().to_string();
+        assert!(error.contains("max-memroy-mb") && error.contains("typo.toml"), "{error}");
+        let missing = policy_of(&["--policy", "/nonexistent/policy.toml"]).unwrap_err().to_string();
+        assert!(missing.contains("/nonexistent/policy.toml"), "{missing}");
+        let error = policy_of(&["--cpus", "0"]).unwrap_err().to_string();
+        assert!(error.contains("cpus"), "{error}");
+        let error = policy_of(&["--max-command-timeout-ms", "1000"]).unwrap_err().to_string();
+        assert!(error.contains("command-timeout-ms"), "{error}");
+    }
+
+    #[test]
+    fn token_alone_is_the_operator_beside_keys_a_tenant() {
+        let single = ServerConfig { token: Some("tok-tok-tok".into()), ..ServerConfig::default() }.access();
+        assert_eq!(single.keys.tenant_keys(), 0);
+        let keys = ApiKeys::parse("alice alice-key-1").unwrap();
+        let both = ServerConfig { token: Some("tok-tok-tok".into()), api_keys: keys, ..ServerConfig::default() };
+        assert_eq!(both.access().keys.tenant_keys(), 2);
     }
 }

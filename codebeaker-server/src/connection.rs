@@ -2,9 +2,13 @@
 //! requests, and a writer task that sends responses and notifications as they are ready.
 //!
 //! Requests run concurrently (each in a task of its own) and are answered by id in
-//! whatever order they finish; a per-connection semaphore caps how many are in flight.
-//! Everything a connection sends goes through one bounded [`Outbox`], so a client that
-//! stops reading slows its own tasks down and nobody else's.
+//! whatever order they finish; per-connection semaphores cap how many requests and how
+//! many request bytes are in flight. Everything a connection sends goes through its
+//! [`Outbox`], whose bytes are counted: a client that stops reading first stops being
+//! read from, then is closed (1008) once the limit is reached; nobody else notices.
+//!
+//! A connection idle for [`crate::Limits::connection_idle`] (no frame from the client,
+//! pings included, no request running and nothing left to write) is closed (1001).
 //!
 //! The connection owns no session: when it ends, abruptly or not, running commands go on
 //! to their end (their responses are dropped) and sessions stay open for a reconnect.
@@ -12,45 +16,27 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{SinkExt as _, StreamExt as _};
+use axum::extract::ws::{close_code, Message, Utf8Bytes, WebSocket};
+use futures::{FutureExt as _, SinkExt as _, StreamExt as _};
 use serde_json::Value;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-use tokio_tungstenite::WebSocketStream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::debug;
+use tracing::{debug, info_span, Instrument as _};
 
+use crate::api::Caller;
+use crate::metrics::RefusalKind;
+use crate::outbox::{self, Outbox, Outgoing};
 use crate::rpc::{self, Incoming, Response, RpcError};
 use crate::server::Shared;
 
-/// Messages queued for the writer at most; past it, senders wait.
-const OUTBOX_CAPACITY: usize = 256;
 /// How long a closing connection waits for the client's close frame.
 const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// The sending side of a connection. Cheap to clone.
-#[derive(Clone)]
-pub(crate) struct Outbox {
-    tx: mpsc::Sender<Message>,
-}
-
-impl Outbox {
-    /// Queues a text frame; `false` when the connection is gone.
-    pub(crate) async fn send_text(&self, text: String) -> bool {
-        self.tx.send(Message::text(text)).await.is_ok()
-    }
-
-    async fn close(&self, code: CloseCode, reason: String) {
-        let _ = self.tx.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
-    }
-}
 
 /// The state of one connection's read loop.
 struct Connection {
     shared: Arc<Shared>,
+    caller: Caller,
     outbox: Outbox,
     /// One permit per request being handled.
     in_flight: Arc<Semaphore>,
@@ -68,21 +54,28 @@ fn kib(bytes: usize) -> usize {
     bytes.div_ceil(1024).max(1)
 }
 
-/// Serves one upgraded connection until the client leaves or `shutdown` fires.
-pub(crate) async fn serve<S>(ws: WebSocketStream<S>, shared: Arc<Shared>, shutdown: CancellationToken)
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
+/// Why the read loop ended with a close frame to send.
+type Close = (u16, String);
+
+/// Serves one upgraded connection for `caller` until the client leaves or `shutdown`
+/// fires.
+pub(crate) async fn serve(ws: WebSocket, shared: Arc<Shared>, caller: Caller, shutdown: CancellationToken) {
     let (mut sink, mut stream) = ws.split();
-    let (tx, mut rx) = mpsc::channel::<Message>(OUTBOX_CAPACITY);
+    let (outbox, mut inbox) = outbox::channel(shared.limits.max_outbound_bytes);
     let writer = tokio::spawn(async move {
-        while let Some(message) = rx.recv().await {
+        while let Some(Outgoing { message, bytes }) = inbox.recv().await {
             let closing = matches!(message, Message::Close(_));
-            if sink.feed(message).await.is_err() {
+            if inbox.is_overflowed() && !closing {
+                inbox.written(bytes);
+                continue;
+            }
+            let fed = sink.feed(message).await;
+            inbox.written(bytes);
+            if fed.is_err() {
                 return;
             }
             // One flush per burst: responses that finished together share a write.
-            if (closing || rx.is_empty()) && sink.flush().await.is_err() {
+            if (closing || inbox.is_empty()) && sink.flush().await.is_err() {
                 return;
             }
             if closing {
@@ -90,48 +83,78 @@ where
             }
         }
     });
-    let max_in_flight = shared.limits.max_in_flight;
-    let budget = shared.limits.max_in_flight_bytes.max(shared.limits.max_message_bytes);
+    let limits = &shared.limits;
+    let max_in_flight = limits.max_in_flight;
+    let budget = limits.max_in_flight_bytes.max(limits.max_message_bytes);
+    let idle = limits.connection_idle;
     let connection = Connection {
-        shared,
-        outbox: Outbox { tx },
+        shared: shared.clone(),
+        caller,
+        outbox,
         in_flight: Arc::new(Semaphore::new(max_in_flight)),
         in_flight_kib: Arc::new(Semaphore::new(kib(budget))),
     };
+    let outbox = &connection.outbox;
+    // Past this many bytes waiting to be written, no new request is read.
+    let high_water = outbox.max() / 2;
 
+    let mut deadline = Instant::now() + idle;
     let close = loop {
+        if outbox.queued() > high_water {
+            tokio::select! {
+                _ = shutdown.cancelled() => break Some(going_away()),
+                _ = outbox.overflowed() => break Some(connection.overflow()),
+                _ = outbox.drained(high_water) => {
+                    deadline = Instant::now() + idle;
+                    continue;
+                }
+            }
+        }
         let message = tokio::select! {
             _ = shutdown.cancelled() => break Some(going_away()),
+            _ = outbox.overflowed() => break Some(connection.overflow()),
+            _ = tokio::time::sleep_until(deadline) => {
+                if connection.busy() {
+                    deadline = Instant::now() + idle;
+                    continue;
+                }
+                break Some((close_code::AWAY, format!(
+                    "closing an idle connection: no message for {} s and no request running (the server's connection-idle-secs)",
+                    idle.as_secs_f64()
+                )));
+            }
             message = stream.next() => message,
         };
-        // Handling waits while the outbox is full (a client that does not read its
-        // answers); a shutdown must not wait for that.
-        match message {
+        deadline = Instant::now() + idle;
+        // Handling waits while the outbox is full; a shutdown or an overflow must not
+        // wait for that.
+        let handled = match message {
             // tungstenite answers a close frame itself, on the next read: keep reading
             // until it reports the end.
             None => break None,
-            Some(Ok(Message::Text(text))) => tokio::select! {
-                _ = shutdown.cancelled() => break Some(going_away()),
-                _ = connection.handle_text(&text) => {}
-            },
+            Some(Ok(Message::Text(text))) => connection.handle_text(text).boxed(),
             Some(Ok(Message::Binary(_))) => {
                 let error = RpcError::invalid_request(
                     "binary frames are not supported; send each JSON-RPC message as a text frame",
                 );
-                tokio::select! {
-                    _ = shutdown.cancelled() => break Some(going_away()),
-                    _ = connection.reply(Response::error(Value::Null, error)) => {}
+                connection.reply(Response::error(Value::Null, error)).boxed()
+            }
+            Some(Ok(_)) => continue, // ping, pong (answered by tungstenite), close
+            Some(Err(error)) => match too_large(error) {
+                Ok(detail) => {
+                    let limit = connection.shared.limits.max_message_bytes;
+                    break Some((close_code::SIZE, format!("{detail}; the limit is {limit} bytes")));
                 }
-            }
-            Some(Ok(_)) => {} // ping, pong (answered by tungstenite), close
-            Some(Err(WsError::Capacity(error))) => {
-                let limit = connection.shared.limits.max_message_bytes;
-                break Some((CloseCode::Size, format!("{error}; the limit is {limit} bytes")));
-            }
-            Some(Err(error)) => {
-                debug!(%error, "connection ended abruptly");
-                break None;
-            }
+                Err(error) => {
+                    debug!(%error, "connection ended abruptly");
+                    break None;
+                }
+            },
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => break Some(going_away()),
+            _ = outbox.overflowed() => break Some(connection.overflow()),
+            _ = handled => {}
         }
     };
 
@@ -139,6 +162,7 @@ where
         // The client is gone: running requests finish on their own, their answers dropped.
         return;
     };
+    debug!(code, %reason, "closing the connection");
     if shutdown.is_cancelled() {
         // Let running requests answer first (sessions are being closed, so they end soon).
         let grace = connection.shared.limits.shutdown_grace;
@@ -160,11 +184,47 @@ where
     }
 }
 
-fn going_away() -> (CloseCode, String) {
-    (CloseCode::Away, "server shutting down".to_owned())
+/// The detail of a message-too-large error, or the error itself if it is another.
+fn too_large(error: axum::Error) -> Result<String, axum::Error> {
+    let inner = error.into_inner();
+    match inner.downcast_ref::<tungstenite::Error>() {
+        Some(tungstenite::Error::Capacity(capacity)) => Ok(capacity.to_string()),
+        _ => Err(axum::Error::new(inner)),
+    }
+}
+
+/// The span of one request, beneath its connection's: the manager's session and command
+/// spans nest beneath it.
+fn request_span(request: &rpc::Request) -> tracing::Span {
+    let id = request.id.as_ref().map(|id| id.to_string()).unwrap_or_default();
+    // Client-chosen strings: bounded before they reach the logs.
+    let method: String = request.method.chars().take(64).collect();
+    let id: String = id.chars().take(64).collect();
+    info_span!("request", id = %id, method = %method)
+}
+
+fn going_away() -> Close {
+    (close_code::AWAY, "server shutting down".to_owned())
 }
 
 impl Connection {
+    /// Whether a request is running or output is waiting: the connection is not idle.
+    fn busy(&self) -> bool {
+        self.in_flight.available_permits() < self.shared.limits.max_in_flight || self.outbox.queued() > 0
+    }
+
+    /// The close owed to a client that let too many bytes pile up.
+    fn overflow(&self) -> Close {
+        let max = self.outbox.max();
+        (
+            close_code::POLICY,
+            format!(
+                "the client does not read its responses: more than {max} bytes of them are waiting to be written, \
+                 the server's max-outbound-bytes; closing"
+            ),
+        )
+    }
+
     /// Queues a response.
     async fn reply(&self, response: Response) {
         self.outbox.send_text(response.to_text()).await;
@@ -173,6 +233,14 @@ impl Connection {
     /// Takes places for `count` requests that arrived in a frame of `bytes` bytes, or
     /// says which per-connection limit is in the way.
     fn permit(&self, count: usize, bytes: usize) -> Result<InFlight, RpcError> {
+        let permit = self.try_permit(count, bytes);
+        if permit.is_err() {
+            self.shared.metrics.refused(RefusalKind::Limit);
+        }
+        permit
+    }
+
+    fn try_permit(&self, count: usize, bytes: usize) -> Result<InFlight, RpcError> {
         let limits = &self.shared.limits;
         let requests = u32::try_from(count).ok().and_then(|n| self.in_flight.clone().try_acquire_many_owned(n).ok());
         let Some(requests) = requests else {
@@ -193,9 +261,15 @@ impl Connection {
     }
 
     /// Parses one text frame and starts its requests.
-    async fn handle_text(&self, text: &str) {
+    async fn handle_text(&self, text: Utf8Bytes) {
+        let text = text.as_str();
         match rpc::parse(text, &self.shared.limits) {
-            Incoming::Rejected(response) => self.reply(response).await,
+            Incoming::Rejected(response) => {
+                if response.outcome.as_ref().is_err_and(|error| error.code == rpc::LIMIT_REACHED) {
+                    self.shared.metrics.refused(RefusalKind::Limit);
+                }
+                self.reply(response).await
+            }
             Incoming::Single(Err(response)) => self.reply(*response).await,
             Incoming::Single(Ok(request)) => {
                 let permit = match self.permit(1, text.len()) {
@@ -209,15 +283,22 @@ impl Connection {
                     }
                 };
                 let id = request.id.clone();
-                let reply = self.shared.methods.call(request, &self.outbox);
+                let span = request_span(&request);
+                let reply = span.in_scope(|| self.shared.methods.call(request, &self.caller, &self.outbox));
                 let outbox = self.outbox.clone();
-                tokio::spawn(async move {
-                    let outcome = reply.await;
-                    if let Some(id) = id {
-                        outbox.send_text(Response { id, outcome }.to_text()).await;
+                tokio::spawn(
+                    async move {
+                        let outcome = reply.await;
+                        match id {
+                            Some(id) if !outbox.is_gone() => {
+                                outbox.send_text(Response { id, outcome }.to_text()).await;
+                            }
+                            _ => {}
+                        }
+                        drop(permit);
                     }
-                    drop(permit);
-                });
+                    .instrument(span),
+                );
             }
             Incoming::Batch(items) => {
                 let permit = match self.permit(items.len(), text.len()) {
@@ -244,25 +325,33 @@ impl Connection {
                             Err(response) => Box::pin(futures::future::ready(Some(*response))),
                             Ok(request) => {
                                 let id = request.id.clone();
-                                let reply = self.shared.methods.call(request, &self.outbox);
-                                Box::pin(async move {
-                                    let outcome = reply.await;
-                                    id.map(|id| Response { id, outcome })
-                                })
+                                let span = request_span(&request);
+                                let reply =
+                                    span.in_scope(|| self.shared.methods.call(request, &self.caller, &self.outbox));
+                                Box::pin(
+                                    async move {
+                                        let outcome = reply.await;
+                                        id.map(|id| Response { id, outcome })
+                                    }
+                                    .instrument(span),
+                                )
                             }
                         }
                     })
                     .collect();
                 let outbox = self.outbox.clone();
-                tokio::spawn(async move {
-                    let responses: Vec<Response> =
-                        futures::future::join_all(replies).await.into_iter().flatten().collect();
-                    // A batch of notifications only is answered with nothing at all.
-                    if !responses.is_empty() {
-                        outbox.send_text(rpc::to_text(&responses)).await;
+                tokio::spawn(
+                    async move {
+                        let responses: Vec<Response> =
+                            futures::future::join_all(replies).await.into_iter().flatten().collect();
+                        // A batch of notifications only is answered with nothing at all.
+                        if !responses.is_empty() && !outbox.is_gone() {
+                            outbox.send_text(rpc::to_text(&responses)).await;
+                        }
+                        drop(permit);
                     }
-                    drop(permit);
-                });
+                    .in_current_span(),
+                );
             }
         }
     }

@@ -16,25 +16,38 @@
 //! ```
 //!
 //! Modules, in the order a request meets them: [`server`] (accept loop, limits on
-//! sockets), `http` (health, upgrade, token), `connection` (read loop, writer,
-//! in-flight cap), [`rpc`] (JSON-RPC parsing and error codes), `methods` (the five
-//! methods), and [`shutdown`]. [`limits`] holds every bound in one place.
+//! sockets, hyper's HTTP/1), [`routes`] (the axum router: health, upgrade), [`access`]
+//! (browser origins, tokens and tenants), `connection` (read loop, writer, in-flight
+//! caps, idle timeout) with `outbox` (bounded response bytes), [`rpc`] (JSON-RPC parsing
+//! and error codes), `methods` (the five methods) over [`api`] (the typed operations
+//! every transport calls), and [`shutdown`]. [`limits`] holds every bound of the server
+//! in one place; the operator's caps on sessions are the [`codebeaker::Policy`] that
+//! [`config`] reads.
 
 #![warn(missing_docs)]
 
+pub mod access;
+pub mod api;
+pub mod audit;
 pub mod backends;
 pub mod config;
 mod connection;
-mod http;
 pub mod limits;
 pub mod logging;
+pub mod mcp;
 mod methods;
+pub mod metrics;
+mod outbox;
+pub mod rate;
+pub mod routes;
 pub mod rpc;
 pub mod server;
 pub mod shutdown;
 
+pub use access::{Access, ApiKeys};
+pub use api::{Api, ApiError, Caller, Health, HealthStatus};
 pub use backends::{BackendChoice, BackendKind, BackendOptions, Backends};
-pub use config::{Cli, ServerConfig};
-pub use http::{HEALTH_PATH, WS_PATH};
+pub use config::{Cli, ConfigError, ServerConfig};
 pub use limits::Limits;
-pub use server::{Server, ServerHandle};
+pub use routes::{HEALTH_PATH, WS_PATH};
+pub use server::{Server, ServerHandle, Services};

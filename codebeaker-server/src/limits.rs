@@ -34,18 +34,33 @@ pub struct Limits {
     /// found by a linear scan before any recursive parsing, so no input can exhaust the
     /// stack.
     pub max_json_depth: usize,
-    /// Largest HTTP request head (request line and headers) before the upgrade, in bytes.
+    /// Largest HTTP request head (request line and headers), in bytes: a bigger one is
+    /// answered 431 by hyper. hyper's floor is 8 KiB.
     pub max_http_head_bytes: usize,
-    /// How long a client may take to send its HTTP request head; stops idle sockets from
-    /// holding a place forever.
+    /// How long a client may take to send its HTTP request head (hyper's header read
+    /// timeout; the socket is then closed); stops idle sockets from holding a place
+    /// forever.
     pub http_head_timeout: Duration,
     /// On shutdown, how long running requests get to finish before their connections are
     /// closed anyway.
     pub shutdown_grace: Duration,
+    /// Most bytes of responses and notifications one connection may have waiting to be
+    /// written. Past half of it the connection stops reading requests until its client
+    /// catches up (backpressure); past all of it the connection is closed (code 1008)
+    /// with a reason naming the limit. This bounds what a client that never reads its
+    /// answers can make the server hold, whatever it asks for.
+    pub max_outbound_bytes: usize,
+    /// How long a WebSocket connection may stay idle (no frame from the client, pings
+    /// included, and no request running) before it is closed (code 1001) with a reason
+    /// saying so. Stops idle clients from holding connection slots forever.
+    pub connection_idle: Duration,
 }
 
 /// Default of [`Limits::max_message_bytes`]: 16 MiB, room for a large `write_file`.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+
+/// Default of [`Limits::max_outbound_bytes`]: 64 MiB.
+pub const DEFAULT_MAX_OUTBOUND_BYTES: usize = 64 * 1024 * 1024;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -59,6 +74,8 @@ impl Default for Limits {
             max_http_head_bytes: 16 * 1024,
             http_head_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(10),
+            max_outbound_bytes: DEFAULT_MAX_OUTBOUND_BYTES,
+            connection_idle: Duration::from_secs(300),
         }
     }
 }

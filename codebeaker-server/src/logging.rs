@@ -1,4 +1,9 @@
 //! Log output: human-readable or JSON lines, filtered like `RUST_LOG` (default `info`).
+//!
+//! Spans nest as a request travels: `connection` (peer, tenant) > `request` (id,
+//! method) > the manager's session and command spans. A JSON line carries its whole span
+//! list, so one command can be followed end to end with
+//! `RUST_LOG=debug --log-format json` and a filter on the request id or session id.
 
 use tracing_subscriber::EnvFilter;
 
@@ -19,6 +24,6 @@ pub fn init(format: LogFormat) {
     // program); that one is then used.
     let _ = match format {
         LogFormat::Pretty => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(true).try_init(),
     };
 }

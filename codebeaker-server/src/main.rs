@@ -1,14 +1,26 @@
 //! `codebeaker-server`: parse flags, start the backends, serve until SIGINT/SIGTERM.
+//! `codebeaker-server mcp`: the same over one MCP session on stdin/stdout instead.
 
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use codebeaker_server::{logging, shutdown, Backends, Cli, Server};
+use codebeaker_server::config::Mode;
+use codebeaker_server::{logging, mcp, shutdown, Backends, Cli, Server, Services};
+use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.log_format);
+    // Policy and keys first: a bad configuration must stop the server before anything starts.
+    let config = match cli.server_config() {
+        Ok(config) => config,
+        Err(error) => {
+            tracing::error!(%error, "invalid configuration");
+            eprintln!("codebeaker-server: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     let backends = match Backends::start(cli.backend_options()).await {
         Ok(backends) => backends,
         Err(error) => {
@@ -16,7 +28,10 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let server = match Server::bind(cli.server_config(), backends).await {
+    if cli.mode == Mode::Mcp {
+        return serve_mcp_stdio(Services::start(&config, backends)).await;
+    }
+    let server = match Server::bind(config, backends).await {
         Ok(server) => server,
         Err(error) => {
             tracing::error!(%error, listen = %cli.listen, "cannot listen");
@@ -34,4 +49,25 @@ async fn main() -> ExitCode {
         })
         .await;
     ExitCode::SUCCESS
+}
+
+/// One MCP session over stdin/stdout (stdout carries the protocol; logs go to stderr),
+/// until the host closes stdin or a termination signal; then every session is closed.
+async fn serve_mcp_stdio(services: Services) -> ExitCode {
+    let stop = CancellationToken::new();
+    let signal = stop.clone();
+    tokio::spawn(async move {
+        if shutdown::termination_signal().await.is_ok() {
+            signal.cancel();
+        }
+    });
+    let served = mcp::transport::serve_stdio(services.api.clone(), Some(services.metrics.clone()), stop).await;
+    services.api.manager().shutdown().await;
+    match served {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "MCP over stdio failed");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -1,4 +1,4 @@
-//! The five methods of the protocol, dispatched by name onto the [`SessionManager`].
+//! The five methods of the protocol, dispatched by name onto the typed [`Api`].
 //!
 //! [`Methods::call`] is split in two on purpose. Its synchronous part runs in the
 //! connection's read loop, in arrival order: it checks the params and, for
@@ -6,16 +6,18 @@
 //! one session run in the order they were sent even though each request is then served
 //! by a task of its own. The returned future does the waiting.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use codebeaker::{Command, ExecEvent, ExecOptions, Language, SessionConfig, SessionManager};
+use codebeaker::{Command, Language, OutputSink, SessionConfig};
 use futures::future::BoxFuture;
-use futures::StreamExt as _;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use crate::connection::Outbox;
+use crate::api::{Api, ApiError, Caller};
+use crate::metrics::{Metrics, RefusalKind};
+use crate::outbox::Outbox;
 use crate::rpc::{self, Request, RpcError, METHOD_NOT_FOUND};
 
 /// What a method eventually answers.
@@ -23,9 +25,8 @@ pub(crate) type Reply = BoxFuture<'static, Result<Value, RpcError>>;
 
 /// The method table of one server.
 pub(crate) struct Methods {
-    manager: SessionManager,
-    /// Per-command timeout of sessions and one-shot runs that do not set their own.
-    command_timeout: Duration,
+    api: Api,
+    metrics: Arc<Metrics>,
 }
 
 /// `session.execute` params.
@@ -63,44 +64,59 @@ struct RunParams {
 struct ListParams {}
 
 impl Methods {
-    pub(crate) fn new(manager: SessionManager, command_timeout: Duration) -> Self {
-        Methods { manager, command_timeout }
+    pub(crate) fn new(api: Api, metrics: Arc<Metrics>) -> Self {
+        Methods { api, metrics }
     }
 
-    /// Starts handling `request` (see the module docs); `outbox` receives the
-    /// `session.output` notifications of a streamed command.
-    pub(crate) fn call(&self, request: Request, outbox: &Outbox) -> Reply {
+    /// Starts handling `request` for `caller` (see the module docs); `outbox` receives
+    /// the `session.output` notifications of a streamed command.
+    pub(crate) fn call(&self, request: Request, caller: &Caller, outbox: &Outbox) -> Reply {
+        // Every request counts against the rate, each one of a batch too; a connection is
+        // told apart by its peer address.
+        let connection = caller.remote.map(|addr| addr.to_string()).unwrap_or_default();
+        if let Err(limited) = self.api.admit(caller, &connection, &request.method) {
+            return Box::pin(futures::future::ready(Err(limited.into())));
+        }
+        let metrics = self.metrics.clone();
         let started = match request.method.as_str() {
-            "session.create" => self.create(request.params),
-            "session.execute" => self.execute(request.params, request.id, outbox),
-            "session.list" => self.list(request.params),
-            "session.close" => self.close(request.params),
-            "execution.run" => self.run(request.params),
+            "session.create" => self.create(request.params, caller),
+            "session.execute" => self.execute(request.params, request.id, caller, outbox),
+            "session.list" => self.list(request.params, caller),
+            "session.close" => self.close(request.params, caller),
+            "execution.run" => self.run(request.params, caller),
             other => Err(RpcError::new(
                 METHOD_NOT_FOUND,
                 format!(
-                    "no method {other:?}; the methods are session.create, session.execute, session.list, \
-                     session.close and execution.run"
+                    "no method {:?}; the methods are session.create, session.execute, session.list, \
+                     session.close and execution.run",
+                    other.chars().take(64).collect::<String>()
                 ),
             )),
         };
-        started.unwrap_or_else(|error| Box::pin(futures::future::ready(Err(error))))
+        let reply = started.unwrap_or_else(|error| Box::pin(futures::future::ready(Err(error))));
+        // Requests refused at a limit (sessions, per-tenant sessions) are counted here.
+        Box::pin(async move {
+            let answer = reply.await;
+            if answer.as_ref().is_err_and(|error| error.code == rpc::LIMIT_REACHED) {
+                metrics.refused(RefusalKind::Limit);
+            }
+            answer
+        })
     }
 
-    fn create(&self, params: Option<Value>) -> Result<Reply, RpcError> {
+    fn create(&self, params: Option<Value>, caller: &Caller) -> Result<Reply, RpcError> {
         let mut object = match params {
             Some(Value::Object(object)) => object,
             Some(_) => return Err(by_name_only()),
             None => return Err(RpcError::invalid_params("session.create needs params with at least a language")),
         };
         // The server's default command timeout applies unless the client chose one.
-        object.entry("defaultTimeoutMs").or_insert_with(|| json!(millis(self.command_timeout)));
+        object.entry("defaultTimeoutMs").or_insert_with(|| json!(millis(self.api.command_timeout())));
         let config: SessionConfig =
             serde_json::from_value(Value::Object(object)).map_err(|e| RpcError::invalid_params(e.to_string()))?;
-        self.check_timeout("defaultTimeoutMs", config.default_timeout_ms)?;
-        let manager = self.manager.clone();
+        let (api, caller) = (self.api.clone(), caller.clone());
         Ok(Box::pin(async move {
-            let info = manager.create(config).await?;
+            let info = api.create(&caller, config).await?;
             let mut config = serde_json::to_value(&info.config).map_err(internal)?;
             if let Some(object) = config.as_object_mut() {
                 object.remove("language");
@@ -120,41 +136,57 @@ impl Methods {
         }))
     }
 
-    fn execute(&self, params: Option<Value>, id: Option<Value>, outbox: &Outbox) -> Result<Reply, RpcError> {
+    fn execute(
+        &self,
+        params: Option<Value>,
+        id: Option<Value>,
+        caller: &Caller,
+        outbox: &Outbox,
+    ) -> Result<Reply, RpcError> {
         let params: ExecuteParams = by_name(params)?;
-        let timeout = match params.timeout_ms {
-            Some(ms) => Some(Duration::from_millis(self.check_timeout("timeoutMs", ms)?)),
-            None => None,
-        };
+        let timeout = params.timeout_ms.map(Duration::from_millis);
         // A notification has no id for its output to refer to, so it is not streamed.
         let streaming = params.stream.then_some(id).flatten();
         let Some(request_id) = streaming else {
-            let run = self.manager.execute(&params.session_id, params.command, ExecOptions { timeout, output: None });
+            let run = self.api.execute(caller, &params.session_id, params.command, timeout, None);
             return Ok(Box::pin(async move { Ok(run.await?.to_json()) }));
         };
-        let mut events = self.manager.execute_stream(&params.session_id, params.command, timeout);
+        let (sink, mut chunks) = OutputSink::channel();
+        // A task of its own: the command goes on to its end even if this reply is dropped.
+        let mut run = tokio::spawn(self.api.execute(caller, &params.session_id, params.command, timeout, Some(sink)));
         let outbox = outbox.clone();
         let session_id = params.session_id;
         Ok(Box::pin(async move {
-            while let Some(event) = events.next().await {
-                match event {
-                    ExecEvent::Output(chunk) => {
-                        let mut params = Map::with_capacity(4);
-                        params.insert("sessionId".into(), session_id.clone().into());
-                        params.insert("requestId".into(), request_id.clone());
-                        params.insert("stream".into(), serde_json::to_value(chunk.stream).map_err(internal)?);
-                        params.insert("data".into(), chunk.data.into());
+            let notify = |chunk: codebeaker::OutputChunk| {
+                let mut params = Map::with_capacity(4);
+                params.insert("sessionId".into(), session_id.clone().into());
+                params.insert("requestId".into(), request_id.clone());
+                params.insert("stream".into(), serde_json::to_value(chunk.stream).unwrap_or(Value::Null));
+                params.insert("data".into(), chunk.data.into());
+                rpc::notification("session.output", params)
+            };
+            let outcome = loop {
+                tokio::select! {
+                    biased;
+                    Some(chunk) = chunks.recv() => {
                         // A client that went away misses its output; the command still ends.
-                        outbox.send_text(rpc::notification("session.output", params)).await;
+                        outbox.send_text(notify(chunk)).await;
                     }
-                    ExecEvent::Finished(outcome) => return Ok(outcome?.to_json()),
+                    joined = &mut run => break joined,
                 }
+            };
+            // Everything the backend sent is queued already: no chunk after the outcome.
+            while let Ok(chunk) = chunks.try_recv() {
+                outbox.send_text(notify(chunk)).await;
             }
-            Err(internal("the command's output stream ended without its outcome"))
+            match outcome {
+                Ok(outcome) => Ok(outcome?.to_json()),
+                Err(error) => Err(internal(format!("the command's task failed: {error}"))),
+            }
         }))
     }
 
-    fn list(&self, params: Option<Value>) -> Result<Reply, RpcError> {
+    fn list(&self, params: Option<Value>, caller: &Caller) -> Result<Reply, RpcError> {
         match params {
             None => {}
             Some(Value::Array(items)) if items.is_empty() => {}
@@ -162,35 +194,35 @@ impl Methods {
                 by_name::<ListParams>(Some(params))?;
             }
         }
-        let sessions = self.manager.list();
+        let sessions = self.api.list(caller);
         let result = json!({"count": sessions.len(), "sessions": sessions});
         Ok(Box::pin(futures::future::ready(Ok(result))))
     }
 
-    fn close(&self, params: Option<Value>) -> Result<Reply, RpcError> {
+    fn close(&self, params: Option<Value>, caller: &Caller) -> Result<Reply, RpcError> {
         let CloseParams { session_id } = by_name(params)?;
-        let manager = self.manager.clone();
+        let (api, caller) = (self.api.clone(), caller.clone());
         Ok(Box::pin(async move {
-            manager.close(&session_id).await?;
+            api.close(&caller, &session_id).await?;
             Ok(json!({"sessionId": session_id, "closed": true}))
         }))
     }
 
-    fn run(&self, params: Option<Value>) -> Result<Reply, RpcError> {
+    fn run(&self, params: Option<Value>, caller: &Caller) -> Result<Reply, RpcError> {
         let RunParams { language, code, timeout_ms } = by_name(params)?;
-        let timeout =
-            Duration::from_millis(self.check_timeout("timeoutMs", timeout_ms.unwrap_or(millis(self.command_timeout)))?);
-        let manager = self.manager.clone();
-        Ok(Box::pin(async move { Ok(manager.run_once(language, code, Some(timeout)).await?.to_json()) }))
+        let (api, caller) = (self.api.clone(), caller.clone());
+        Ok(Box::pin(async move {
+            Ok(api.run(&caller, language, code, timeout_ms.map(Duration::from_millis)).await?.to_json())
+        }))
     }
+}
 
-    /// A timeout in milliseconds must be positive and within the manager's maximum.
-    fn check_timeout(&self, field: &str, ms: u64) -> Result<u64, RpcError> {
-        let max = millis(self.manager.config().policy.max_command_timeout());
-        if ms == 0 || ms > max {
-            return Err(RpcError::invalid_params(format!("{field} must be between 1 and {max}, got {ms}")));
+impl From<ApiError> for RpcError {
+    fn from(error: ApiError) -> Self {
+        match error {
+            ApiError::Sdk(error) => error.into(),
+            ApiError::RateLimited(limited) => RpcError::limit_reached(limited.to_string()),
         }
-        Ok(ms)
     }
 }
 

@@ -328,4 +328,88 @@ mod tests {
         assert_eq!((invalid.code, invalid.data.as_deref()), (INVALID_PARAMS, Some("Invalid input: bad")));
         assert_eq!(RpcError::from(Error::Internal("x".into())).code, INTERNAL_ERROR);
     }
+
+    /// Every response the parser produces is a valid JSON-RPC 2.0 error response.
+    fn assert_valid_error(response: &Response) {
+        let value: Value = serde_json::from_str(&response.to_text()).expect("responses are JSON");
+        let object = value.as_object().expect("responses are objects");
+        assert_eq!(object["jsonrpc"], "2.0");
+        assert!(matches!(object["id"], Value::Null | Value::String(_) | Value::Number(_)), "{value}");
+        assert!(!object.contains_key("result"), "{value}");
+        let error = object["error"].as_object().expect("an error object");
+        let code = error["code"].as_i64().expect("an integer code");
+        assert!([PARSE_ERROR, INVALID_REQUEST, LIMIT_REACHED].contains(&code), "{value}");
+        assert!(error["message"].is_string(), "{value}");
+    }
+
+    fn assert_valid(text: &str) {
+        match parse(text, &Limits { max_batch: 8, max_json_depth: 16, ..Limits::default() }) {
+            Incoming::Rejected(response) => assert_valid_error(&response),
+            Incoming::Single(item) => assert_item(item),
+            Incoming::Batch(items) => {
+                assert!(!items.is_empty() && items.len() <= 8);
+                items.into_iter().for_each(assert_item);
+            }
+        }
+    }
+
+    fn assert_item(item: Result<Request, Box<Response>>) {
+        match item {
+            Ok(request) => {
+                assert!(matches!(request.id, None | Some(Value::Null | Value::String(_) | Value::Number(_))));
+                assert!(matches!(request.params, None | Some(Value::Object(_) | Value::Array(_))));
+            }
+            Err(response) => assert_valid_error(&response),
+        }
+    }
+
+    /// Arbitrary JSON values, nested a few levels.
+    fn json_value() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| json!(f)),
+            "[a-z.0-9\\\\\"]{0,12}".prop_map(Value::String),
+            Just(json!("2.0")),
+            Just(json!("session.list")),
+        ];
+        leaf.prop_recursive(6, 64, 8, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
+                proptest::collection::vec(
+                    (
+                        prop_oneof![
+                            Just("jsonrpc".to_owned()),
+                            Just("id".into()),
+                            Just("method".into()),
+                            Just("params".into()),
+                            "[a-z]{1,6}"
+                        ],
+                        inner
+                    ),
+                    0..6
+                )
+                .prop_map(|pairs| Value::Object(pairs.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            assert_valid(&String::from_utf8_lossy(&bytes));
+        }
+
+        #[test]
+        fn json_like_text_never_panics(text in "[\\[\\]{}\",:0-9a-z.\\\\ eE+-]{0,300}") {
+            assert_valid(&text);
+        }
+
+        #[test]
+        fn arbitrary_json_gets_a_request_or_a_valid_error(value in json_value()) {
+            assert_valid(&value.to_string());
+        }
+    }
 }

@@ -1,33 +1,39 @@
-//! [`Server`]: the listening socket, the accept loop with its connection limits, the
-//! per-socket HTTP step, and the orderly shutdown described in [`crate::shutdown`].
+//! [`Server`]: the listening socket, the accept loop with its socket limit, hyper's HTTP/1
+//! connections serving the axum router of [`crate::routes`], and the orderly shutdown
+//! described in [`crate::shutdown`].
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::ConnectInfo;
+use axum::Router;
 use codebeaker::SessionManager;
-use serde_json::{json, Value};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tower::ServiceExt as _;
 use tracing::{debug, info, info_span, warn, Instrument as _};
 
+use crate::access::{Access, ApiKeys};
+use crate::api::Api;
+use crate::audit::AuditLog;
 use crate::backends::Backends;
 use crate::config::ServerConfig;
-use crate::http::{self, Route};
 use crate::limits::Limits;
+use crate::mcp;
 use crate::methods::Methods;
-use crate::rpc::{Response, RpcError};
-use crate::{connection, rpc};
+use crate::metrics::Metrics;
+use crate::rate::RequestRateLimiter;
+use crate::routes::{self, AppState};
 
 /// Sockets that may be in their HTTP step beyond [`Limits::max_connections`], so that
 /// `/health` and clear refusals still get through when every connection is taken.
@@ -35,13 +41,52 @@ const HANDSHAKE_SLACK: usize = 64;
 
 /// What every connection of a server shares.
 pub(crate) struct Shared {
-    pub(crate) manager: SessionManager,
+    pub(crate) api: Api,
+    pub(crate) metrics: Arc<Metrics>,
     pub(crate) methods: Methods,
     pub(crate) limits: Limits,
-    token: Option<String>,
-    backends_off: Vec<(String, String)>,
+    pub(crate) access: Arc<Access>,
     /// One permit per open WebSocket connection.
-    connections: Arc<Semaphore>,
+    pub(crate) connections: Arc<Semaphore>,
+}
+
+/// The typed API with what watches it (metrics, audit log, rate limit), as a
+/// [`ServerConfig`] describes it: what both the HTTP server and the MCP stdio server
+/// (`codebeaker-server mcp`) serve.
+pub struct Services {
+    /// The operations every transport calls.
+    pub api: Api,
+    /// The server's metrics (also the session manager's observer).
+    pub metrics: Arc<Metrics>,
+}
+
+impl Services {
+    /// Starts the session manager over `backends`, with the metrics as its observer (unless
+    /// the configuration brings its own), the audit log and the rate limit. Must be called
+    /// inside a Tokio runtime.
+    pub fn start(config: &ServerConfig, backends: Backends) -> Services {
+        let metrics = Arc::new(Metrics::new());
+        let mut manager_config = config.manager.clone();
+        if manager_config.observer.is_none() {
+            manager_config.observer = Some(metrics.clone());
+        }
+        let Backends { enabled, disabled } = backends;
+        let manager = SessionManager::new(enabled, manager_config);
+        let mut api = Api::new(manager, config.command_timeout, disabled);
+        if let Some(path) = &config.audit_log {
+            let log = AuditLog::start(
+                path.clone(),
+                config.audit_payloads,
+                metrics.audit_dropped(),
+                metrics.audit_write_errors(),
+            );
+            api = api.with_audit(log);
+        }
+        if let Some(rate) = config.rate_limit {
+            api = api.with_rate_limit(Arc::new(RequestRateLimiter::new(rate, metrics.rate_refusals())));
+        }
+        Services { api, metrics }
+    }
 }
 
 /// A bound CodeBeaker server, ready to [`run`](Server::run).
@@ -61,6 +106,9 @@ pub(crate) struct Shared {
 pub struct Server {
     listener: TcpListener,
     shared: Arc<Shared>,
+    router: Router,
+    stop: CancellationToken,
+    tracker: TaskTracker,
 }
 
 impl Server {
@@ -68,17 +116,43 @@ impl Server {
     /// called inside a Tokio runtime.
     pub async fn bind(config: ServerConfig, backends: Backends) -> io::Result<Server> {
         let listener = TcpListener::bind(config.listen).await?;
-        let Backends { enabled, disabled } = backends;
-        let manager = SessionManager::new(enabled, config.manager);
+        let access = Arc::new(config.access());
+        let Services { api, metrics } = Services::start(&config, backends);
         let shared = Arc::new(Shared {
-            methods: Methods::new(manager.clone(), config.command_timeout),
-            manager,
+            methods: Methods::new(api.clone(), metrics.clone()),
+            api: api.clone(),
+            metrics: metrics.clone(),
             connections: Arc::new(Semaphore::new(config.limits.max_connections)),
-            limits: config.limits,
-            token: config.token,
-            backends_off: disabled,
+            limits: config.limits.clone(),
+            access: access.clone(),
         });
-        Ok(Server { listener, shared })
+        let (stop, tracker) = (CancellationToken::new(), TaskTracker::new());
+        let router = routes::router(AppState { shared: shared.clone(), stop: stop.clone(), tracker: tracker.clone() });
+        // Scrapers present the metrics token (when there is one), not a tenant's key.
+        let scrape_access = Access {
+            allowed_origins: config.allowed_origins.clone(),
+            keys: config.metrics_token.clone().map(ApiKeys::single).unwrap_or_default(),
+        };
+        let mcp = mcp::transport::http_service(
+            api.clone(),
+            metrics.clone(),
+            config.listen.ip().is_loopback(),
+            stop.child_token(),
+        );
+        // One budget per tenant across both transports.
+        let rate = api.rate_limiter();
+        let router = router
+            .merge(crate::metrics::router(metrics.clone(), api.manager().clone(), Arc::new(scrape_access)))
+            .merge(mcp::transport::router(mcp, access, rate));
+        let router = crate::metrics::count_refusals(router, metrics);
+        Ok(Server { listener, shared, router, stop, tracker })
+    }
+
+    /// Adds routes (e.g. `/metrics`, `/mcp`) beside the server's own. Wrap those that act
+    /// in [`crate::access::guard`] with [`Server::access`] as its state.
+    pub fn merge(mut self, routes: Router) -> Self {
+        self.router = self.router.merge(routes);
+        self
     }
 
     /// The address the server listens on.
@@ -89,16 +163,34 @@ impl Server {
 
     /// The session manager behind the server.
     pub fn manager(&self) -> &SessionManager {
-        &self.shared.manager
+        self.shared.api.manager()
+    }
+
+    /// The typed operations the server's transports call.
+    pub fn api(&self) -> Api {
+        self.shared.api.clone()
+    }
+
+    /// The origin and token rules of the server's acting endpoints.
+    pub fn access(&self) -> Arc<Access> {
+        self.shared.access.clone()
+    }
+
+    /// The server's limits.
+    pub fn limits(&self) -> &Limits {
+        &self.shared.limits
     }
 
     /// Serves until `shutdown` completes, then shuts down gracefully (see
     /// [`crate::shutdown`]): every session is closed before this returns.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let Server { listener, shared } = self;
-        let stop = CancellationToken::new();
-        let tracker = TaskTracker::new();
-        let sockets = Arc::new(Semaphore::new(shared.limits.max_connections + HANDSHAKE_SLACK));
+        let Server { listener, shared, router, stop, tracker } = self;
+        let limits = &shared.limits;
+        let sockets = Arc::new(Semaphore::new(limits.max_connections + HANDSHAKE_SLACK));
+        let mut http = http1::Builder::new();
+        http.timer(TokioTimer::new())
+            .header_read_timeout(limits.http_head_timeout)
+            .max_buf_size(limits.max_http_head_bytes.max(8192));
         tokio::pin!(shutdown);
         info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "listening");
         loop {
@@ -121,12 +213,36 @@ impl Server {
                     }
                 },
             };
-            let shared = shared.clone();
-            let stop = stop.child_token();
-            tracker.spawn(handle_socket(socket, shared, stop, permit).instrument(info_span!("connection", %peer)));
+            // Small frames go out at once: round trips matter more than packet counts here.
+            let _ = socket.set_nodelay(true);
+            let service =
+                TowerToHyperService::new(router.clone().map_request(move |mut request: hyper::Request<Incoming>| {
+                    request.extensions_mut().insert(ConnectInfo(peer));
+                    request
+                }));
+            let connection = http.serve_connection(TokioIo::new(socket), service).with_upgrades();
+            let stop = stop.clone();
+            let span = info_span!("connection", %peer, tenant = tracing::field::Empty);
+            tracker.spawn(
+                async move {
+                    let _place = permit;
+                    tokio::pin!(connection);
+                    let ended = tokio::select! {
+                        ended = connection.as_mut() => ended,
+                        _ = stop.cancelled() => {
+                            connection.as_mut().graceful_shutdown();
+                            connection.await
+                        }
+                    };
+                    if let Err(error) = ended {
+                        debug!(%error, "HTTP connection ended with an error");
+                    }
+                }
+                .instrument(span),
+            );
         }
         drop(listener);
-        info!(sessions = shared.manager.count(), "shutting down");
+        info!(sessions = shared.api.manager().count(), "shutting down");
         stop.cancel();
         tracker.close();
         let connections = async {
@@ -135,14 +251,14 @@ impl Server {
                 warn!("some connections did not close in time");
             }
         };
-        tokio::join!(shared.manager.shutdown(), connections);
+        tokio::join!(shared.api.manager().shutdown(), connections);
         info!("shut down: every session closed");
     }
 
     /// Runs the server in a task of its own; the handle shuts it down.
     pub fn spawn(self) -> ServerHandle {
         let addr = self.local_addr();
-        let manager = self.shared.manager.clone();
+        let manager = self.shared.api.manager().clone();
         let stop = CancellationToken::new();
         let signal = stop.clone();
         let task = tokio::spawn(self.run(async move { signal.cancelled().await }));
@@ -166,7 +282,7 @@ impl ServerHandle {
 
     /// `ws://ADDR/ws/jsonrpc`.
     pub fn ws_url(&self) -> String {
-        format!("ws://{}{}", self.addr, http::WS_PATH)
+        format!("ws://{}{}", self.addr, routes::WS_PATH)
     }
 
     /// The session manager behind the server.
@@ -181,83 +297,4 @@ impl ServerHandle {
             warn!(%error, "the server task failed");
         }
     }
-}
-
-/// The HTTP step of one socket, then its WebSocket connection.
-async fn handle_socket(
-    mut socket: TcpStream,
-    shared: Arc<Shared>,
-    stop: CancellationToken,
-    _place: OwnedSemaphorePermit,
-) {
-    // Small frames go out at once: round trips matter more than packet counts here.
-    let _ = socket.set_nodelay(true);
-    let limits = &shared.limits;
-    let head = tokio::select! {
-        _ = stop.cancelled() => return,
-        head = tokio::time::timeout(limits.http_head_timeout, http::read_head(&mut socket, limits.max_http_head_bytes)) => head,
-    };
-    let (head, rest) = match head {
-        Ok(Ok(read)) => read,
-        Ok(Err(http::HeadError::TooLarge(max))) => {
-            let reason = format!("the request head is larger than {max} bytes");
-            let _ = http::write_response(&mut socket, 431, "text/plain", &reason, true).await;
-            return;
-        }
-        Ok(Err(http::HeadError::Malformed(reason))) => {
-            let _ = http::write_response(&mut socket, 400, "text/plain", &reason, true).await;
-            return;
-        }
-        Ok(Err(error)) => return debug!(%error, "no request head"),
-        Err(_) => {
-            let _ = http::write_response(&mut socket, 408, "text/plain", "request head timed out", true).await;
-            return;
-        }
-    };
-    match http::route(&head, shared.token.as_deref()) {
-        Route::Health => {
-            let body = rpc::to_text(&health(&shared).await);
-            let _ = http::write_response(&mut socket, 200, "application/json", &body, head.method != "HEAD").await;
-        }
-        Route::Refuse { status, reason } => {
-            debug!(status, path = %head.path, "request refused");
-            let _ = http::write_response(&mut socket, status, "text/plain", &reason, true).await;
-        }
-        Route::Upgrade { accept } => {
-            let permit = shared.connections.clone().try_acquire_owned();
-            if http::write_upgrade(&mut socket, &accept).await.is_err() {
-                return;
-            }
-            let config = WebSocketConfig::default()
-                .max_message_size(Some(limits.max_message_bytes))
-                .max_frame_size(Some(limits.max_message_bytes));
-            let mut ws = WebSocketStream::from_partially_read(socket, rest, Role::Server, Some(config)).await;
-            let Ok(_connection) = permit else {
-                return refuse_connection(&mut ws, limits.max_connections).await;
-            };
-            debug!("connection open");
-            connection::serve(ws, shared.clone(), stop).await;
-            debug!("connection closed");
-        }
-    }
-}
-
-/// Over the connection limit: one `-32002` error, then a close frame saying the same.
-async fn refuse_connection(ws: &mut WebSocketStream<TcpStream>, max: usize) {
-    use futures::SinkExt as _;
-    let detail = format!("{max} connections are open, the maximum; try again later");
-    warn!("connection refused: {detail}");
-    let error = Response::error(Value::Null, RpcError::limit_reached(detail.clone()));
-    let _ = ws.send(Message::text(error.to_text())).await;
-    let _ = ws.close(Some(CloseFrame { code: CloseCode::Again, reason: detail.into() })).await;
-}
-
-/// The `/health` body: `{"status":"ok","sessions":N,"backends":{name: state}}`.
-async fn health(shared: &Shared) -> Value {
-    let mut backends: BTreeMap<String, String> =
-        shared.backends_off.iter().map(|(name, reason)| (name.clone(), format!("unavailable: {reason}"))).collect();
-    for (name, state) in shared.manager.health().await {
-        backends.insert(name.to_owned(), state.describe());
-    }
-    json!({"status": "ok", "sessions": shared.manager.count(), "backends": backends})
 }

@@ -88,7 +88,9 @@ async fn start_binary(owner: &str) -> (tokio::process::Child, std::net::SocketAd
     for _ in 0..300 {
         if tokio::net::TcpStream::connect(addr).await.is_ok() {
             let health = common::health(addr).await;
-            assert_eq!(health["status"], "ok");
+            // Without a Docker engine the server runs degraded (Deno only).
+            let expected = if health["backends"]["docker"] == "ok" { "ok" } else { "degraded" };
+            assert_eq!(health["status"], expected, "{health}");
             assert!(health["backends"].get("docker").is_some() && health["backends"].get("deno").is_some(), "{health}");
             return (child, addr, health);
         }

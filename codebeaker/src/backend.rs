@@ -67,6 +67,12 @@ pub trait Backend: Send + Sync + 'static {
     async fn shutdown(&self) -> Result<()> {
         Ok(())
     }
+
+    /// Ready sandboxes waiting in the backend's warm pool, per language (reported by the
+    /// server's metrics). Empty for a backend without a pool, or one that does not say.
+    fn warm_pool(&self) -> Vec<(Language, usize)> {
+        Vec::new()
+    }
 }
 
 /// One isolated environment running one session's commands.
