@@ -5,8 +5,14 @@ use std::process::ExitCode;
 use clap::Parser as _;
 use codebeaker_server::{logging, shutdown, Backends, Cli, Server};
 
+fn main() -> ExitCode {
+    // Deno sessions run in worker processes that are this executable started again.
+    codebeaker_deno::run_worker_if_requested();
+    serve()
+}
+
 #[tokio::main]
-async fn main() -> ExitCode {
+async fn serve() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.log_format);
     let backends = match Backends::start(cli.backend_options()).await {
