@@ -73,8 +73,14 @@ fn last_line(value: &serde_json::Value) -> String {
     value.as_str().unwrap_or("").trim().lines().last().unwrap_or("").to_owned()
 }
 
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // Deno sessions run in worker processes that are this executable started again.
+    codebeaker_deno::run_worker_if_requested();
+    run()
+}
+
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let (backend, language) = pick_backend().await?;
     println!("agent session: {language} on the {} backend\n", backend.name());
     let manager = SessionManager::new(vec![backend], ManagerConfig::default());

@@ -23,8 +23,14 @@ async fn attempt(manager: &SessionManager, id: &str, what: &str, code: &str, den
     }
 }
 
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // Deno sessions run in worker processes that are this executable started again.
+    codebeaker_deno::run_worker_if_requested();
+    run()
+}
+
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let manager = SessionManager::new(vec![DenoBackend::new(DenoConfig::default())?], ManagerConfig::default());
 
     println!("default permissions: the session's own workspace, nothing else");

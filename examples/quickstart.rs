@@ -3,8 +3,14 @@
 use codebeaker::{Command, ExecOptions, Language, ManagerConfig, SessionConfig, SessionManager};
 use codebeaker_deno::{DenoBackend, DenoConfig};
 
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // Deno sessions run in worker processes that are this executable started again.
+    codebeaker_deno::run_worker_if_requested();
+    run()
+}
+
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let manager = SessionManager::new(vec![DenoBackend::new(DenoConfig::default())?], ManagerConfig::default());
     let session = manager.create(SessionConfig::new(Language::Deno)).await?;
     let id = session.session_id.as_str();

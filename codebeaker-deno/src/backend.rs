@@ -1,46 +1,80 @@
-//! [`DenoBackend`]: makes Deno sessions: a ready runtime from the [`WarmPool`] and a
-//! workspace directory under the backend's root, seen by the code as `/workspace`.
+//! [`DenoBackend`]: makes Deno sessions: a ready runtime (a worker process, or a thread of
+//! this process) from a warm pool and a workspace directory under the backend's root, seen
+//! by the code as `/workspace`.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use codebeaker::{Backend, BackendHealth, Error, HostWorkspace, Language, Result, Sandbox, SessionConfig, SessionLimits};
+use codebeaker::{
+    Backend, BackendHealth, Error, HostWorkspace, Language, Result, Sandbox, SessionConfig, SessionLimits,
+};
 
 use crate::engine::SessionSetup;
 use crate::pool::WarmPool;
-use crate::sandbox::DenoSandbox;
+use crate::sandbox::{DenoSandbox, DenoSandboxParts};
 use crate::watchdog::Watchdog;
+use crate::worker::ipc::WorkerSetup;
+use crate::worker::pool::WorkerPool;
+use crate::worker::sandbox::{start_worker, ProcessSandbox, ProcessSandboxParts};
+
+/// Where a session's JavaScript runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DenoIsolation {
+    /// A worker process per session (the default): kernel walls (seccomp, Landlock,
+    /// rlimits), a kill that always stops it, and a crash that takes only that session's
+    /// JavaScript state with it.
+    #[default]
+    Process,
+    /// A thread of this process per session: faster to create and lighter, for trusted
+    /// code only (a C-level loop in the engine cannot be killed, a crash takes the process).
+    Thread,
+}
 
 /// Settings of a [`DenoBackend`].
 #[derive(Debug, Clone)]
 pub struct DenoConfig {
-    /// Runtimes kept started and ready for new sessions (default 4; each idles at ~3 MB).
+    /// Runtimes kept started and ready for new sessions (default 4).
     pub pool_size: usize,
     /// Directory under which each backend instance keeps its sessions' workspaces
     /// (default: `codebeaker-deno` in the system's temporary directory).
     pub workspace_root: PathBuf,
+    /// Where sessions' JavaScript runs (default: [`DenoIsolation::Process`]).
+    pub isolation: DenoIsolation,
+    /// The program started as a worker (default: this executable, `/proc/self/exe`). It
+    /// must be linked with this crate and reach [`run_worker_if_requested`](crate::run_worker_if_requested)
+    /// (automatic before `main`; see the crate's README).
+    pub worker_program: Option<PathBuf>,
 }
 
 impl Default for DenoConfig {
     fn default() -> Self {
-        DenoConfig { pool_size: 4, workspace_root: std::env::temp_dir().join("codebeaker-deno") }
+        DenoConfig {
+            pool_size: 4,
+            workspace_root: std::env::temp_dir().join("codebeaker-deno"),
+            isolation: DenoIsolation::default(),
+            worker_program: None,
+        }
     }
 }
 
-/// Ids of the sessions' sandboxes that are alive, shared with the sandboxes (which remove
-/// themselves when closed).
+/// The process id of a session's current worker (0 when it has none, or in thread isolation).
+pub(crate) type WorkerPid = Arc<AtomicU32>;
+
+/// The sessions' sandboxes that are alive and their workers, shared with the sandboxes
+/// (which remove themselves when closed).
 #[derive(Clone, Default)]
-pub(crate) struct LiveSandboxes(Arc<Mutex<HashSet<String>>>);
+pub(crate) struct LiveSandboxes(Arc<Mutex<HashMap<String, WorkerPid>>>);
 
 impl LiveSandboxes {
-    fn lock(&self) -> MutexGuard<'_, HashSet<String>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, WorkerPid>> {
         self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn insert(&self, id: String) {
-        self.lock().insert(id);
+    fn insert(&self, id: String) -> WorkerPid {
+        self.lock().entry(id).or_default().clone()
     }
 
     pub fn remove(&self, id: &str) {
@@ -48,10 +82,16 @@ impl LiveSandboxes {
     }
 }
 
+/// The pool of the configured isolation.
+enum Runtimes {
+    Process(Arc<WorkerPool>),
+    Thread(Arc<WarmPool>),
+}
+
 /// The Deno backend: JavaScript and TypeScript sessions on embedded deno_core runtimes,
-/// one runtime thread per session, with Deno-style permissions and hard time and heap limits.
+/// one worker process (or thread) per session, with Deno-style permissions and hard limits.
 pub struct DenoBackend {
-    pool: WarmPool,
+    runtimes: Runtimes,
     /// This instance's directory of workspaces (`<root>/<pid>-<uuid>`), removed at shutdown.
     workspaces: PathBuf,
     live: LiveSandboxes,
@@ -60,19 +100,29 @@ pub struct DenoBackend {
 const LANGUAGES: [Language; 1] = [Language::Deno];
 
 impl DenoBackend {
-    /// A backend with `config`. Starts the watchdog and the pool's spare runtimes, and
-    /// removes workspaces left behind by earlier processes that are gone.
+    /// A backend with `config`. Starts the pool's spare runtimes, and removes workspaces
+    /// left behind by earlier processes that are gone.
     pub fn new(config: DenoConfig) -> Result<Arc<Self>> {
+        // Keeps the worker start-up hook linked into every program that makes a backend.
+        std::hint::black_box(&crate::worker::WORKER_HOOK);
         let shown = config.workspace_root.display().to_string();
         std::fs::create_dir_all(&config.workspace_root).map_err(|e| Error::from_io(&shown, &e))?;
         remove_leftovers(&config.workspace_root);
         let workspaces =
             config.workspace_root.join(format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&workspaces).map_err(|e| Error::from_io(&shown, &e))?;
-        let watchdog =
-            Watchdog::start().map_err(|e| Error::Internal(format!("cannot start the deno watchdog: {e}")))?;
-        let pool = WarmPool::new(config.pool_size, Arc::new(watchdog));
-        Ok(Arc::new(DenoBackend { pool, workspaces, live: LiveSandboxes::default() }))
+        let runtimes = match config.isolation {
+            DenoIsolation::Process => {
+                let program = config.worker_program.clone().unwrap_or_else(|| PathBuf::from("/proc/self/exe"));
+                Runtimes::Process(Arc::new(WorkerPool::new(config.pool_size, program)))
+            }
+            DenoIsolation::Thread => {
+                let watchdog =
+                    Watchdog::start().map_err(|e| Error::Internal(format!("cannot start the deno watchdog: {e}")))?;
+                Runtimes::Thread(Arc::new(WarmPool::new(config.pool_size, Arc::new(watchdog))))
+            }
+        };
+        Ok(Arc::new(DenoBackend { runtimes, workspaces, live: LiveSandboxes::default() }))
     }
 
     /// A backend with the default [`DenoConfig`].
@@ -83,6 +133,55 @@ impl DenoBackend {
     /// The host directory holding this backend's session workspaces.
     pub fn workspaces_dir(&self) -> &Path {
         &self.workspaces
+    }
+
+    /// The process id of the worker running the sandbox `sandbox_id` (a session's
+    /// `container_id`) now, in process isolation.
+    pub fn worker_pid(&self, sandbox_id: &str) -> Option<u32> {
+        let pid = self.live.lock().get(sandbox_id)?.load(Ordering::Acquire);
+        (pid != 0).then_some(pid)
+    }
+
+    async fn create_in_thread(
+        &self,
+        pool: &Arc<WarmPool>,
+        id: String,
+        workspace: Arc<HostWorkspace>,
+        setup: SessionSetup,
+    ) -> Result<Box<dyn Sandbox>> {
+        let taken = pool.take().await;
+        let assigned = match taken {
+            Ok(runtime) => runtime.assign(setup.clone()).await.map(|()| runtime),
+            Err(e) => Err(e),
+        };
+        pool.refill();
+        let runtime = assigned?;
+        self.live.insert(id.clone());
+        let parts = DenoSandboxParts { id, workspace, runtime, pool: pool.clone(), setup, live: self.live.clone() };
+        Ok(Box::new(DenoSandbox::new(parts)))
+    }
+
+    async fn create_in_process(
+        &self,
+        pool: &Arc<WorkerPool>,
+        id: String,
+        workspace: Arc<HostWorkspace>,
+        setup: WorkerSetup,
+        limits: &SessionLimits,
+    ) -> Result<Box<dyn Sandbox>> {
+        let worker = start_worker(pool, &setup).await?;
+        let pid = self.live.insert(id.clone());
+        let parts = ProcessSandboxParts {
+            id,
+            workspace,
+            setup,
+            pool: pool.clone(),
+            worker,
+            stop_grace: limits.stop_grace,
+            pid,
+            live: self.live.clone(),
+        };
+        Ok(Box::new(ProcessSandbox::new(parts)))
     }
 }
 
@@ -114,34 +213,38 @@ impl Backend for DenoBackend {
         codebeaker::Capabilities { persistent_state: true, streaming: true, ..codebeaker::Capabilities::default() }
     }
 
-    async fn create_sandbox(&self, config: &SessionConfig, _limits: &SessionLimits) -> Result<Box<dyn Sandbox>> {
+    async fn create_sandbox(&self, config: &SessionConfig, limits: &SessionLimits) -> Result<Box<dyn Sandbox>> {
         let id = format!("deno-{}", uuid::Uuid::new_v4().simple());
         let root = self.workspaces.join(&id);
         let opened = tokio::task::spawn_blocking(move || HostWorkspace::open(root))
             .await
             .map_err(|e| Error::Internal(format!("workspace task failed: {e}")))?;
         let workspace = Arc::new(opened?);
-        let setup = SessionSetup {
-            workspace: workspace.root().to_path_buf(),
-            permissions: config.permissions.clone(),
-            memory_limit_mb: config.memory_limit_mb,
-        };
-        let taken = self.pool.take().await;
-        let assigned = match taken {
-            Ok(runtime) => runtime.assign(setup).await.map(|()| runtime),
-            Err(e) => Err(e),
-        };
-        self.pool.refill();
-        let runtime = match assigned {
-            Ok(runtime) => runtime,
-            Err(e) => {
-                let _ = std::fs::remove_dir_all(workspace.root());
-                return Err(e);
+        let created = match &self.runtimes {
+            Runtimes::Thread(pool) => {
+                let setup = SessionSetup {
+                    workspace: workspace.root().to_path_buf(),
+                    permissions: config.permissions.clone(),
+                    memory_limit_mb: limits.memory_mb,
+                };
+                self.create_in_thread(pool, id.clone(), workspace.clone(), setup).await
+            }
+            Runtimes::Process(pool) => {
+                let setup = WorkerSetup {
+                    workspace: workspace.root().to_path_buf(),
+                    permissions: config.permissions.clone(),
+                    memory_limit_mb: limits.memory_mb,
+                    workspace_bytes: limits.workspace_bytes,
+                };
+                self.create_in_process(pool, id.clone(), workspace.clone(), setup, limits).await
             }
         };
-        self.live.insert(id.clone());
-        tracing::debug!(sandbox = %id, "deno session created");
-        Ok(Box::new(DenoSandbox::new(id, workspace, runtime, self.live.clone())))
+        if created.is_err() {
+            let _ = std::fs::remove_dir_all(workspace.root());
+        } else {
+            tracing::debug!(sandbox = %id, "deno session created");
+        }
+        created
     }
 
     async fn health(&self) -> BackendHealth {
@@ -149,11 +252,14 @@ impl Backend for DenoBackend {
     }
 
     async fn live_sandboxes(&self) -> Result<Vec<String>> {
-        Ok(self.live.lock().iter().cloned().collect())
+        Ok(self.live.lock().keys().cloned().collect())
     }
 
     async fn shutdown(&self) -> Result<()> {
-        self.pool.drain();
+        match &self.runtimes {
+            Runtimes::Process(pool) => pool.drain(),
+            Runtimes::Thread(pool) => pool.drain(),
+        }
         let dir = self.workspaces.clone();
         let removed = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
         match removed {

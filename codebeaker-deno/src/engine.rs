@@ -54,6 +54,15 @@ pub(crate) struct Run {
     pub output: Option<OutputSink>,
 }
 
+/// How a cell ended.
+pub(crate) struct Ran {
+    /// What it printed and how it ended.
+    pub result: CodeResult,
+    /// It was stopped at the heap limit: memory held by globals may keep the runtime at the
+    /// limit, so the session's state is reset (a fresh runtime replaces this one).
+    pub memory_exceeded: bool,
+}
+
 /// A JS runtime and the tokio runtime that drives its event loop.
 pub(crate) struct Engine {
     runtime: JsRuntime,
@@ -105,7 +114,7 @@ impl Engine {
     }
 
     /// Runs one cell and reports what it printed and how it ended.
-    pub fn run(&mut self, run: Run, watchdog: &Watchdog, closing: &AtomicBool) -> CodeResult {
+    pub fn run(&mut self, run: Run, watchdog: &Watchdog, closing: &AtomicBool) -> Ran {
         let started = Instant::now();
         // A termination requested after the previous command ended (the allocator limit
         // tripping while it wound down) belongs to no command: drop it.
@@ -120,6 +129,7 @@ impl Engine {
             Err(message) => Outcome::Failed(message),
         };
         let terminated = self.runtime.v8_isolate().is_execution_terminating();
+        let mut memory_exceeded = false;
         let outcome = match outcome {
             _ if closing.load(Ordering::Acquire) => Outcome::Failed("Interrupted: the session was closed".into()),
             Outcome::Failed(message)
@@ -127,6 +137,7 @@ impl Engine {
                     || message.ends_with("execution terminated")
                     || message.starts_with("InternalError: out of memory") =>
             {
+                memory_exceeded = true;
                 Outcome::Failed(format!(
                     "RangeError: memory limit exceeded: the session's heap reached memoryLimitMB ({} MB) and the command was stopped",
                     self.heap_limit / (1024 * 1024)
@@ -140,11 +151,12 @@ impl Engine {
         let collector = self.runtime.op_state().borrow_mut().borrow_mut::<CommandOutput>().0.take();
         let collector = collector.unwrap_or_else(|| OutputCollector::new(0, None));
         let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        match outcome {
+        let result = match outcome {
             Outcome::Finished => collector.into_code_result(0, None, duration_ms, false),
             Outcome::TimedOut => collector.into_code_result(-1, None, duration_ms, true),
             Outcome::Failed(message) => collector.into_code_result(1, Some(message), duration_ms, false),
-        }
+        };
+        Ran { result, memory_exceeded }
     }
 
     fn evaluate(&mut self, script: String, timeout: Duration, started: Instant, watchdog: &Watchdog) -> Outcome {

@@ -2,8 +2,13 @@
 //! [`deno_core`](https://crates.io/crates/deno_core) runtimes, with no container and no
 //! process per command.
 //!
-//! - One JS runtime per session, on its own thread, alive for the session's life: globals
-//!   of one `execute_code` are there in the next. A warm pool makes `session.create` fast.
+//! - One JS runtime per session, alive for the session's life: globals of one
+//!   `execute_code` are there in the next. By default ([`DenoIsolation::Process`]) the
+//!   runtime lives in a worker process of its own, walled in by the kernel (seccomp,
+//!   Landlock, rlimits) and killed when it does not stop at its timeout; the session then
+//!   goes on in a fresh worker and the result says its state was reset
+//!   (`stateReset`). [`DenoIsolation::Thread`] keeps the runtime on a thread of this
+//!   process, for trusted code. A warm pool makes `session.create` fast.
 //! - Each session has a workspace directory on the host, seen by the code as `/workspace`,
 //!   deleted when the session closes. The six file commands act on it with the shared path
 //!   rules; `execute_shell` is not supported.
@@ -44,8 +49,11 @@ mod ops;
 mod permissions;
 mod pool;
 mod runtime_thread;
+mod rusage;
 mod sandbox;
 mod transpile;
 mod watchdog;
+mod worker;
 
-pub use backend::{DenoBackend, DenoConfig};
+pub use backend::{DenoBackend, DenoConfig, DenoIsolation};
+pub use worker::{run_worker_if_requested, WORKER_ENV};

@@ -7,11 +7,12 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use codebeaker::{CodeResult, Error, Result};
+use codebeaker::{Error, Result, Usage};
 use deno_core::v8::IsolateHandle;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::engine::{ClosingFlag, Engine, Run, SessionSetup};
+use crate::engine::{ClosingFlag, Engine, Ran, Run, SessionSetup};
+use crate::rusage::{cpu_ms, peak_rss_kb};
 use crate::watchdog::Watchdog;
 
 /// Stack of a runtime thread: QuickJS stops recursion at 1 MiB of its own, and the ops
@@ -20,7 +21,7 @@ const STACK_BYTES: usize = 8 * 1024 * 1024;
 
 enum Job {
     Assign(SessionSetup, oneshot::Sender<()>),
-    Run(Run, oneshot::Sender<CodeResult>),
+    Run(Run, oneshot::Sender<Ran>),
 }
 
 /// A runtime thread whose engine may still be starting.
@@ -84,8 +85,15 @@ impl StartingRuntime {
                             let _ = done.send(());
                         }
                         Job::Run(run, reply) => {
-                            let result = engine.run(run, &watchdog, &closing_seen);
-                            let _ = reply.send(result);
+                            let before = cpu_ms(libc::RUSAGE_THREAD);
+                            let mut ran = engine.run(run, &watchdog, &closing_seen);
+                            let result = &mut ran.result;
+                            result.usage = Some(Usage {
+                                cpu_ms: cpu_ms(libc::RUSAGE_THREAD).saturating_sub(before),
+                                max_rss_kb: peak_rss_kb(),
+                                output_bytes: (result.stdout.len() + result.stderr.len()) as u64,
+                            });
+                            let _ = reply.send(ran);
                         }
                     }
                     if closing_seen.load(Ordering::Acquire) {
@@ -118,7 +126,7 @@ impl RuntimeThread {
     }
 
     /// Runs one `execute_code`.
-    pub async fn run(&self, run: Run) -> Result<CodeResult> {
+    pub async fn run(&self, run: Run) -> Result<Ran> {
         let (reply, answer) = oneshot::channel();
         self.send(Job::Run(run, reply))?;
         answer.await.map_err(|_| self.gone())

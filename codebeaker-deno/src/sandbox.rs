@@ -1,58 +1,125 @@
-//! [`DenoSandbox`]: one session: a runtime thread and a host workspace directory.
+//! [`DenoSandbox`]: one session in thread isolation: a runtime thread of this process and
+//! a host workspace directory. Also the parts both isolations share (file commands, close).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use codebeaker::command::ExecuteShell;
 use codebeaker::{Command, CommandResult, Error, ExecContext, HostWorkspace, Result, Sandbox};
 use tokio::sync::Mutex;
 
 use crate::backend::LiveSandboxes;
-use crate::engine::Run;
+use crate::engine::{Run, SessionSetup};
+use crate::pool::WarmPool;
 use crate::runtime_thread::{Interrupter, RuntimeThread};
+
+/// What every reset of a session's JavaScript state says, after what caused it.
+pub(crate) const STATE_RESET: &str =
+    "the session's JavaScript state was reset (globals and imports are lost; workspace files are kept)";
 
 /// How long `close` waits for the runtime thread to drop its engine.
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
-/// A Deno session's sandbox.
+/// A Deno session's sandbox in thread isolation.
 pub(crate) struct DenoSandbox {
     id: String,
     workspace: Arc<HostWorkspace>,
     /// `None` once closed. Held for the whole of an `execute_code`.
     runtime: Mutex<Option<RuntimeThread>>,
     /// Reaches the runtime while a command holds the lock above.
-    interrupter: Interrupter,
+    interrupter: std::sync::Mutex<Interrupter>,
+    /// Where a replacement runtime comes from, and what it is told.
+    pool: Arc<WarmPool>,
+    setup: SessionSetup,
     live: LiveSandboxes,
 }
 
+/// What a new thread sandbox is made of.
+pub(crate) struct DenoSandboxParts {
+    pub id: String,
+    pub workspace: Arc<HostWorkspace>,
+    pub runtime: RuntimeThread,
+    pub pool: Arc<WarmPool>,
+    pub setup: SessionSetup,
+    pub live: LiveSandboxes,
+}
+
+/// The answer to `execute_shell` in a Deno session.
+pub(crate) fn unsupported_shell(shell: &ExecuteShell) -> Error {
+    Error::Unsupported(format!(
+        "execute_shell is not supported in deno sessions (asked to run {:?}); run JavaScript or TypeScript with execute_code",
+        shell.command_name
+    ))
+}
+
+/// Runs a file command on the session's workspace, off the async threads.
+pub(crate) async fn file_command(workspace: Arc<HostWorkspace>, command: Command) -> Result<CommandResult> {
+    tokio::task::spawn_blocking(move || workspace.execute(&command))
+        .await
+        .map_err(|e| Error::Internal(format!("file command task failed: {e}")))?
+        .unwrap_or_else(|| Err(Error::Internal("not a file command".into())))
+}
+
+/// Removes a closed session's workspace and forgets the sandbox.
+pub(crate) async fn close_workspace(id: &str, workspace: &HostWorkspace, live: &LiveSandboxes) -> Result<()> {
+    let root = workspace.root().to_path_buf();
+    let removed = tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&root) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    })
+    .await;
+    live.remove(id);
+    match removed {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(Error::Internal(format!("cannot remove the workspace of {id}: {e}"))),
+        Err(e) => Err(Error::Internal(format!("workspace removal task failed: {e}"))),
+    }
+}
+
 impl DenoSandbox {
-    pub fn new(id: String, workspace: Arc<HostWorkspace>, runtime: RuntimeThread, live: LiveSandboxes) -> Self {
-        let interrupter = runtime.interrupter();
-        DenoSandbox { id, workspace, runtime: Mutex::new(Some(runtime)), interrupter, live }
+    pub fn new(parts: DenoSandboxParts) -> Self {
+        let interrupter = std::sync::Mutex::new(parts.runtime.interrupter());
+        DenoSandbox {
+            id: parts.id,
+            workspace: parts.workspace,
+            runtime: Mutex::new(Some(parts.runtime)),
+            interrupter,
+            pool: parts.pool,
+            setup: parts.setup,
+            live: parts.live,
+        }
+    }
+
+    fn interrupter(&self) -> std::sync::MutexGuard<'_, Interrupter> {
+        self.interrupter.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     async fn execute_code(&self, code: String, context: ExecContext) -> Result<CommandResult> {
         let run = Run { code, timeout: context.timeout, output_limit: context.output_limit, output: context.output };
-        let runtime = self.runtime.lock().await;
-        let runtime = runtime.as_ref().ok_or_else(|| Error::SessionClosed(self.id.clone()))?;
-        Ok(CommandResult::ExecuteCode(runtime.run(run).await?))
-    }
-
-    async fn execute_command(&self, command: Command, context: ExecContext) -> Result<CommandResult> {
-        match command {
-            Command::ExecuteCode(code) => self.execute_code(code.code, context).await,
-            Command::ExecuteShell(shell) => Err(Error::Unsupported(format!(
-                "execute_shell is not supported in deno sessions (asked to run {:?}); run JavaScript or TypeScript with execute_code",
-                shell.command_name
-            ))),
-            file_command => {
-                let workspace = self.workspace.clone();
-                tokio::task::spawn_blocking(move || workspace.execute(&file_command))
-                    .await
-                    .map_err(|e| Error::Internal(format!("file command task failed: {e}")))?
-                    .unwrap_or_else(|| Err(Error::Internal("not a file command".into())))
+        let mut slot = self.runtime.lock().await;
+        let runtime = slot.as_ref().ok_or_else(|| Error::SessionClosed(self.id.clone()))?;
+        let mut ran = runtime.run(run).await?;
+        if ran.memory_exceeded {
+            // Globals may hold the heap at its limit: start the session's JS afresh.
+            let fresh = self.pool.take().await;
+            self.pool.refill();
+            let fresh = match fresh {
+                Ok(fresh) => fresh.assign(self.setup.clone()).await.map(|()| fresh),
+                Err(e) => Err(e),
+            };
+            if let Some(old) = slot.take() {
+                old.close(CLOSE_WAIT).await;
             }
+            let fresh = fresh?;
+            *self.interrupter() = fresh.interrupter();
+            *slot = Some(fresh);
+            let result = &mut ran.result;
+            let message = result.error.take().unwrap_or_default();
+            result.error = Some(format!("{message}; {STATE_RESET}"));
+            result.state_reset = true;
         }
+        Ok(CommandResult::ExecuteCode(ran.result))
     }
 }
 
@@ -65,26 +132,23 @@ impl Sandbox for DenoSandbox {
     async fn execute(&self, command: Command, context: ExecContext) -> Result<CommandResult> {
         use tracing::Instrument as _;
         let span = tracing::debug_span!("deno.execute", sandbox = %self.id, command = command.kind());
-        async move { self.execute_command(command, context).await }.instrument(span).await
+        async move {
+            match command {
+                Command::ExecuteCode(code) => self.execute_code(code.code, context).await,
+                Command::ExecuteShell(shell) => Err(unsupported_shell(&shell)),
+                file => file_command(self.workspace.clone(), file).await,
+            }
+        }
+        .instrument(span)
+        .await
     }
 
     async fn close(&self) -> Result<()> {
         // Stop running JS first: the command holding the lock then ends promptly.
-        self.interrupter.interrupt();
+        self.interrupter().interrupt();
         let runtime = self.runtime.lock().await.take();
         let Some(runtime) = runtime else { return Ok(()) };
         runtime.close(CLOSE_WAIT).await;
-        let root = self.workspace.root().to_path_buf();
-        let removed = tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&root) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        })
-        .await;
-        self.live.remove(&self.id);
-        match removed {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(Error::Internal(format!("cannot remove the workspace of {}: {e}", self.id))),
-            Err(e) => Err(Error::Internal(format!("workspace removal task failed: {e}"))),
-        }
+        close_workspace(&self.id, &self.workspace, &self.live).await
     }
 }

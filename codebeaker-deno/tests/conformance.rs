@@ -4,15 +4,25 @@ mod common;
 
 use codebeaker::conformance::{Programs, Shell, Suite};
 use codebeaker::Language;
+use codebeaker_deno::DenoIsolation;
 
-#[tokio::test(flavor = "multi_thread")]
-async fn deno_backend_passes_the_conformance_suite() {
-    let (_root, backend) = common::backend();
-    let programs = Programs {
+fn programs() -> Programs {
+    Programs {
         hello: "console.log('hello from codebeaker')".into(),
         fails: "console.log('partial');\nthrow new Error('boom');".into(),
         spins: "while (true) {}".into(),
         counts: "for (let i = 1; i <= 5; i++) console.log(`line ${i}`);".into(),
-    };
-    Suite::new(backend, Language::Deno, programs, Shell::Unsupported).run_all().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deno_backend_in_processes_passes_the_conformance_suite() {
+    let (_root, backend) = common::backend_in(DenoIsolation::Process);
+    Suite::new(backend, Language::Deno, programs(), Shell::Unsupported).run_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deno_backend_in_threads_passes_the_conformance_suite() {
+    let (_root, backend) = common::backend_in(DenoIsolation::Thread);
+    Suite::new(backend, Language::Deno, programs(), Shell::Unsupported).run_all().await;
 }

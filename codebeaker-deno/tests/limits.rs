@@ -1,11 +1,13 @@
 //! Hard limits: wall-clock timeouts that interrupt JS, heap limits that stop memory bombs
-//! (even ones that catch their own error) without hurting the host or other sessions.
+//! (even ones that catch their own error) without hurting the host or other sessions, in
+//! both isolations.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
 use codebeaker::{Error, Language, SessionConfig};
+use codebeaker_deno::DenoIsolation;
 use common::*;
 
 async fn small_heap_session(manager: &codebeaker::SessionManager, mb: u64) -> String {
@@ -14,9 +16,8 @@ async fn small_heap_session(manager: &codebeaker::SessionManager, mb: u64) -> St
     manager.create(config).await.expect("create").session_id
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn infinite_loops_time_out_and_the_session_stays_usable() {
-    let (_root, _backend, manager) = manager();
+async fn infinite_loops_time_out_and_the_session_stays_usable_in(isolation: DenoIsolation) {
+    let (_root, _backend, manager) = manager_in(isolation);
     let id = session(&manager).await;
     output(&manager, &id, "globalThis.kept = 'still here';").await;
     for spin in [
@@ -40,18 +41,16 @@ async fn infinite_loops_time_out_and_the_session_stays_usable() {
     manager.close(&id).await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn atomics_wait_cannot_block_the_session() {
-    let (_root, _backend, manager) = manager();
+async fn atomics_wait_cannot_block_the_session_in(isolation: DenoIsolation) {
+    let (_root, _backend, manager) = manager_in(isolation);
     let id = session(&manager).await;
     let message = error(&manager, &id, "Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0)").await;
     assert!(message.contains("Atomics.wait is not available"), "{message}");
     manager.close(&id).await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn memory_bombs_fail_their_command_only() {
-    let (_root, _backend, manager) = manager();
+async fn memory_bombs_fail_their_command_only_in(isolation: DenoIsolation) {
+    let (_root, _backend, manager) = manager_in(isolation);
     let bystander = session(&manager).await;
     output(&manager, &bystander, "globalThis.mine = 'bystander'").await;
     let id = small_heap_session(&manager, 64).await;
@@ -74,22 +73,25 @@ async fn memory_bombs_fail_their_command_only() {
         assert_eq!(output(&manager, &id, "console.log('alive', 6 * 7)").await, "alive 42", "after {bomb}");
         assert_eq!(output(&manager, &bystander, "console.log(mine)").await, "bystander");
     }
-    // Memory a global still holds stays used: the limit keeps failing clearly until the
-    // code lets go of it, and then the session works again.
+    // Memory a global holds at the limit cannot be given back by the code: the session's
+    // JavaScript state is reset, the result says so, and the session works again.
     let held =
-        error(&manager, &id, "globalThis.hoard = []; while (true) hoard.push(new Array(100_000).fill(1.5));").await;
-    assert!(held.contains("memory limit"), "{held}");
-    let still_full = error(&manager, &id, "const more = new Array(4_000_000).fill(1.5);").await;
-    assert!(still_full.contains("memory limit"), "{still_full}");
-    output(&manager, &id, "hoard = null;").await;
-    assert_eq!(output(&manager, &id, "console.log(new Array(1_000_000).fill(1).length)").await, "1000000");
+        run(&manager, &id, "globalThis.hoard = []; while (true) hoard.push(new Array(100_000).fill(1.5));").await;
+    let json = held.to_json();
+    assert!(!held.success, "{json}");
+    assert_eq!(json["stateReset"], true, "{json}");
+    let message = json["error"].as_str().unwrap_or_default();
+    assert!(message.contains("memory limit") && message.contains("state was reset"), "{json}");
+    assert_eq!(
+        output(&manager, &id, "console.log(typeof hoard, new Array(1_000_000).fill(1).length)").await,
+        "undefined 1000000"
+    );
     manager.close(&id).await.unwrap();
     manager.close(&bystander).await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn closing_a_session_stops_its_running_code() {
-    let (_root, backend, manager) = manager();
+async fn closing_a_session_stops_its_running_code_in(isolation: DenoIsolation) {
+    let (_root, backend, manager) = manager_in(isolation);
     let id = session(&manager).await;
     let manager = std::sync::Arc::new(manager);
     let running = {
@@ -107,4 +109,44 @@ async fn closing_a_session_stops_its_running_code() {
     let outcome = tokio::time::timeout(Duration::from_secs(5), running).await.expect("the command ended").unwrap();
     assert!(outcome.as_ref().map_or(true, |o| !o.success), "{outcome:?}");
     assert!(codebeaker::Backend::live_sandboxes(&*backend).await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn infinite_loops_time_out_and_the_session_stays_usable_in_processes() {
+    infinite_loops_time_out_and_the_session_stays_usable_in(DenoIsolation::Process).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn infinite_loops_time_out_and_the_session_stays_usable_in_threads() {
+    infinite_loops_time_out_and_the_session_stays_usable_in(DenoIsolation::Thread).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn atomics_wait_cannot_block_the_session_in_processes() {
+    atomics_wait_cannot_block_the_session_in(DenoIsolation::Process).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn atomics_wait_cannot_block_the_session_in_threads() {
+    atomics_wait_cannot_block_the_session_in(DenoIsolation::Thread).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn memory_bombs_fail_their_command_only_in_processes() {
+    memory_bombs_fail_their_command_only_in(DenoIsolation::Process).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn memory_bombs_fail_their_command_only_in_threads() {
+    memory_bombs_fail_their_command_only_in(DenoIsolation::Thread).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn closing_a_session_stops_its_running_code_in_processes() {
+    closing_a_session_stops_its_running_code_in(DenoIsolation::Process).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn closing_a_session_stops_its_running_code_in_threads() {
+    closing_a_session_stops_its_running_code_in(DenoIsolation::Thread).await;
 }

@@ -413,6 +413,7 @@ impl Cli {
             deno: DenoConfig {
                 pool_size: self.deno_pool_size,
                 workspace_root: self.deno_workspaces.clone().unwrap_or_else(|| DenoConfig::default().workspace_root),
+                ..DenoConfig::default()
             },
         }
     }

@@ -8,8 +8,14 @@ use codebeaker_server::config::Mode;
 use codebeaker_server::{logging, mcp, shutdown, Backends, Cli, Server, Services};
 use tokio_util::sync::CancellationToken;
 
+fn main() -> ExitCode {
+    // Deno sessions run in worker processes that are this executable started again.
+    codebeaker_deno::run_worker_if_requested();
+    serve()
+}
+
 #[tokio::main]
-async fn main() -> ExitCode {
+async fn serve() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.log_format);
     // Policy and keys first: a bad configuration must stop the server before anything starts.

@@ -7,21 +7,31 @@ use std::time::Duration;
 use codebeaker::{
     Command, CommandOutcome, DenoPermissions, ExecOptions, Language, ManagerConfig, SessionConfig, SessionManager,
 };
-use codebeaker_deno::{DenoBackend, DenoConfig};
+use codebeaker_deno::{DenoBackend, DenoConfig, DenoIsolation};
 
-/// A backend with a small pool, workspaces under a fresh temporary directory.
-pub fn backend() -> (tempfile::TempDir, Arc<DenoBackend>) {
+/// A backend in `isolation` with a small pool, workspaces under a fresh temporary directory.
+pub fn backend_in(isolation: DenoIsolation) -> (tempfile::TempDir, Arc<DenoBackend>) {
     let root = tempfile::tempdir().expect("temp dir");
-    let backend =
-        DenoBackend::new(DenoConfig { pool_size: 2, workspace_root: root.path().to_path_buf() }).expect("deno backend");
-    (root, backend)
+    let config =
+        DenoConfig { pool_size: 2, workspace_root: root.path().to_path_buf(), isolation, ..DenoConfig::default() };
+    (root, DenoBackend::new(config).expect("deno backend"))
 }
 
-/// A manager over a fresh backend.
-pub fn manager() -> (tempfile::TempDir, Arc<DenoBackend>, SessionManager) {
-    let (root, backend) = backend();
+/// A backend in the default (process) isolation.
+pub fn backend() -> (tempfile::TempDir, Arc<DenoBackend>) {
+    backend_in(DenoIsolation::default())
+}
+
+/// A manager over a fresh backend in `isolation`.
+pub fn manager_in(isolation: DenoIsolation) -> (tempfile::TempDir, Arc<DenoBackend>, SessionManager) {
+    let (root, backend) = backend_in(isolation);
     let manager = SessionManager::new(vec![backend.clone()], ManagerConfig::default());
     (root, backend, manager)
+}
+
+/// A manager over a fresh backend in the default (process) isolation.
+pub fn manager() -> (tempfile::TempDir, Arc<DenoBackend>, SessionManager) {
+    manager_in(DenoIsolation::default())
 }
 
 /// Opens a Deno session with `permissions`.

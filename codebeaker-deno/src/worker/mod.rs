@@ -1,0 +1,80 @@
+//! Process isolation: each Deno session's JavaScript runs in a worker process of its own,
+//! started ahead of need, walled in by the kernel and supervised by the host.
+//!
+//! A worker is the current executable started again with [`WORKER_ENV`] set (or
+//! [`DenoConfig::worker_program`](crate::DenoConfig::worker_program)): before `main` runs,
+//! [`run_worker_if_requested`] sees the variable and serves the host on fd [`WORKER_FD`]
+//! instead. The call is also made by a hook in the executable's start-up code, so test
+//! binaries, examples and benches need no line of their own.
+//!
+//! | piece | module |
+//! |---|---|
+//! | the frames on the socketpair, hostile-input decoding | `ipc` |
+//! | starting and reaping processes | `spawn` |
+//! | spare workers | `pool` |
+//! | the worker's side: engine, walls, cells | `child`, `walls` |
+//! | the host's handle, deadlines, kill | `supervisor` |
+//! | the session over successive workers | `sandbox` |
+
+mod child;
+pub(crate) mod ipc;
+pub(crate) mod pool;
+pub(crate) mod sandbox;
+mod spawn;
+pub(crate) mod supervisor;
+#[cfg(feature = "test-hooks")]
+mod test_hooks;
+mod walls;
+
+use std::os::fd::FromRawFd;
+use std::os::unix::net::UnixStream;
+
+/// Environment variable that makes a process a worker: `<fd>:<parent pid>`.
+pub const WORKER_ENV: &str = "CODEBEAKER_DENO_WORKER";
+/// The file descriptor of a worker's end of its channel.
+pub(crate) const WORKER_FD: i32 = 3;
+
+/// Turns this process into a Deno worker when it was started as one, and never returns
+/// then; otherwise returns at once.
+///
+/// The crate calls this itself before `main` (an `.init_array` hook linked with
+/// [`DenoBackend`](crate::DenoBackend)), so most programs need nothing. A program that
+/// names itself in [`DenoConfig::worker_program`](crate::DenoConfig::worker_program), or
+/// wants to be explicit, calls it first thing in `main`:
+///
+/// ```no_run
+/// fn main() {
+///     codebeaker_deno::run_worker_if_requested();
+///     // ... the program
+/// }
+/// ```
+pub fn run_worker_if_requested() {
+    let Some(marker) = std::env::var_os(WORKER_ENV) else { return };
+    // This runs before the program made threads of its own (pre-main or first thing in
+    // main), so nobody reads the environment concurrently.
+    std::env::remove_var(WORKER_ENV);
+    let marker = marker.to_string_lossy().into_owned();
+    let (fd, parent) = marker.split_once(':').unwrap_or((&marker, ""));
+    let (Ok(fd), Ok(parent)) = (fd.parse::<i32>(), parent.parse::<i32>()) else {
+        eprintln!("codebeaker-deno: {WORKER_ENV}={marker:?} is not <fd>:<parent pid>");
+        std::process::exit(2);
+    };
+    // SAFETY: getppid has no preconditions.
+    if unsafe { libc::getppid() } != parent {
+        // The host went away before the death signal was armed.
+        std::process::exit(0);
+    }
+    // SAFETY: the host handed us this descriptor; nothing else in this process owns it.
+    let channel = unsafe { UnixStream::from_raw_fd(fd) };
+    child::serve(channel)
+}
+
+extern "C" fn worker_hook() {
+    run_worker_if_requested();
+}
+
+/// Runs [`run_worker_if_requested`] before `main` of any executable this crate is linked
+/// into (the backend references it, so the linker keeps it).
+#[used]
+#[link_section = ".init_array"]
+pub(crate) static WORKER_HOOK: extern "C" fn() = worker_hook;

@@ -1,0 +1,202 @@
+//! [`ProcessSandbox`]: a Deno session whose JavaScript runs in a worker process.
+//!
+//! The session outlives its workers: a worker that had to be killed (a timeout it did not
+//! honour within the grace), that reached the heap limit, that crashed, was killed from
+//! outside or broke the protocol is replaced by a fresh one from the pool. The session's
+//! JavaScript state (globals, imports) is then lost, its workspace files are kept, and the
+//! result says so (`stateReset`).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use codebeaker::{Command, CommandResult, Error, ExecContext, HostWorkspace, Result, Sandbox};
+use tokio::sync::Mutex;
+
+use super::ipc::{WorkerRun, WorkerSetup};
+use super::pool::WorkerPool;
+use super::spawn::Killer;
+use super::supervisor::{RunEnd, Worker};
+use crate::backend::{LiveSandboxes, WorkerPid};
+use crate::sandbox::{close_workspace, file_command, unsupported_shell, STATE_RESET};
+
+/// How long a worker may go on after its timeout interrupted it before it is killed.
+const INTERRUPT_GRACE: Duration = Duration::from_millis(500);
+
+/// The session's current worker.
+struct Slot {
+    worker: Option<Worker>,
+    /// The last worker went away with the session's state and no result said so yet.
+    unreported_reset: Option<&'static str>,
+}
+
+/// A Deno session running in worker processes.
+pub(crate) struct ProcessSandbox {
+    id: String,
+    workspace: Arc<HostWorkspace>,
+    setup: WorkerSetup,
+    pool: Arc<WorkerPool>,
+    slot: Mutex<Slot>,
+    /// Kills the current worker while a cell holds the slot (close).
+    killer: std::sync::Mutex<Option<Killer>>,
+    closing: AtomicBool,
+    stop_grace: Duration,
+    pid: WorkerPid,
+    live: LiveSandboxes,
+}
+
+/// What a new sandbox is made of.
+pub(crate) struct ProcessSandboxParts {
+    pub id: String,
+    pub workspace: Arc<HostWorkspace>,
+    pub setup: WorkerSetup,
+    pub pool: Arc<WorkerPool>,
+    pub worker: Worker,
+    pub stop_grace: Duration,
+    pub pid: WorkerPid,
+    pub live: LiveSandboxes,
+}
+
+/// Takes a spare from `pool` and gives it the session `setup`.
+pub(crate) async fn start_worker(pool: &WorkerPool, setup: &WorkerSetup) -> Result<Worker> {
+    let unavailable = |reason: String| Error::BackendUnavailable { backend: "deno".into(), reason };
+    let spawned = pool.take().await.map_err(|e| unavailable(format!("cannot start a deno worker process: {e}")))?;
+    Worker::start(spawned, setup).await.map_err(|e| unavailable(format!("the deno worker did not start: {e}")))
+}
+
+impl ProcessSandbox {
+    pub fn new(parts: ProcessSandboxParts) -> Self {
+        let killer = parts.worker.killer();
+        parts.pid.store(killer.pid(), Ordering::Release);
+        ProcessSandbox {
+            id: parts.id,
+            workspace: parts.workspace,
+            setup: parts.setup,
+            pool: parts.pool,
+            slot: Mutex::new(Slot { worker: Some(parts.worker), unreported_reset: None }),
+            killer: std::sync::Mutex::new(Some(killer)),
+            closing: AtomicBool::new(false),
+            stop_grace: parts.stop_grace,
+            pid: parts.pid,
+            live: parts.live,
+        }
+    }
+
+    fn set_killer(&self, killer: Option<Killer>) {
+        self.pid.store(killer.as_ref().map_or(0, Killer::pid), Ordering::Release);
+        *self.killer.lock().unwrap_or_else(|p| p.into_inner()) = killer;
+    }
+
+    /// The slot's worker if it is healthy, else a fresh one (the reset noted in the slot).
+    async fn healthy_worker(&self, slot: &mut Slot) -> Result<Worker> {
+        match slot.worker.take() {
+            Some(worker) if worker.is_idle() => return Ok(worker),
+            Some(_dead) => {
+                slot.unreported_reset.get_or_insert("the session's worker process died between commands");
+            }
+            None => {}
+        }
+        let worker = start_worker(&self.pool, &self.setup).await?;
+        self.set_killer(Some(worker.killer()));
+        Ok(worker)
+    }
+
+    async fn execute_code(&self, code: String, context: ExecContext) -> Result<CommandResult> {
+        let mut slot = self.slot.lock().await;
+        if self.closing.load(Ordering::Acquire) {
+            return Err(Error::SessionClosed(self.id.clone()));
+        }
+        let mut worker = self.healthy_worker(&mut slot).await?;
+        // From here until the worker is back in the slot, a dropped future kills the worker
+        // (it is owned by this future) and the next command reports the reset.
+        let earlier_reset = slot.unreported_reset.replace("the previous command was abandoned midway");
+        let started = Instant::now();
+        let grace = INTERRUPT_GRACE.min(self.stop_grace);
+        let run = WorkerRun {
+            code,
+            timeout_ms: u64::try_from(context.timeout.as_millis()).unwrap_or(u64::MAX),
+            output_limit: context.output_limit,
+            stream: context.output.is_some(),
+        };
+        let end = worker.run(run, context.output, started + context.timeout + grace).await;
+        let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let mut result = match end {
+            RunEnd::Done { result, memory_exceeded: false } => {
+                slot.worker = Some(worker);
+                result
+            }
+            RunEnd::Done { mut result, memory_exceeded: true } => {
+                let message = result.error.take().unwrap_or_else(|| "memory limit exceeded".into());
+                result.error = Some(format!("{message}; the worker was replaced and {STATE_RESET}"));
+                result.state_reset = true;
+                result
+            }
+            RunEnd::Killed { partial, usage } => {
+                let timeout_ms = context.timeout.as_millis();
+                let message = format!(
+                    "Command timed out after {timeout_ms} ms and its code did not stop within {} ms of being interrupted: the worker process was killed and {STATE_RESET}",
+                    grace.as_millis()
+                );
+                let mut result = partial.into_code_result(-1, Some(message), duration_ms, false);
+                result.usage = Some(usage);
+                result.state_reset = true;
+                result
+            }
+            RunEnd::Lost { reason, partial, usage } => {
+                let message = if self.closing.load(Ordering::Acquire) {
+                    "Interrupted: the session was closed".to_owned()
+                } else {
+                    format!("The session's worker process failed ({reason}); {STATE_RESET}")
+                };
+                let mut result = partial.into_code_result(-1, Some(message), duration_ms, false);
+                result.usage = Some(usage);
+                result.state_reset = true;
+                result
+            }
+        };
+        if slot.worker.is_none() {
+            self.set_killer(None);
+        }
+        // A reset before this command (a worker that died while idle) is reported once.
+        slot.unreported_reset = None;
+        if let Some(cause) = earlier_reset.filter(|_| !result.state_reset) {
+            result.state_reset = true;
+            result.stderr.push_str(&format!("[codebeaker] {cause}: {STATE_RESET}\n"));
+        }
+        Ok(CommandResult::ExecuteCode(result))
+    }
+}
+
+#[async_trait]
+impl Sandbox for ProcessSandbox {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    async fn execute(&self, command: Command, context: ExecContext) -> Result<CommandResult> {
+        use tracing::Instrument as _;
+        let span = tracing::debug_span!("deno.execute", sandbox = %self.id, command = command.kind());
+        async move {
+            match command {
+                Command::ExecuteCode(code) => self.execute_code(code.code, context).await,
+                Command::ExecuteShell(shell) => Err(unsupported_shell(&shell)),
+                file => file_command(self.workspace.clone(), file).await,
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.closing.store(true, Ordering::Release);
+        // Stop what runs first: the command holding the slot then ends at once.
+        if let Some(killer) = self.killer.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            killer.kill();
+        }
+        let worker = self.slot.lock().await.worker.take();
+        drop(worker);
+        self.set_killer(None);
+        close_workspace(&self.id, &self.workspace, &self.live).await
+    }
+}
