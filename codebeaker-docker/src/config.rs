@@ -2,11 +2,13 @@
 //!
 //! Everything here is set by whoever embeds the backend (the SDK user or the server's
 //! operator), never by the code that runs in a sandbox. Per-session settings
-//! (`memoryLimitMB`, `cpuShares`, `dockerImage`) come from [`codebeaker::SessionConfig`].
+//! (`memoryLimitMB`, `cpuShares`, `dockerImage`) come from [`codebeaker::SessionConfig`],
+//! capped by the operator's [`Policy`] into the [`codebeaker::SessionLimits`] each
+//! sandbox is created with.
 
 use std::collections::HashMap;
 
-use codebeaker::Language;
+use codebeaker::{Language, Policy};
 
 /// Languages the Docker backend runs.
 pub const DOCKER_LANGUAGES: [Language; 4] = [Language::Python, Language::JavaScript, Language::Go, Language::CSharp];
@@ -24,8 +26,6 @@ pub struct DockerConfig {
     pub pool_size: HashMap<Language, usize>,
     /// Most processes (threads included) a sandbox may hold at once: stops fork bombs.
     pub pids_limit: i64,
-    /// Size of the tmpfs-backed `/workspace`, in MiB. It counts against the memory limit.
-    pub workspace_size_mb: u64,
     /// Size of the tmpfs `/tmp`, in MiB. It counts against the memory limit.
     pub tmp_size_mb: u64,
     /// `uid:gid` that runs every command (owns `/workspace`).
@@ -34,6 +34,12 @@ pub struct DockerConfig {
     /// [`DockerConfig::sandbox_user`] so that sandboxed code (and the backend's own
     /// "kill every process" step after a timeout) cannot signal the keep-alive.
     pub keepalive_user: String,
+    /// The operator policy the warm pool makes its spares for: a spare is handed out only
+    /// to a session whose resolved limits equal those of a default session under this
+    /// policy. Give it the same policy as the session manager
+    /// ([`codebeaker::ManagerConfig::policy`]), or spares never match and every session
+    /// pays for a fresh container.
+    pub policy: Policy,
 }
 
 impl Default for DockerConfig {
@@ -45,10 +51,10 @@ impl Default for DockerConfig {
             images,
             pool_size,
             pids_limit: 256,
-            workspace_size_mb: 256,
             tmp_size_mb: 256,
             sandbox_user: "1000:1000".into(),
             keepalive_user: "65534:65534".into(),
+            policy: Policy::default(),
         }
     }
 }
@@ -67,6 +73,12 @@ impl DockerConfig {
     /// Sets the same pool size for every language.
     pub fn with_pool_size(mut self, spares: usize) -> Self {
         self.pool_size = DOCKER_LANGUAGES.iter().map(|&l| (l, spares)).collect();
+        self
+    }
+
+    /// Sets the operator policy the warm pool's spares are made for.
+    pub fn with_policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
         self
     }
 

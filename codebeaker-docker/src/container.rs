@@ -122,28 +122,52 @@ pub(crate) async fn remove_unused_volumes(docker: &Docker, owner: &str) -> Resul
     Ok(removed)
 }
 
-/// Why a container can no longer run commands, or `None` while it runs.
-pub(crate) async fn diagnose(docker: &Docker, id: &str, memory_limit_mb: u64) -> Option<String> {
+/// What the engine says about a sandbox container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ContainerState {
+    /// It runs.
+    Running,
+    /// It can no longer run commands; why, in words for the session's error.
+    Dead(String),
+    /// The engine does not answer (stopped or restarting); the container may live on.
+    EngineDown(String),
+}
+
+/// Asks the engine about container `id`.
+pub(crate) async fn state(docker: &Docker, id: &str, memory_limit_mb: u64) -> ContainerState {
     match docker.inspect_container(id, None::<InspectContainerOptions>).await {
         Ok(info) => {
             let state = info.state.unwrap_or_default();
             if state.running == Some(true) && state.paused != Some(true) {
-                return None;
+                return ContainerState::Running;
             }
             let code = state.exit_code.unwrap_or(-1);
-            Some(if state.oom_killed == Some(true) {
+            ContainerState::Dead(if state.oom_killed == Some(true) {
                 format!("sandbox was OOM-killed (memory limit {memory_limit_mb} MB; container exit code {code})")
             } else if state.paused == Some(true) {
                 "sandbox container is paused".to_owned()
             } else {
-                format!("sandbox container stopped (exit code {code}): killed from outside or the engine restarted")
+                format!(
+                    "sandbox container stopped (exit code {code}): killed from outside, its agent was killed, or it \
+                     did not survive an engine restart"
+                )
             })
         }
-        Err(e) if status_of(&e) == Some(404) => {
-            Some("sandbox container no longer exists (removed from outside or the engine restarted)".to_owned())
-        }
-        Err(e) if is_transport(&e) => Some(format!("the docker engine does not answer: {e}")),
-        Err(_) => None,
+        Err(e) if status_of(&e) == Some(404) => ContainerState::Dead(
+            "sandbox container no longer exists (removed from outside or lost in an engine restart)".to_owned(),
+        ),
+        Err(e) if is_transport(&e) => ContainerState::EngineDown(format!("the docker engine does not answer: {e}")),
+        // Any other answer is the engine's problem, not a sign the container died.
+        Err(_) => ContainerState::Running,
+    }
+}
+
+/// Why a container can no longer run commands (the engine not answering included), or
+/// `None` while it runs.
+pub(crate) async fn diagnose(docker: &Docker, id: &str, memory_limit_mb: u64) -> Option<String> {
+    match state(docker, id, memory_limit_mb).await {
+        ContainerState::Running => None,
+        ContainerState::Dead(reason) | ContainerState::EngineDown(reason) => Some(reason),
     }
 }
 

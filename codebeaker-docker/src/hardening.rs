@@ -2,13 +2,16 @@
 //!
 //! Every setting here is a security decision; none can be changed by sandboxed code:
 //! - network mode `none` (no interface but loopback);
-//! - memory limit = the session's `memoryLimitMB`, with memory+swap equal (no swap);
-//! - the session's `cpuShares`, a pids limit (fork bombs), no core dumps;
+//! - memory limit = the session's accepted `memoryLimitMB`, with memory+swap equal (no swap);
+//! - a hard CPU quota (`NanoCpus`, the operator's `cpus`) beside the session's `cpuShares`
+//!   weight, a pids limit (fork bombs), no core dumps, and `RLIMIT_FSIZE` = the workspace
+//!   size (no single file can outgrow the workspace, wherever it is written);
 //! - every capability dropped and `no-new-privileges` (setuid binaries gain nothing);
 //! - non-root users: commands run as [`DockerConfig::sandbox_user`], and the init and
 //!   keep-alive as [`DockerConfig::keepalive_user`], which sandboxed code cannot signal;
 //! - a read-only root filesystem. The writable places are a size-limited `/tmp` (tmpfs)
-//!   and `/workspace`, an anonymous volume whose local driver mounts a size-limited tmpfs:
+//!   and `/workspace`, an anonymous volume whose local driver mounts a tmpfs of the
+//!   operator's workspace size:
 //!   unlike a `tmpfs` mount, the archive API sees it, so file commands work without a shell.
 //!   Removing the container with `v=true` removes the volume;
 //! - Docker's init (tini) as PID 1 to reap zombies.
@@ -19,7 +22,7 @@ use bollard::models::{
     ContainerCreateBody, HostConfig, Mount, MountType, MountVolumeOptions, MountVolumeOptionsDriverConfig,
     ResourcesUlimits,
 };
-use codebeaker::{Language, WORKSPACE_ROOT};
+use codebeaker::{Language, SessionLimits, WORKSPACE_ROOT};
 
 use crate::config::DockerConfig;
 
@@ -30,13 +33,33 @@ pub const LABEL_LANGUAGE: &str = "org.codebeaker.language";
 /// Label saying what the container was created as: `session` or `pool`.
 pub const LABEL_ROLE: &str = "org.codebeaker.role";
 
-/// What a sandbox needs beyond the backend-wide [`DockerConfig`].
+/// What a sandbox needs beyond the backend-wide [`DockerConfig`]: the session's image and
+/// the limits the operator's policy resolved for it. A warm spare is handed out only for
+/// an equal spec.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct SandboxSpec {
     pub language: Language,
     pub image: String,
     pub memory_limit_mb: u64,
     pub cpu_shares: u64,
+    /// Hard CPU quota in billionths of a CPU (Docker `NanoCpus`).
+    pub nano_cpus: i64,
+    /// Size of the `/workspace` tmpfs and `RLIMIT_FSIZE`, in bytes.
+    pub workspace_bytes: u64,
+}
+
+impl SandboxSpec {
+    /// The spec of a session of `language` in `image` under `limits`.
+    pub fn new(language: Language, image: String, cpu_shares: u64, limits: &SessionLimits) -> Self {
+        SandboxSpec {
+            language,
+            image,
+            memory_limit_mb: limits.memory_mb,
+            cpu_shares,
+            nano_cpus: limits.nano_cpus(),
+            workspace_bytes: limits.workspace_bytes,
+        }
+    }
 }
 
 /// Why a container was created; recorded as [`LABEL_ROLE`].
@@ -69,6 +92,7 @@ pub(crate) fn container_body(spec: &SandboxSpec, config: &DockerConfig, role: Ro
     let labels = labels(config, spec.language, role);
     let (uid, gid) = config.sandbox_ids();
     let memory = i64::try_from(spec.memory_limit_mb.saturating_mul(1024 * 1024)).unwrap_or(i64::MAX);
+    let file_size = i64::try_from(spec.workspace_bytes).unwrap_or(i64::MAX);
     let workspace = Mount {
         target: Some(WORKSPACE_ROOT.to_owned()),
         typ: Some(MountType::VOLUME),
@@ -81,7 +105,7 @@ pub(crate) fn container_body(spec: &SandboxSpec, config: &DockerConfig, role: Ro
                     ("device".to_owned(), "tmpfs".to_owned()),
                     (
                         "o".to_owned(),
-                        format!("size={}m,uid={uid},gid={gid},mode=0755,nosuid,nodev", config.workspace_size_mb),
+                        format!("size={},uid={uid},gid={gid},mode=0755,nosuid,nodev", spec.workspace_bytes),
                     ),
                 ])),
             }),
@@ -106,8 +130,12 @@ pub(crate) fn container_body(spec: &SandboxSpec, config: &DockerConfig, role: Ro
             memory: Some(memory),
             memory_swap: Some(memory),
             cpu_shares: i64::try_from(spec.cpu_shares).ok(),
+            nano_cpus: Some(spec.nano_cpus),
             pids_limit: Some(config.pids_limit),
-            ulimits: Some(vec![ResourcesUlimits { name: Some("core".to_owned()), soft: Some(0), hard: Some(0) }]),
+            ulimits: Some(vec![
+                ResourcesUlimits { name: Some("core".to_owned()), soft: Some(0), hard: Some(0) },
+                ResourcesUlimits { name: Some("fsize".to_owned()), soft: Some(file_size), hard: Some(file_size) },
+            ]),
             cap_drop: Some(vec!["ALL".to_owned()]),
             security_opt: Some(vec!["no-new-privileges".to_owned()]),
             readonly_rootfs: Some(true),
@@ -128,12 +156,11 @@ mod tests {
     use super::*;
 
     fn spec() -> SandboxSpec {
-        SandboxSpec {
-            language: Language::Python,
-            image: "codebeaker-python:latest".into(),
-            memory_limit_mb: 256,
-            cpu_shares: 512,
-        }
+        let mut config = codebeaker::SessionConfig::new(Language::Python);
+        config.memory_limit_mb = 256;
+        let policy = codebeaker::Policy { cpus: 0.5, workspace_mb: 64, ..Default::default() };
+        let limits = policy.limits_for(&config).expect("limits");
+        SandboxSpec::new(Language::Python, "codebeaker-python:latest".into(), 512, &limits)
     }
 
     #[test]
@@ -144,7 +171,11 @@ mod tests {
         assert_eq!(host.memory, Some(256 << 20));
         assert_eq!(host.memory_swap, host.memory, "no swap beyond the memory limit");
         assert_eq!(host.cpu_shares, Some(512));
+        assert_eq!(host.nano_cpus, Some(500_000_000), "a hard quota of the operator's 0.5 CPU");
         assert_eq!(host.pids_limit, Some(256));
+        let ulimits = host.ulimits.expect("ulimits");
+        let fsize = ulimits.iter().find(|u| u.name.as_deref() == Some("fsize")).expect("RLIMIT_FSIZE");
+        assert_eq!((fsize.soft, fsize.hard), (Some(64 << 20), Some(64 << 20)), "no file beyond the workspace size");
         assert_eq!(host.cap_drop, Some(vec!["ALL".to_owned()]));
         assert_eq!(host.security_opt, Some(vec!["no-new-privileges".to_owned()]));
         assert_eq!(host.readonly_rootfs, Some(true));
@@ -156,7 +187,7 @@ mod tests {
         let options =
             mounts[0].volume_options.as_ref().and_then(|o| o.driver_config.as_ref()).and_then(|d| d.options.as_ref());
         let o = options.and_then(|o| o.get("o")).expect("tmpfs options");
-        assert!(o.contains("size=256m") && o.contains("uid=1000"), "{o}");
+        assert!(o.contains(&format!("size={}", 64 << 20)) && o.contains("uid=1000"), "{o}");
     }
 
     #[test]

@@ -4,12 +4,19 @@
 //! - [`DockerBackend`] implements [`codebeaker::Backend`]: it labels every container with
 //!   its [`DockerConfig::owner`], removes leftovers of a crashed earlier run at start-up,
 //!   and keeps a [`WarmPool`] of started spares per language.
-//! - Containers are hardened by default ([`hardening`]): no network, memory limit without
-//!   swap, CPU shares, pids limit, no capabilities, `no-new-privileges`, non-root users,
-//!   read-only root with a size-limited tmpfs `/workspace` and `/tmp`, an init process.
-//! - File commands use the archive API with symlink checks, never a shell; programs run
-//!   with the exec API, with per-stream output caps, streaming, and timeouts that kill
-//!   the whole process tree while keeping the session usable.
+//! - Every limit comes from the operator's policy ([`codebeaker::SessionLimits`], given
+//!   to `create_sandbox`): memory without swap, a hard CPU quota (`NanoCpus`), the
+//!   workspace size and `RLIMIT_FSIZE`, the images a session may name, and the grace a
+//!   timed-out command has to stop. The warm pool hands out only spares made for the same
+//!   limits.
+//! - Containers are hardened by default ([`hardening`]): no network, pids limit, no
+//!   capabilities, `no-new-privileges`, non-root users, read-only root with a
+//!   size-limited tmpfs `/workspace` and `/tmp`, an init process.
+//! - File commands use the archive API with symlink checks, never a shell; every download
+//!   is capped while it streams and cancelled with its command; listing runs `find`
+//!   (names and sizes, never contents). Programs run with the exec API, with per-stream
+//!   output caps, streaming, and timeouts that kill the whole process tree while keeping
+//!   the session usable.
 //!
 //! Images: `codebeaker-<language>:latest`, built offline by `scripts/build-images.sh` or
 //! from `images/<language>/Dockerfile`.
@@ -37,6 +44,7 @@ mod backend;
 mod code;
 mod config;
 mod container;
+mod error;
 mod exec;
 mod files;
 pub mod hardening;

@@ -1,8 +1,9 @@
 //! [`WarmPool`]: containers created and started ahead of time, per language, so that a
 //! session starts without paying for container start-up (~150 ms here).
 //!
-//! Spares have the language's default image and the documented default limits
-//! (512 MB, 1024 CPU shares); a session asking for anything else gets a fresh container.
+//! Spares have the language's default image and the limits a default session gets under
+//! [`DockerConfig::policy`] (memory, CPU quota, workspace size); a session whose resolved
+//! limits differ in anything gets a fresh container.
 //! A spare is handed out once and never returns: closing a session removes its container.
 //! Refilling happens in the background after every take.
 
@@ -12,8 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bollard::Docker;
-use codebeaker::config::{DEFAULT_CPU_SHARES, DEFAULT_MEMORY_LIMIT_MB};
-use codebeaker::Language;
+use codebeaker::{Language, SessionConfig};
 use tokio::sync::Notify;
 use tracing::{debug, warn};
 
@@ -35,14 +35,13 @@ impl WarmPool {
         WarmPool { docker, config, spares: Mutex::default(), wake: Notify::new(), closed: AtomicBool::new(false) }
     }
 
-    /// The spec every spare of `language` is made with, if the backend runs it.
+    /// The spec every spare of `language` is made with, if the backend runs it: a default
+    /// session's, under the configured policy.
     pub(crate) fn spec_for(config: &DockerConfig, language: Language) -> Option<SandboxSpec> {
-        Some(SandboxSpec {
-            language,
-            image: config.image_for(language)?.to_owned(),
-            memory_limit_mb: DEFAULT_MEMORY_LIMIT_MB,
-            cpu_shares: DEFAULT_CPU_SHARES,
-        })
+        let image = config.image_for(language)?.to_owned();
+        let session = SessionConfig::new(language);
+        let limits = config.policy.limits_for(&session).ok()?;
+        Some(SandboxSpec::new(language, image, session.cpu_shares, &limits))
     }
 
     /// How many spares are ready for `language` now.

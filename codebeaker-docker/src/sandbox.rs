@@ -9,7 +9,8 @@ use async_trait::async_trait;
 use bollard::Docker;
 use codebeaker::command::{ExecuteCode, ExecuteShell};
 use codebeaker::{
-    Command, CommandResult, Error, ExecContext, Language, OutputCollector, OutputStream, Result, Sandbox, WorkspacePath,
+    Command, CommandResult, Error, ExecContext, Language, OutputCollector, OutputStream, Result, Sandbox,
+    SessionLimits, WorkspacePath,
 };
 use tracing::{debug, info_span, Instrument};
 
@@ -19,14 +20,17 @@ use crate::config::DockerConfig;
 use crate::container::{self, short};
 use crate::exec::{self, ExecOutcome, ExecRequest};
 use crate::files::{self, Files};
+use crate::hardening::SandboxSpec;
 
 /// Ids of the session containers a backend has handed out and not yet removed.
 pub(crate) type LiveSet = Arc<Mutex<HashSet<String>>>;
 
 /// Exit code of a process killed by `SIGKILL` (the memory limit's OOM killer, or a kill).
 const SIGKILL_EXIT: i64 = 137;
-/// How long `delete_file`'s `rm` may take.
-const DELETE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long `delete_file`'s `rm` or `list_directory`'s `find` may take.
+const HELPER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Most bytes of a helper's answer (a listing of some 100 000 entries).
+const HELPER_OUTPUT_LIMIT: usize = 8 * 1024 * 1024;
 
 /// A session's hardened container (see [`crate::hardening`]).
 pub struct DockerSandbox {
@@ -35,6 +39,8 @@ pub struct DockerSandbox {
     config: Arc<DockerConfig>,
     language: Language,
     memory_limit_mb: u64,
+    /// The operator's stop grace: how long stopping a timed-out command may take.
+    stop_grace: Duration,
     live: LiveSet,
     /// Why the container can no longer run commands, once known.
     failed: Mutex<Option<String>>,
@@ -46,16 +52,17 @@ impl DockerSandbox {
         id: String,
         docker: Docker,
         config: Arc<DockerConfig>,
-        language: Language,
-        memory_limit_mb: u64,
+        spec: &SandboxSpec,
+        limits: &SessionLimits,
         live: LiveSet,
     ) -> Self {
         DockerSandbox {
             id,
             docker,
             config,
-            language,
-            memory_limit_mb,
+            language: spec.language,
+            memory_limit_mb: spec.memory_limit_mb,
+            stop_grace: limits.stop_grace,
             live,
             failed: Mutex::new(None),
             closed: AtomicBool::new(false),
@@ -84,22 +91,23 @@ impl DockerSandbox {
         let timeout = context.timeout;
         let running = async {
             match command {
-                Command::WriteFile(c) => self.files().write_file(&c).await.map(CommandResult::WriteFile),
-                Command::ReadFile(c) => self.files().read_file(&c).await.map(CommandResult::ReadFile),
+                Command::WriteFile(c) => Ok(CommandResult::WriteFile(self.files().write_file(&c).await?)),
+                Command::ReadFile(c) => Ok(CommandResult::ReadFile(self.files().read_file(&c).await?)),
                 Command::CreateDirectory(c) => {
-                    self.files().create_directory(&c).await.map(CommandResult::CreateDirectory)
+                    Ok(CommandResult::CreateDirectory(self.files().create_directory(&c).await?))
                 }
-                Command::CopyFile(c) => self.files().copy_file(&c).await.map(CommandResult::CopyFile),
-                Command::ListDirectory(c) => self.files().list_directory(&c).await.map(CommandResult::ListDirectory),
+                Command::CopyFile(c) => Ok(CommandResult::CopyFile(self.files().copy_file(&c).await?)),
+                Command::ListDirectory(c) => self.list(&c).await.map(CommandResult::ListDirectory),
                 Command::DeleteFile(c) => self.delete(&c).await.map(CommandResult::DeleteFile),
                 Command::ExecuteShell(c) => self.shell(c, &context).await.map(CommandResult::ExecuteShell),
                 Command::ExecuteCode(c) => self.code(c, &context).await.map(CommandResult::ExecuteCode),
             }
         };
-        // Programs enforce their own timeout (kill, then drain: at most ~8 s more, inside
-        // the session manager's grace); this also bounds the engine calls of file
-        // commands, which should take milliseconds.
-        let result = match tokio::time::timeout(timeout + Duration::from_secs(9), running).await {
+        // Programs enforce their own timeout (kill, then drain, within most of the stop
+        // grace); this bounds everything else, such as the engine calls of file commands,
+        // and answers before the session manager's backstop (timeout + the same grace).
+        // Dropping `running` cancels its engine requests.
+        let result = match tokio::time::timeout(timeout + self.stop_grace.mul_f64(0.9), running).await {
             Ok(result) => result,
             Err(_) => Err(Error::Internal(format!(
                 "the docker engine did not finish the command within {} ms",
@@ -127,7 +135,7 @@ impl DockerSandbox {
     }
 
     async fn exec(&self, request: ExecRequest, output: &mut OutputCollector, timeout: Duration) -> Result<ExecOutcome> {
-        exec::run(&self.docker, &self.id, request, output, timeout, self.config.pids_limit).await
+        exec::run(&self.docker, &self.id, request, output, timeout, self.stop_grace, self.config.pids_limit).await
     }
 
     /// After a run killed by `SIGKILL` that was not our timeout: the container died (the
@@ -219,23 +227,49 @@ impl DockerSandbox {
         Ok(result)
     }
 
-    async fn delete(&self, command: &codebeaker::command::DeleteFile) -> Result<codebeaker::result::DeleteFileResult> {
-        let (path, real) = self.files().deletion_target(command).await?;
-        // The archive API cannot delete; `rm` with argv only, on the resolved path.
+    /// Runs a backend helper program (`find`, `rm`) with argv only, as the sandbox user,
+    /// within `timeout`; its stdout, or an error with its stderr.
+    async fn helper(&self, argv: Vec<String>, doing: &str, timeout: Duration) -> Result<String> {
         let request = ExecRequest {
-            argv: vec!["rm".into(), "-rf".into(), "--".into(), real.to_string()],
+            argv,
             env: Vec::new(),
             working_dir: codebeaker::WORKSPACE_ROOT.to_owned(),
             stdin: None,
             user: self.config.sandbox_user.clone(),
         };
-        let mut output = OutputCollector::new(64 * 1024, None);
-        let outcome = self.exec(request, &mut output, DELETE_TIMEOUT).await?;
+        let mut output = OutputCollector::new(HELPER_OUTPUT_LIMIT, None);
+        let outcome = self.exec(request, &mut output, timeout).await?;
+        let truncated = output.truncated();
         let result = output.into_shell_result(outcome.exit_code.unwrap_or(-1), 0, outcome.timed_out);
-        if outcome.exit_code != Some(0) {
-            return Err(Error::Internal(format!("cannot delete {path}: {}", result.stderr.trim())));
+        if outcome.timed_out {
+            return Err(Error::Internal(format!("cannot {doing}: it did not finish within {} ms", timeout.as_millis())));
         }
+        if outcome.exit_code != Some(0) {
+            return Err(Error::Internal(format!("cannot {doing}: {}", result.stderr.trim())));
+        }
+        if truncated {
+            return Err(Error::LimitReached(format!(
+                "cannot {doing}: the answer is over {HELPER_OUTPUT_LIMIT} bytes (too many entries)"
+            )));
+        }
+        Ok(result.stdout)
+    }
+
+    async fn delete(&self, command: &codebeaker::command::DeleteFile) -> Result<codebeaker::result::DeleteFileResult> {
+        let (path, real) = self.files().deletion_target(command).await?;
+        // The archive API cannot delete; `rm` with argv only, on the resolved path.
+        let argv = vec!["rm".into(), "-rf".into(), "--".into(), real.to_string()];
+        self.helper(argv, &format!("delete {path}"), HELPER_TIMEOUT).await?;
         Ok(files::deleted(&path))
+    }
+
+    async fn list(
+        &self,
+        command: &codebeaker::command::ListDirectory,
+    ) -> Result<codebeaker::result::ListDirectoryResult> {
+        let (path, real) = self.files().listing_target(command).await?;
+        let listing = self.helper(files::listing_argv(&real), &format!("list {path}"), HELPER_TIMEOUT).await?;
+        Ok(codebeaker::result::ListDirectoryResult { path: path.to_string(), entries: files::parse_listing(&listing) })
     }
 }
 
