@@ -11,7 +11,7 @@ use codebeaker::{Backend, BackendHealth, Error, Language, Result, Sandbox, Sessi
 use tokio::task::JoinHandle;
 use tracing::{info, info_span, warn, Instrument};
 
-use crate::config::{DockerConfig, DOCKER_LANGUAGES};
+use crate::config::{AgentBinary, DockerConfig, DOCKER_LANGUAGES};
 use crate::container::{self, short, BACKEND};
 use crate::hardening::{Role, SandboxSpec};
 use crate::pool::WarmPool;
@@ -153,22 +153,30 @@ impl Backend for DockerBackend {
         &DOCKER_LANGUAGES
     }
 
-    fn capabilities(&self, _language: Language) -> codebeaker::Capabilities {
-        codebeaker::Capabilities { streaming: true, shell: true, ..codebeaker::Capabilities::default() }
+    fn capabilities(&self, language: Language) -> codebeaker::Capabilities {
+        let agent = self.config.agent != AgentBinary::Off;
+        let interpreter = agent && crate::code::interpreter(language).is_some();
+        codebeaker::Capabilities {
+            persistent_state: interpreter,
+            rich_outputs: interpreter,
+            stdin: true,
+            streaming: true,
+            shell: true,
+        }
     }
 
     async fn create_sandbox(&self, config: &SessionConfig, limits: &SessionLimits) -> Result<Box<dyn Sandbox>> {
         let spec = self.spec(config, limits)?;
         let span = info_span!("create_sandbox", language = %spec.language, image = %spec.image);
         async {
-            let id = match self.pool.take(&spec).await {
-                Some(id) => id,
+            let started = match self.pool.take(&spec).await {
+                Some(spare) => spare,
                 None => container::create_and_start(&self.docker, &spec, &self.config, Role::Session).await?,
             };
-            tracing::debug!(container = %short(&id), "sandbox ready");
-            self.live.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone());
+            tracing::debug!(container = %short(&started.id), "sandbox ready");
+            self.live.lock().unwrap_or_else(|p| p.into_inner()).insert(started.id.clone());
             let sandbox =
-                DockerSandbox::new(id, self.docker.clone(), self.config.clone(), &spec, limits, self.live.clone());
+                DockerSandbox::new(started, self.docker.clone(), self.config.clone(), &spec, limits, self.live.clone());
             Ok(Box::new(sandbox) as Box<dyn Sandbox>)
         }
         .instrument(span)

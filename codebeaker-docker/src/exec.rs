@@ -65,6 +65,10 @@ pub(crate) struct ExecOutcome {
     pub started_at: SystemTime,
     /// Wall-clock time from start to end.
     pub duration: Duration,
+    /// Output was cut before it reached the host (the agent's per-stream cap).
+    pub truncated: bool,
+    /// What the program cost, when the agent measured it.
+    pub usage: Option<codebeaker::Usage>,
 }
 
 /// Why an exec could not run: the program's own problem, or the sandbox's.
@@ -136,7 +140,8 @@ pub(crate) async fn run(
                 Err(_) if kills < 2 && tokio::time::Instant::now() < give_up => {
                     kills += 1;
                     let left = give_up.saturating_duration_since(tokio::time::Instant::now());
-                    let killing = kill_sandbox_processes(docker, container, &request.user, pids_limit, drain_after_kill);
+                    let killing =
+                        kill_sandbox_processes(docker, container, &request.user, pids_limit, drain_after_kill);
                     if !matches!(tokio::time::timeout(left, killing).await, Ok(Ok(()))) {
                         warn!(container = %short(container), "second kill failed or ran out of time");
                     }
@@ -154,7 +159,8 @@ pub(crate) async fn run(
                     timed_out = true;
                     kills += 1;
                     debug!(container = %short(container), ?timeout, "command timed out; killing its processes");
-                    let killing = kill_sandbox_processes(docker, container, &request.user, pids_limit, drain_after_kill);
+                    let killing =
+                        kill_sandbox_processes(docker, container, &request.user, pids_limit, drain_after_kill);
                     match tokio::time::timeout(kill_phase, killing).await {
                         Ok(Ok(())) => {}
                         Ok(Err(e)) => {
@@ -189,7 +195,7 @@ pub(crate) async fn run(
             return Err(exec_error(container, "read the program's output", e));
         }
     }
-    Ok(ExecOutcome { exit_code, timed_out, started_at, duration })
+    Ok(ExecOutcome { exit_code, timed_out, started_at, duration, truncated: false, usage: None })
 }
 
 /// The exit code of a finished exec (it may take a moment to be recorded).

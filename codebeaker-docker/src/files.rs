@@ -257,10 +257,9 @@ impl Files<'_> {
         let source = WorkspacePath::parse(&command.source_path)?;
         let destination = WorkspacePath::parse(&command.destination_path)?;
         let bytes = self.get(&source).await.map_err(|e| match e {
-            DockerError::IsADirectory { .. } => codebeaker::Error::InvalidInput(format!(
-                "{source} is a directory; copy_file copies files"
-            ))
-            .into(),
+            DockerError::IsADirectory { .. } => {
+                codebeaker::Error::InvalidInput(format!("{source} is a directory; copy_file copies files")).into()
+            }
             other => other,
         })?;
         self.put(&destination, &bytes, WriteMode::Create).await?;

@@ -7,8 +7,13 @@
 //!   weight, a pids limit (fork bombs), no core dumps, and `RLIMIT_FSIZE` = the workspace
 //!   size (no single file can outgrow the workspace, wherever it is written);
 //! - every capability dropped and `no-new-privileges` (setuid binaries gain nothing);
-//! - non-root users: commands run as [`DockerConfig::sandbox_user`], and the init and
-//!   keep-alive as [`DockerConfig::keepalive_user`], which sandboxed code cannot signal;
+//! - non-root users: commands run as [`DockerConfig::sandbox_user`]. With the agent
+//!   ([`AgentBinary`]), the agent is the main process under the init, as the same user
+//!   (it needs no privilege, and guest code could reach it anyway: the host treats it as
+//!   untrusted), bind-mounted read-only from the host or baked into the image, talking
+//!   over the attach stream (stdin/stdout, no TTY, log driver `none`). Without it, the
+//!   init and a keep-alive run as [`DockerConfig::keepalive_user`], which sandboxed code
+//!   cannot signal;
 //! - a read-only root filesystem. The writable places are a size-limited `/tmp` (tmpfs)
 //!   and `/workspace`, an anonymous volume whose local driver mounts a tmpfs of the
 //!   operator's workspace size:
@@ -19,12 +24,12 @@
 use std::collections::HashMap;
 
 use bollard::models::{
-    ContainerCreateBody, HostConfig, Mount, MountType, MountVolumeOptions, MountVolumeOptionsDriverConfig,
-    ResourcesUlimits,
+    ContainerCreateBody, HostConfig, HostConfigLogConfig, Mount, MountType, MountVolumeOptions,
+    MountVolumeOptionsDriverConfig, ResourcesUlimits,
 };
 use codebeaker::{Language, SessionLimits, WORKSPACE_ROOT};
 
-use crate::config::DockerConfig;
+use crate::config::{AgentBinary, DockerConfig, AGENT_PATH_IN_CONTAINER};
 
 /// Label naming the backend instance (see [`DockerConfig::owner`]).
 pub const LABEL_OWNER: &str = "org.codebeaker.owner";
@@ -46,6 +51,8 @@ pub(crate) struct SandboxSpec {
     pub nano_cpus: i64,
     /// Size of the `/workspace` tmpfs and `RLIMIT_FSIZE`, in bytes.
     pub workspace_bytes: u64,
+    /// The operator's stop grace, in ms (how long a timed-out command may take to stop).
+    pub stop_grace_ms: u64,
 }
 
 impl SandboxSpec {
@@ -58,6 +65,7 @@ impl SandboxSpec {
             cpu_shares,
             nano_cpus: limits.nano_cpus(),
             workspace_bytes: limits.workspace_bytes,
+            stop_grace_ms: u64::try_from(limits.stop_grace.as_millis()).unwrap_or(u64::MAX),
         }
     }
 }
@@ -115,12 +123,36 @@ pub(crate) fn container_body(spec: &SandboxSpec, config: &DockerConfig, role: Ro
     };
     // `exec` because compilers (go run, mcs) put their binaries in /tmp.
     let tmp = format!("rw,exec,nosuid,nodev,size={}m,mode=1777", config.tmp_size_mb);
+    let mut mounts = vec![workspace];
+    let agent = config.agent != AgentBinary::Off;
+    if let AgentBinary::Host(path) = &config.agent {
+        mounts.push(Mount {
+            target: Some(AGENT_PATH_IN_CONTAINER.to_owned()),
+            source: Some(path.display().to_string()),
+            typ: Some(MountType::BIND),
+            read_only: Some(true),
+            ..Default::default()
+        });
+    }
+    // Custom images may have an entrypoint or a CMD that exits: the main process is ours.
+    let (cmd, user) = if agent {
+        (vec![AGENT_PATH_IN_CONTAINER.to_owned()], config.sandbox_user.clone())
+    } else {
+        (vec!["sleep".to_owned(), "infinity".to_owned()], config.keepalive_user.clone())
+    };
     ContainerCreateBody {
         image: Some(spec.image.clone()),
-        // Custom images may have an entrypoint or a CMD that exits: the keep-alive is ours.
         entrypoint: Some(vec![]),
-        cmd: Some(vec!["sleep".to_owned(), "infinity".to_owned()]),
-        user: Some(config.keepalive_user.clone()),
+        cmd: Some(cmd),
+        user: Some(user),
+        // The agent's protocol rides stdin/stdout: open, never closed after one attach,
+        // no TTY (so stdout and stderr stay apart), and nothing logged.
+        open_stdin: Some(agent),
+        stdin_once: Some(false),
+        attach_stdin: Some(agent),
+        attach_stdout: Some(agent),
+        attach_stderr: Some(agent),
+        tty: Some(false),
         working_dir: Some(WORKSPACE_ROOT.to_owned()),
         hostname: Some("sandbox".to_owned()),
         labels: Some(labels),
@@ -140,7 +172,8 @@ pub(crate) fn container_body(spec: &SandboxSpec, config: &DockerConfig, role: Ro
             security_opt: Some(vec!["no-new-privileges".to_owned()]),
             readonly_rootfs: Some(true),
             tmpfs: Some(HashMap::from([("/tmp".to_owned(), tmp)])),
-            mounts: Some(vec![workspace]),
+            mounts: Some(mounts),
+            log_config: agent.then(|| HostConfigLogConfig { typ: Some("none".to_owned()), config: None }),
             init: Some(true),
             ipc_mode: Some("private".to_owned()),
             // Under host memory pressure, sandboxes go before anything else.
@@ -165,7 +198,8 @@ mod tests {
 
     #[test]
     fn defaults_are_hardened() {
-        let body = container_body(&spec(), &DockerConfig::default(), Role::Session);
+        let config = DockerConfig::default().with_agent(AgentBinary::Off);
+        let body = container_body(&spec(), &config, Role::Session);
         let host = body.host_config.expect("host config");
         assert_eq!(host.network_mode.as_deref(), Some("none"));
         assert_eq!(host.memory, Some(256 << 20));
@@ -188,6 +222,22 @@ mod tests {
             mounts[0].volume_options.as_ref().and_then(|o| o.driver_config.as_ref()).and_then(|d| d.options.as_ref());
         let o = options.and_then(|o| o.get("o")).expect("tmpfs options");
         assert!(o.contains(&format!("size={}", 64 << 20)) && o.contains("uid=1000"), "{o}");
+    }
+
+    #[test]
+    fn the_agent_is_mounted_read_only_and_talks_over_stdin() {
+        let config = DockerConfig::default().with_agent(AgentBinary::Host("/opt/build/codebeaker-agent".into()));
+        let body = container_body(&spec(), &config, Role::Session);
+        assert_eq!(body.cmd, Some(vec![AGENT_PATH_IN_CONTAINER.to_owned()]));
+        assert_eq!(body.user.as_deref(), Some("1000:1000"));
+        assert_eq!((body.open_stdin, body.stdin_once, body.tty), (Some(true), Some(false), Some(false)));
+        let host = body.host_config.expect("host config");
+        assert_eq!(host.log_config.and_then(|l| l.typ).as_deref(), Some("none"), "nothing logged twice");
+        let mounts = host.mounts.expect("mounts");
+        let agent = mounts.iter().find(|m| m.target.as_deref() == Some(AGENT_PATH_IN_CONTAINER)).expect("agent mount");
+        assert_eq!(agent.source.as_deref(), Some("/opt/build/codebeaker-agent"));
+        assert_eq!((agent.typ, agent.read_only), (Some(MountType::BIND), Some(true)));
+        assert_eq!(host.network_mode.as_deref(), Some("none"), "the agent needs no network");
     }
 
     #[test]

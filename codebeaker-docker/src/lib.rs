@@ -39,7 +39,10 @@
 
 #![warn(missing_docs)]
 
+mod agent_commands;
+mod agent_link;
 mod archive;
+mod attach;
 mod backend;
 mod code;
 mod config;
@@ -52,6 +55,6 @@ mod pool;
 mod sandbox;
 
 pub use backend::DockerBackend;
-pub use config::{DockerConfig, DOCKER_LANGUAGES};
+pub use config::{AgentBinary, DockerConfig, AGENT_ENV, AGENT_PATH_IN_CONTAINER, DOCKER_LANGUAGES};
 pub use pool::WarmPool;
 pub use sandbox::DockerSandbox;

@@ -14,10 +14,12 @@ use codebeaker::{
 };
 use tracing::{debug, info_span, Instrument};
 
+use crate::agent_commands;
+use crate::agent_link::AgentLink;
 use crate::archive::Owner;
 use crate::code;
 use crate::config::DockerConfig;
-use crate::container::{self, short};
+use crate::container::{self, short, ContainerState, Started};
 use crate::exec::{self, ExecOutcome, ExecRequest};
 use crate::files::{self, Files};
 use crate::hardening::SandboxSpec;
@@ -41,6 +43,11 @@ pub struct DockerSandbox {
     memory_limit_mb: u64,
     /// The operator's stop grace: how long stopping a timed-out command may take.
     stop_grace: Duration,
+    /// Size of the workspace: `RLIMIT_FSIZE` of every command.
+    workspace_bytes: u64,
+    /// The connection to the container's agent; `None` when the container runs without
+    /// one (commands then use the exec API and files the archive API).
+    agent: Option<AgentLink>,
     live: LiveSet,
     /// Why the container can no longer run commands, once known.
     failed: Mutex<Option<String>>,
@@ -49,7 +56,7 @@ pub struct DockerSandbox {
 
 impl DockerSandbox {
     pub(crate) fn new(
-        id: String,
+        started: Started,
         docker: Docker,
         config: Arc<DockerConfig>,
         spec: &SandboxSpec,
@@ -57,7 +64,9 @@ impl DockerSandbox {
         live: LiveSet,
     ) -> Self {
         DockerSandbox {
-            id,
+            id: started.id,
+            agent: started.agent,
+            workspace_bytes: spec.workspace_bytes,
             docker,
             config,
             language: spec.language,
@@ -82,25 +91,45 @@ impl DockerSandbox {
     /// asks the engine and turns that into a [`Error::SandboxFailed`] that says why.
     async fn run(&self, command: Command, context: ExecContext) -> Result<CommandResult> {
         // The archive API works on stopped containers too: without this look, file
-        // commands would quietly succeed in a sandbox that died. Execs fail on their own.
-        if !matches!(command, Command::ExecuteShell(_) | Command::ExecuteCode(_)) {
+        // commands would quietly succeed in a sandbox that died. Execs (and the agent)
+        // fail on their own.
+        let is_program = matches!(command, Command::ExecuteShell(_) | Command::ExecuteCode(_));
+        if self.agent.is_none() && !is_program {
             if let Some(reason) = container::diagnose(&self.docker, &self.id, self.memory_limit_mb).await {
                 return Err(self.mark_failed(reason));
             }
         }
         let timeout = context.timeout;
         let running = async {
-            match command {
-                Command::WriteFile(c) => Ok(CommandResult::WriteFile(self.files().write_file(&c).await?)),
-                Command::ReadFile(c) => Ok(CommandResult::ReadFile(self.files().read_file(&c).await?)),
-                Command::CreateDirectory(c) => {
+            match (&self.agent, command) {
+                (Some(link), Command::WriteFile(c)) => {
+                    agent_commands::write_file(link, &c).await.map(CommandResult::WriteFile)
+                }
+                (Some(link), Command::ReadFile(c)) => {
+                    agent_commands::read_file(link, &c).await.map(CommandResult::ReadFile)
+                }
+                (Some(link), Command::CreateDirectory(c)) => {
+                    agent_commands::create_directory(link, &c).await.map(CommandResult::CreateDirectory)
+                }
+                (Some(link), Command::CopyFile(c)) => {
+                    agent_commands::copy_file(link, &c).await.map(CommandResult::CopyFile)
+                }
+                (Some(link), Command::ListDirectory(c)) => {
+                    agent_commands::list_directory(link, &c).await.map(CommandResult::ListDirectory)
+                }
+                (Some(link), Command::DeleteFile(c)) => {
+                    agent_commands::delete_file(link, &c).await.map(CommandResult::DeleteFile)
+                }
+                (None, Command::WriteFile(c)) => Ok(CommandResult::WriteFile(self.files().write_file(&c).await?)),
+                (None, Command::ReadFile(c)) => Ok(CommandResult::ReadFile(self.files().read_file(&c).await?)),
+                (None, Command::CreateDirectory(c)) => {
                     Ok(CommandResult::CreateDirectory(self.files().create_directory(&c).await?))
                 }
-                Command::CopyFile(c) => Ok(CommandResult::CopyFile(self.files().copy_file(&c).await?)),
-                Command::ListDirectory(c) => self.list(&c).await.map(CommandResult::ListDirectory),
-                Command::DeleteFile(c) => self.delete(&c).await.map(CommandResult::DeleteFile),
-                Command::ExecuteShell(c) => self.shell(c, &context).await.map(CommandResult::ExecuteShell),
-                Command::ExecuteCode(c) => self.code(c, &context).await.map(CommandResult::ExecuteCode),
+                (None, Command::CopyFile(c)) => Ok(CommandResult::CopyFile(self.files().copy_file(&c).await?)),
+                (None, Command::ListDirectory(c)) => self.list(&c).await.map(CommandResult::ListDirectory),
+                (None, Command::DeleteFile(c)) => self.delete(&c).await.map(CommandResult::DeleteFile),
+                (_, Command::ExecuteShell(c)) => self.shell(c, &context).await.map(CommandResult::ExecuteShell),
+                (_, Command::ExecuteCode(c)) => self.code(c, &context).await.map(CommandResult::ExecuteCode),
             }
         };
         // Programs enforce their own timeout (kill, then drain, within most of the stop
@@ -114,17 +143,24 @@ impl DockerSandbox {
                 timeout.as_millis()
             ))),
         };
-        match result {
-            Err(
-                Error::SandboxFailed(_)
-                | Error::Internal(_)
-                | Error::BackendUnavailable { .. }
-                | Error::NotFound { .. },
-            ) => match container::diagnose(&self.docker, &self.id, self.memory_limit_mb).await {
-                Some(reason) => Err(self.mark_failed(reason)),
-                None => result,
+        match (&self.agent, result) {
+            // The agent link already asked the engine what a broken channel means.
+            (Some(_), Err(Error::SandboxFailed(reason))) => Err(self.mark_failed(reason)),
+            (Some(_), other) => other,
+            (
+                None,
+                Err(
+                    e @ (Error::SandboxFailed(_)
+                    | Error::Internal(_)
+                    | Error::BackendUnavailable { .. }
+                    | Error::NotFound { .. }),
+                ),
+            ) => match container::state(&self.docker, &self.id, self.memory_limit_mb).await {
+                ContainerState::Dead(reason) => Err(self.mark_failed(reason)),
+                // An engine that is down may come back with the container (live restore).
+                ContainerState::Running | ContainerState::EngineDown(_) => Err(e),
             },
-            other => other,
+            (None, other) => other,
         }
     }
 
@@ -134,8 +170,24 @@ impl DockerSandbox {
         Error::SandboxFailed(reason)
     }
 
-    async fn exec(&self, request: ExecRequest, output: &mut OutputCollector, timeout: Duration) -> Result<ExecOutcome> {
-        exec::run(&self.docker, &self.id, request, output, timeout, self.stop_grace, self.config.pids_limit).await
+    /// Runs a program through the agent, or the exec API without one.
+    async fn exec(
+        &self,
+        request: ExecRequest,
+        output: &mut OutputCollector,
+        output_cap: usize,
+        timeout: Duration,
+    ) -> Result<ExecOutcome> {
+        match &self.agent {
+            Some(link) => {
+                let rlimits = agent_commands::rlimits(self.workspace_bytes);
+                agent_commands::exec(link, &request, output, output_cap, timeout, rlimits).await
+            }
+            None => {
+                exec::run(&self.docker, &self.id, request, output, timeout, self.stop_grace, self.config.pids_limit)
+                    .await
+            }
+        }
     }
 
     /// After a run killed by `SIGKILL` that was not our timeout: the container died (the
@@ -186,12 +238,14 @@ impl DockerSandbox {
             user: self.config.sandbox_user.clone(),
         };
         let mut output = OutputCollector::new(context.output_limit, context.output.clone());
-        let outcome = self.exec(request, &mut output, context.timeout).await?;
+        let outcome = self.exec(request, &mut output, context.output_limit, context.timeout).await?;
         if let Some(note) = self.after_sigkill(&outcome).await? {
             output.push(OutputStream::Stderr, format!("\ncodebeaker: {note}\n").as_bytes());
         }
         let exit_code = outcome.exit_code.unwrap_or(-1);
         let mut result = output.into_shell_result(exit_code, millis(outcome.duration), outcome.timed_out);
+        result.truncated |= outcome.truncated;
+        result.usage = outcome.usage;
         if result.exit_code == 126 && result.stdout.starts_with("OCI runtime exec failed") {
             // The program could not start: its own fault, or a container that just died.
             if let Some(reason) = container::diagnose(&self.docker, &self.id, self.memory_limit_mb).await {
@@ -203,6 +257,10 @@ impl DockerSandbox {
     }
 
     async fn code(&self, command: ExecuteCode, context: &ExecContext) -> Result<codebeaker::CodeResult> {
+        if let (Some(link), Some(language)) = (&self.agent, code::interpreter(self.language)) {
+            let rlimits = agent_commands::rlimits(self.workspace_bytes);
+            return agent_commands::code(link, language, command.code, context, rlimits).await;
+        }
         let Some((argv, env)) = code::runner(self.language) else {
             return Err(Error::Unsupported(format!("execute_code in {} on the docker backend", self.language)));
         };
@@ -214,10 +272,12 @@ impl DockerSandbox {
             user: self.config.sandbox_user.clone(),
         };
         let mut output = OutputCollector::new(context.output_limit, context.output.clone());
-        let outcome = self.exec(request, &mut output, context.timeout).await?;
+        let outcome = self.exec(request, &mut output, context.output_limit, context.timeout).await?;
         let oom = self.after_sigkill(&outcome).await?;
         let exit_code = outcome.exit_code.unwrap_or(-1);
         let mut result = output.into_code_result(exit_code, None, millis(outcome.duration), outcome.timed_out);
+        result.truncated |= outcome.truncated;
+        result.usage = outcome.usage;
         if !outcome.timed_out && exit_code != 0 {
             result.error = Some(match oom {
                 Some(note) => note,
@@ -238,11 +298,14 @@ impl DockerSandbox {
             user: self.config.sandbox_user.clone(),
         };
         let mut output = OutputCollector::new(HELPER_OUTPUT_LIMIT, None);
-        let outcome = self.exec(request, &mut output, timeout).await?;
+        let outcome = self.exec(request, &mut output, HELPER_OUTPUT_LIMIT, timeout).await?;
         let truncated = output.truncated();
         let result = output.into_shell_result(outcome.exit_code.unwrap_or(-1), 0, outcome.timed_out);
         if outcome.timed_out {
-            return Err(Error::Internal(format!("cannot {doing}: it did not finish within {} ms", timeout.as_millis())));
+            return Err(Error::Internal(format!(
+                "cannot {doing}: it did not finish within {} ms",
+                timeout.as_millis()
+            )));
         }
         if outcome.exit_code != Some(0) {
             return Err(Error::Internal(format!("cannot {doing}: {}", result.stderr.trim())));

@@ -123,8 +123,18 @@ fn read_error(outcome: &codebeaker::CommandOutcome) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sparse_and_swapped_files_stay_bounded() {
-    let Some(backend) = common::backend("bounded", 0).await else { return };
+async fn sparse_and_swapped_files_stay_bounded_through_the_archive_api() {
+    let Some(backend) = common::exec_backend("bounded-archive", 0).await else { return };
+    sparse_and_swapped_files_stay_bounded(backend).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sparse_and_swapped_files_stay_bounded_through_the_agent() {
+    let Some(backend) = common::agent_backend("bounded-agent", 0).await else { return };
+    sparse_and_swapped_files_stay_bounded(backend).await;
+}
+
+async fn sparse_and_swapped_files_stay_bounded(backend: Arc<codebeaker_docker::DockerBackend>) {
     let manager = common::manager(&backend);
     let id = manager.create(SessionConfig::new(Language::Python)).await.expect("create").session_id;
     // RLIMIT_FSIZE (the workspace size) refuses a petabyte, sparse or not...

@@ -17,7 +17,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-pub use calls::{CodeOutput, CodeStream, ExecEvent, ExecOutput, ExecStream};
+pub use calls::{CodeEvent, CodeOutput, CodeStream, ExecEvent, ExecOutput, ExecStream};
 
 use crate::protocol::{
     AgentHello, AgentMessage, ErrorReply, Frame, FrameKind, FsReply, FsRequest, HostMessage, ProtocolError,
