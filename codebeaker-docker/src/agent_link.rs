@@ -18,6 +18,7 @@ use std::time::Duration;
 use bollard::Docker;
 use codebeaker::Error;
 use codebeaker_agent::client::{AgentClient, AgentError, ClientConfig};
+use codebeaker_agent::protocol::ErrorKind;
 use tracing::{debug, info};
 
 use crate::attach;
@@ -120,6 +121,11 @@ impl AgentLink {
     /// What a failed call means for the session (see the module docs).
     pub(crate) async fn explain(&self, err: AgentError) -> Error {
         match err {
+            // Named the way every path of this backend names it.
+            AgentError::Remote(reply) if reply.kind == ErrorKind::TooLarge => {
+                let path = reply.path.clone().unwrap_or_default();
+                Error::LimitReached(format!("{path}: file too large ({})", reply.message))
+            }
             AgentError::Remote(reply) => reply.into(),
             AgentError::Closed(reason) => {
                 let ended = self.current.lock().await.ended.load(Ordering::SeqCst);

@@ -162,9 +162,15 @@ pub(crate) enum ContainerState {
     EngineDown(String),
 }
 
-/// Asks the engine about container `id`.
+/// Asks the engine about container `id`. A transport failure is asked again once: after
+/// an engine restart the client's first request may ride a stale pooled connection.
 pub(crate) async fn state(docker: &Docker, id: &str, memory_limit_mb: u64) -> ContainerState {
-    match docker.inspect_container(id, None::<InspectContainerOptions>).await {
+    let mut inspected = docker.inspect_container(id, None::<InspectContainerOptions>).await;
+    if inspected.as_ref().is_err_and(is_transport) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        inspected = docker.inspect_container(id, None::<InspectContainerOptions>).await;
+    }
+    match inspected {
         Ok(info) => {
             let state = info.state.unwrap_or_default();
             if state.running == Some(true) && state.paused != Some(true) {
