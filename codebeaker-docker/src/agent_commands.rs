@@ -39,7 +39,13 @@ fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// Runs a program through the agent; its output goes to `output` as it arrives.
+/// Extra pids granted while a timed-out command is being killed (see
+/// [`AgentLink::set_pids_limit`]).
+const KILL_ROOM_PIDS: i64 = 64;
+
+/// Runs a program through the agent; its output goes to `output` as it arrives. If the
+/// program outlives its timeout, the container's pids limit (`pids_limit`) is raised
+/// until it ends, so that the agent has room to kill a fork bomb and answer.
 pub(crate) async fn exec(
     link: &AgentLink,
     request: &ExecRequest,
@@ -47,6 +53,26 @@ pub(crate) async fn exec(
     output_cap: usize,
     timeout: Duration,
     rlimits: Rlimits,
+    pids_limit: i64,
+) -> Result<ExecOutcome> {
+    let mut raised = false;
+    let result = exec_events(link, request, output, output_cap, timeout, rlimits, pids_limit, &mut raised).await;
+    if raised {
+        link.set_pids_limit(pids_limit).await;
+    }
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn exec_events(
+    link: &AgentLink,
+    request: &ExecRequest,
+    output: &mut OutputCollector,
+    output_cap: usize,
+    timeout: Duration,
+    rlimits: Rlimits,
+    pids_limit: i64,
+    raised: &mut bool,
 ) -> Result<ExecOutcome> {
     let client = link.client().await?;
     let cwd = WorkspacePath::parse(&request.working_dir)?;
@@ -68,8 +94,18 @@ pub(crate) async fn exec(
         Ok(stream) => stream,
         Err(e) => return Err(link.explain(e).await),
     };
+    let overdue = tokio::time::sleep(timeout + Duration::from_millis(100));
+    tokio::pin!(overdue);
     loop {
-        match stream.next().await {
+        let event = tokio::select! {
+            event = stream.next() => event,
+            () = &mut overdue, if !*raised => {
+                *raised = true;
+                link.set_pids_limit(pids_limit + KILL_ROOM_PIDS).await;
+                continue;
+            }
+        };
+        match event {
             Some(Ok(ExecEvent::Started { .. })) => {}
             Some(Ok(ExecEvent::Stdout(bytes))) => output.push(OutputStream::Stdout, &bytes),
             Some(Ok(ExecEvent::Stderr(bytes))) => output.push(OutputStream::Stderr, &bytes),

@@ -118,6 +118,16 @@ impl AgentLink {
         Ok(current.client.clone())
     }
 
+    /// Raises the container's pids limit by `extra` (or puts `limit` back): a fork bomb
+    /// that filled the limit leaves the agent, which shares it, no room to finish killing
+    /// it and to answer. Best effort: the agent's own deadline still applies.
+    pub(crate) async fn set_pids_limit(&self, limit: i64) {
+        let update = bollard::models::ContainerUpdateBody { pids_limit: Some(limit), ..Default::default() };
+        if let Err(e) = self.docker.update_container(&self.container, update).await {
+            debug!(container = %short(&self.container), error = %e, "could not change the pids limit");
+        }
+    }
+
     /// What a failed call means for the session (see the module docs).
     pub(crate) async fn explain(&self, err: AgentError) -> Error {
         match err {

@@ -181,7 +181,8 @@ impl DockerSandbox {
         match &self.agent {
             Some(link) => {
                 let rlimits = agent_commands::rlimits(self.workspace_bytes);
-                agent_commands::exec(link, &request, output, output_cap, timeout, rlimits).await
+                let pids = self.config.pids_limit;
+                agent_commands::exec(link, &request, output, output_cap, timeout, rlimits, pids).await
             }
             None => {
                 exec::run(&self.docker, &self.id, request, output, timeout, self.stop_grace, self.config.pids_limit)
@@ -259,7 +260,17 @@ impl DockerSandbox {
     async fn code(&self, command: ExecuteCode, context: &ExecContext) -> Result<codebeaker::CodeResult> {
         if let (Some(link), Some(language)) = (&self.agent, code::interpreter(self.language)) {
             let rlimits = agent_commands::rlimits(self.workspace_bytes);
-            return agent_commands::code(link, language, command.code, context, rlimits).await;
+            let started_at = std::time::SystemTime::now();
+            let mut result = agent_commands::code(link, language, command.code, context, rlimits).await?;
+            // An interpreter that died under the code: say so when it was the memory limit.
+            if result.state_reset && !result.timed_out && exec::oom_since(&self.docker, &self.id, started_at).await {
+                result.error = Some(format!(
+                    "the program was killed: out of memory (sandbox memory limit {} MB); the interpreter restarts \
+                     with a fresh state",
+                    self.memory_limit_mb
+                ));
+            }
+            return Ok(result);
         }
         let Some((argv, env)) = code::runner(self.language) else {
             return Err(Error::Unsupported(format!("execute_code in {} on the docker backend", self.language)));
