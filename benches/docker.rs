@@ -1,18 +1,24 @@
-//! Docker backend speed (issue 4): session create cold and from the warm pool,
-//! `execute_shell` of `true`, `write_file` / `read_file` of 1 KiB, each beside its floor:
-//! the raw exec API (bollard create + start + inspect) and the `docker exec` CLI.
-//! Skips, loudly, when no Docker engine answers or the images are missing.
+//! Docker backend speed (issues 4 and 12): session create cold and from the warm pool,
+//! close, `execute_shell` of `true`, python `print` in the persistent interpreter,
+//! `write_file` + `read_file` of 1 KiB, each beside its floor: the raw exec API (bollard
+//! create + start + inspect) and the `docker exec` CLI. Commands go through the
+//! in-container agent when a build of it is found (`scripts/build-agent.sh`); the bench
+//! says which. Skips, loudly, when no Docker engine answers or the images are missing.
 
 use std::time::{Duration, Instant};
 
 use codebeaker::{Backend, Command, ExecOptions, Language, ManagerConfig, SessionConfig, SessionManager};
-use codebeaker_docker::{DockerBackend, DockerConfig};
+use codebeaker_docker::{AgentBinary, DockerBackend, DockerConfig};
 use criterion::{criterion_group, criterion_main, Criterion};
 
 fn docker_backend(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     let mut config = DockerConfig::default().with_owner("codebeaker-bench").with_pool_size(0);
     config.pool_size.insert(Language::Python, 1);
+    eprintln!("docker benches: agent = {:?}", config.agent);
+    if config.agent == AgentBinary::Off {
+        eprintln!("*** no agent build found: commands use the exec API (run scripts/build-agent.sh) ***");
+    }
     let backend = match runtime.block_on(DockerBackend::connect(config)) {
         Ok(backend) => backend,
         Err(e) => {
@@ -53,6 +59,21 @@ fn docker_backend(c: &mut Criterion) {
             })
         })
     });
+    group.bench_function("session close", |b| {
+        b.iter_custom(|iters| {
+            runtime.block_on(async {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    backend.wait_for_pool(Duration::from_secs(60)).await;
+                    let session = manager.create(SessionConfig::new(Language::Python)).await.expect("create");
+                    let started = Instant::now();
+                    manager.close(&session.session_id).await.expect("close");
+                    total += started.elapsed();
+                }
+                total
+            })
+        })
+    });
     group.bench_function("session create cold", |b| {
         b.iter_custom(|iters| {
             runtime.block_on(async {
@@ -78,6 +99,13 @@ fn docker_backend(c: &mut Criterion) {
             assert!(outcome.success);
         })
     });
+    group.bench_function("execute_code python print (persistent interpreter)", |b| {
+        b.to_async(&runtime).iter(|| async {
+            let outcome =
+                manager.execute(&id, Command::code("print('hi')"), ExecOptions::default()).await.expect("execute");
+            assert_eq!(outcome.to_json()["result"], "hi");
+        })
+    });
     group.bench_function("floor: raw exec API true (create+start+inspect)", |b| {
         b.to_async(&runtime).iter(|| async {
             let code = backend.raw_exec(&container, &["true"]).await.expect("raw exec");
@@ -101,6 +129,17 @@ fn docker_backend(c: &mut Criterion) {
                 .await
                 .expect("execute");
             assert!(outcome.success);
+        })
+    });
+    group.bench_function("write_file + read_file 1 KiB", |b| {
+        b.to_async(&runtime).iter(|| async {
+            let written = manager
+                .execute(&id, Command::write_file("bench2.txt", kib.as_str()), ExecOptions::default())
+                .await
+                .expect("execute");
+            let read =
+                manager.execute(&id, Command::read_file("bench2.txt"), ExecOptions::default()).await.expect("execute");
+            assert!(written.success && read.success);
         })
     });
     group.bench_function("read_file 1 KiB", |b| {

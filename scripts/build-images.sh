@@ -5,11 +5,24 @@
 #
 # Each image is a Debian 12 `debootstrap --variant=minbase` root filesystem with the
 # language's Debian packages, imported with `docker import` (which drops USER, ENV,
-# WORKDIR and CMD unless given as --change lines). An image that `docker image inspect`
-# finds is skipped unless --force is given. Downloaded .debs are cached under
+# WORKDIR and CMD unless given as --change lines). Each image carries a hash of its
+# recipe (packages, environment, the build steps, the baked agent) as the label
+# org.codebeaker.recipe: an image whose label matches is skipped, one whose recipe
+# changed is rebuilt, --force rebuilds regardless. Downloaded .debs are cached under
 # $CODEBEAKER_CACHE_DIR (default /var/cache/codebeaker) so rebuilds are quick.
 # Every image is then verified the way the Docker backend runs it: no network,
 # read-only root, init, uid 1000, a tmpfs-backed named volume at /workspace, tmpfs /tmp.
+#
+# Package managers install into the session, never into the read-only root: pip
+# defaults to a user install under /workspace/.local (PYTHONUSERBASE; a venv under
+# /workspace works as usual), npm installs into /workspace/node_modules, Go modules go
+# to the writable GOPATH. Their caches live on /tmp. Network access for them comes
+# from the session (the agent's egress proxy); the images only hold the tools.
+#
+# The in-container agent (codebeaker-agent, a static binary) is baked in at
+# /opt/codebeaker/agent when $CODEBEAKER_AGENT names it (e.g. the static release build,
+# target/x86_64-unknown-linux-gnu/release/codebeaker-agent): engines that cannot
+# bind-mount it from the host still run sessions.
 #
 # images/<lang>/Dockerfile build equivalent images from official base images for
 # users who have a registry.
@@ -19,8 +32,12 @@ SUITE=${DEBIAN_SUITE:-bookworm}
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 CACHE_DIR=${CODEBEAKER_CACHE_DIR:-/var/cache/codebeaker}
 ALL_LANGS=(python javascript go csharp)
-# Bump when the recipe changes in a way existing images must pick up (checked below).
-RECIPE_VERSION=1
+# Bump to force a rebuild everywhere for a reason the recipe hash cannot see.
+RECIPE_VERSION=2
+# Only when asked: the agent changes with every build of it, and each change would
+# rebuild all four images. The backend bind-mounts it from the host anyway.
+AGENT=${CODEBEAKER_AGENT:-}
+AGENT_PATH_IN_IMAGE=/opt/codebeaker/agent
 
 # Tools the backend relies on inside every image: `timeout` (coreutils), `setsid`
 # (util-linux), `ps`/`pkill` (procps) to find and kill a command's process group.
@@ -36,13 +53,49 @@ packages_for() {
     esac
 }
 
+# Packages installed with apt inside the new root after debootstrap: debootstrap's own
+# dependency resolution cannot configure npm's (virtual packages), and apt leaves out
+# Recommends, which keeps the images small.
+extra_packages_for() {
+    case "$1" in
+        python) echo "python3-pip python3-venv python3-matplotlib" ;;
+        javascript) echo "npm" ;;
+        *) echo "" ;;
+    esac
+}
+
+# apt-get install PACKAGES inside ROOT, with .debs cached across builds.
+apt_in_root() {
+    local root=$1; shift
+    [ $# -gt 0 ] || return 0
+    mkdir -p "$CACHE_DIR/apt"
+    cp /etc/resolv.conf "$root/etc/resolv.conf"
+    find "$CACHE_DIR/apt" -maxdepth 1 -name '*.deb' -exec cp -n {} "$root/var/cache/apt/archives/" \;
+    local apt=(chroot "$root" env DEBIAN_FRONTEND=noninteractive apt-get -qq -o Dpkg::Use-Pty=0)
+    "${apt[@]}" update >/dev/null
+    "${apt[@]}" install -y --no-install-recommends "$@" >/dev/null
+    find "$root/var/cache/apt/archives" -maxdepth 1 -name '*.deb' -exec cp -n {} "$CACHE_DIR/apt/" \;
+    : >"$root/etc/resolv.conf"
+}
+
 # Extra ENV lines (one per line) for each language.
 env_for() {
     case "$1" in
-        python) printf '%s\n' PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 ;;
-        javascript) printf '%s\n' NODE_ENV=production ;;
-        # The cache and GOPATH live on the writable /tmp; there is no C compiler
-        # (cgo off) and no network (no module proxy).
+        # pip: PEP 668 would refuse every install; as uid 1000 it then falls back to a
+        # user install, into the session's workspace. Matplotlib draws off-screen.
+        python) printf '%s\n' PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PYTHONUSERBASE=/workspace/.local \
+            PIP_BREAK_SYSTEM_PACKAGES=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
+            MPLBACKEND=Agg MPLCONFIGDIR=/tmp/matplotlib \
+            PATH=/workspace/.local/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin ;;
+        # npm installs into ./node_modules of the working directory (/workspace); global
+        # installs go to the workspace too; the cache stays on /tmp.
+        javascript) printf '%s\n' NODE_ENV=production npm_config_cache=/tmp/npm-cache \
+            npm_config_prefix=/workspace/.npm-global npm_config_update_notifier=false npm_config_fund=false \
+            npm_config_audit=false \
+            PATH=/workspace/.npm-global/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin ;;
+        # The cache and GOPATH live on the writable /tmp; there is no C compiler (cgo
+        # off). GOPROXY is off until the session's environment points it at the egress
+        # proxy's registry access.
         go) printf '%s\n' GOCACHE=/tmp/go-cache GOPATH=/tmp/go CGO_ENABLED=0 GOPROXY=off GOFLAGS=-mod=mod GOTELEMETRY=off ;;
         csharp) printf '%s\n' MONO_GC_PARAMS=nursery-size=8m ;;
     esac
@@ -58,7 +111,7 @@ for arg in "$@"; do
     case "$arg" in
         --force) FORCE=1 ;;
         --no-verify) VERIFY=0 ;;
-        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
         python|javascript|go|csharp) LANGS+=("$arg") ;;
         *) die "unknown argument: $arg (expected --force, --no-verify or a language)" ;;
     esac
@@ -76,10 +129,34 @@ ensure_debootstrap() {
     apt-get install -y -qq debootstrap >/dev/null
 }
 
+# The agent binary baked into images, if one is built.
+agent_file() {
+    [ -n "$AGENT" ] || return 0
+    [ -f "$AGENT" ] && [ -x "$AGENT" ] || die "CODEBEAKER_AGENT=$AGENT is not an executable file"
+    echo "$AGENT"
+}
+
+# A hash of everything that makes LANG's image: its packages and environment, the
+# build steps (the functions' own text), the suite, and the baked agent's bytes.
+recipe_hash() {
+    local lang=$1 agent
+    agent=$(agent_file)
+    {
+        echo "version=$RECIPE_VERSION suite=$SUITE lang=$lang"
+        packages_for "$lang"
+        extra_packages_for "$lang"
+        echo "$COMMON_PKGS"
+        env_for "$lang"
+        declare -f build_one strip_rootfs add_sandbox_user apt_in_root
+        if [ -n "$agent" ]; then sha256sum <"$agent"; else echo "no agent"; fi
+    } | sha256sum | cut -c1-16
+}
+
 image_is_current() {
     local v
-    v=$(docker image inspect --format '{{ index .Config.Labels "org.codebeaker.recipe" }}' "$1" 2>/dev/null) || return 1
-    [ "$v" = "$RECIPE_VERSION" ]
+    v=$(docker image inspect --format '{{ index .Config.Labels "org.codebeaker.recipe" }}' "codebeaker-$1:latest" 2>/dev/null) \
+        || return 1
+    [ "$v" = "$(recipe_hash "$1")" ]
 }
 
 strip_rootfs() {
@@ -127,9 +204,22 @@ build_one() {
         die "$lang: debootstrap failed (full log: $root.log)"
     fi
     rm -f "$root.log"
+    local extra
+    extra=$(extra_packages_for "$lang")
+    if [ -n "$extra" ]; then
+        log "$lang: apt-get install $extra"
+        # shellcheck disable=SC2086
+        apt_in_root "$root" $extra || die "$lang: apt-get install $extra failed"
+    fi
     log "$lang: rootfs ready after $(( $(date +%s) - t0 ))s ($(du -sh "$root" | cut -f1) before stripping)"
     strip_rootfs "$root"
     add_sandbox_user "$root"
+    local agent
+    agent=$(agent_file)
+    if [ -n "$agent" ]; then
+        install -D -m 0755 -o 0 -g 0 "$agent" "$root$AGENT_PATH_IN_IMAGE"
+        log "$lang: baked the agent in at $AGENT_PATH_IN_IMAGE"
+    fi
 
     local changes=(
         --change "USER 1000:1000"
@@ -138,7 +228,7 @@ build_one() {
         --change "ENV HOME=/tmp"
         --change "ENV LANG=C.UTF-8"
         --change "LABEL org.codebeaker.runtime=$lang"
-        --change "LABEL org.codebeaker.recipe=$RECIPE_VERSION"
+        --change "LABEL org.codebeaker.recipe=$(recipe_hash "$lang")"
         --change 'CMD ["sleep", "infinity"]'
     )
     local e
@@ -158,9 +248,9 @@ verify_one() {
     t0=$(date +%s)
     case "$lang" in
         python)
-            script='printf "print(\"hello from \" + \"python\")\n" > hello.py && python3 hello.py' ;;
+            script='python3 -c "import matplotlib, venv" && pip --version >/dev/null && printf "print(\"hello from \" + \"python\")\n" > hello.py && python3 hello.py' ;;
         javascript)
-            script='printf "console.log(\"hello from \" + \"javascript\")\n" > hello.js && node hello.js' ;;
+            script='npm --version >/dev/null && printf "console.log(\"hello from \" + \"javascript\")\n" > hello.js && node hello.js' ;;
         go)
             script='printf "package main\nimport \"fmt\"\nfunc main() { fmt.Println(\"hello from go\") }\n" > hello.go && go run hello.go' ;;
         csharp)
@@ -192,8 +282,8 @@ if touch /usr/x 2>/dev/null; then echo root is writable; exit 5; fi; $script"
 status=0
 for lang in "${LANGS[@]}"; do
     image="codebeaker-$lang:latest"
-    if [ $FORCE -eq 0 ] && image_is_current "$image"; then
-        log "$lang: $image present, skipping build (use --force to rebuild)"
+    if [ $FORCE -eq 0 ] && image_is_current "$lang"; then
+        log "$lang: $image is current (recipe $(recipe_hash "$lang")), skipping build (use --force to rebuild)"
     else
         ensure_debootstrap
         build_one "$lang"

@@ -11,7 +11,7 @@ use codebeaker::{Backend, BackendHealth, Error, Language, Result, Sandbox, Sessi
 use tokio::task::JoinHandle;
 use tracing::{info, info_span, warn, Instrument};
 
-use crate::config::{DockerConfig, DOCKER_LANGUAGES};
+use crate::config::{AgentBinary, DockerConfig, DOCKER_LANGUAGES};
 use crate::container::{self, short, BACKEND};
 use crate::hardening::{Role, SandboxSpec};
 use crate::pool::WarmPool;
@@ -107,22 +107,39 @@ impl DockerBackend {
         crate::exec::raw(&self.docker, container, argv, &self.config.sandbox_user).await
     }
 
-    fn spec(&self, config: &SessionConfig) -> Result<SandboxSpec> {
+    /// The container a session gets: its language's image, or a `dockerImage` the
+    /// operator allows (a built-in image or one in the policy's `allowed-images`), under
+    /// the resolved limits.
+    fn spec(&self, config: &SessionConfig, limits: &SessionLimits) -> Result<SandboxSpec> {
+        if !DOCKER_LANGUAGES.contains(&config.language) {
+            return Err(Error::Unsupported(format!("{} sessions do not run on the docker backend", config.language)));
+        }
         let image = match &config.docker_image {
-            Some(image) => image.clone(),
+            Some(image) => {
+                self.check_image_allowed(image, limits)?;
+                image.clone()
+            }
             None => self.config.image_for(config.language).map(str::to_owned).ok_or_else(|| {
                 Error::Unsupported(format!("{} sessions do not run on the docker backend", config.language))
             })?,
         };
-        if !DOCKER_LANGUAGES.contains(&config.language) {
-            return Err(Error::Unsupported(format!("{} sessions do not run on the docker backend", config.language)));
+        Ok(SandboxSpec::new(config.language, image, config.cpu_shares, limits))
+    }
+
+    /// Refuses a `dockerImage` that is neither built in nor allowed by the operator: any
+    /// other image on the engine could hold anything (tools, setuid binaries, secrets).
+    fn check_image_allowed(&self, image: &str, limits: &SessionLimits) -> Result<()> {
+        let built_in = self.config.images.values().any(|i| i == image);
+        if built_in || limits.allowed_images.iter().any(|i| i == image) {
+            return Ok(());
         }
-        Ok(SandboxSpec {
-            language: config.language,
-            image,
-            memory_limit_mb: config.memory_limit_mb,
-            cpu_shares: config.cpu_shares,
-        })
+        let mut built_in: Vec<&str> = self.config.images.values().map(String::as_str).collect();
+        built_in.sort_unstable();
+        Err(Error::InvalidInput(format!(
+            "dockerImage {image} is not allowed by the operator's policy (allowed-images = {:?}; built-in images: {})",
+            limits.allowed_images,
+            built_in.join(", ")
+        )))
     }
 }
 
@@ -140,28 +157,30 @@ impl Backend for DockerBackend {
         self.languages().iter().map(|&language| (language, self.pool.ready(language))).collect()
     }
 
-    fn capabilities(&self, _language: Language) -> codebeaker::Capabilities {
-        codebeaker::Capabilities { streaming: true, shell: true, ..codebeaker::Capabilities::default() }
+    fn capabilities(&self, language: Language) -> codebeaker::Capabilities {
+        let agent = self.config.agent != AgentBinary::Off;
+        let interpreter = agent && crate::code::interpreter(language).is_some();
+        codebeaker::Capabilities {
+            persistent_state: interpreter,
+            rich_outputs: interpreter,
+            stdin: true,
+            streaming: true,
+            shell: true,
+        }
     }
 
-    async fn create_sandbox(&self, config: &SessionConfig, _limits: &SessionLimits) -> Result<Box<dyn Sandbox>> {
-        let spec = self.spec(config)?;
+    async fn create_sandbox(&self, config: &SessionConfig, limits: &SessionLimits) -> Result<Box<dyn Sandbox>> {
+        let spec = self.spec(config, limits)?;
         let span = info_span!("create_sandbox", language = %spec.language, image = %spec.image);
         async {
-            let id = match self.pool.take(&spec).await {
-                Some(id) => id,
+            let started = match self.pool.take(&spec).await {
+                Some(spare) => spare,
                 None => container::create_and_start(&self.docker, &spec, &self.config, Role::Session).await?,
             };
-            tracing::debug!(container = %short(&id), "sandbox ready");
-            self.live.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone());
-            let sandbox = DockerSandbox::new(
-                id,
-                self.docker.clone(),
-                self.config.clone(),
-                spec.language,
-                spec.memory_limit_mb,
-                self.live.clone(),
-            );
+            tracing::debug!(container = %short(&started.id), "sandbox ready");
+            self.live.lock().unwrap_or_else(|p| p.into_inner()).insert(started.id.clone());
+            let sandbox =
+                DockerSandbox::new(started, self.docker.clone(), self.config.clone(), &spec, limits, self.live.clone());
             Ok(Box::new(sandbox) as Box<dyn Sandbox>)
         }
         .instrument(span)

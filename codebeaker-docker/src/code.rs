@@ -1,5 +1,7 @@
 //! `execute_code`: how each language's source is run, and how its failure is worded.
 //!
+//! With the agent, python and javascript run in the session's persistent interpreter
+//! ([`interpreter`]); without it, and for go and csharp always, a fresh program runs.
 //! The source always travels on the program's standard input, never on a command line
 //! (no length limit, no quoting). Python and Node read their program from stdin (`-`),
 //! so imports and `require` resolve from `/workspace`, the working directory. Go and C#
@@ -8,6 +10,7 @@
 //! it. Debian's images carry Go 1.19 and Mono's `mcs` (C# 7-ish).
 
 use codebeaker::Language;
+use codebeaker_agent::protocol::CodeLanguage;
 
 /// Builds in a private temporary directory, runs, cleans up, and exits with the
 /// program's code. `$1` is the build-and-run step.
@@ -17,6 +20,16 @@ cat > "$d/$2" || exit 125
 cd /workspace || exit 125
 eval "$1"
 "#;
+
+/// The agent's persistent interpreter for `language`, if it has one (python and
+/// javascript); other languages compile and run with [`runner`].
+pub(crate) fn interpreter(language: Language) -> Option<CodeLanguage> {
+    match language {
+        Language::Python => Some(CodeLanguage::Python),
+        Language::JavaScript => Some(CodeLanguage::Javascript),
+        _ => None,
+    }
+}
 
 /// argv and extra environment that run source fed on stdin for `language` (`None` for
 /// languages this backend does not run).

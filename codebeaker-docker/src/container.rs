@@ -2,6 +2,7 @@
 //! and find the containers an earlier run left behind.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use bollard::errors::Error as DockerError;
 use bollard::query_parameters::{
@@ -10,9 +11,11 @@ use bollard::query_parameters::{
 };
 use bollard::Docker;
 use codebeaker::Error;
+use codebeaker_agent::client::ClientConfig;
 use tracing::{debug, warn};
 
-use crate::config::DockerConfig;
+use crate::agent_link::AgentLink;
+use crate::config::{AgentBinary, DockerConfig};
 use crate::hardening::{container_body, Role, SandboxSpec, LABEL_OWNER};
 
 /// The backend's name in errors and logs.
@@ -52,14 +55,27 @@ pub(crate) fn status_of(err: &DockerError) -> Option<u16> {
     }
 }
 
-/// Creates and starts a hardened sandbox container; returns its id. A container that
-/// fails to start is removed again.
+/// A started sandbox container, and the connection to its agent when it runs one.
+pub(crate) struct Started {
+    pub id: String,
+    pub agent: Option<AgentLink>,
+}
+
+/// The agent client's settings for a sandbox of `spec`: a healthy agent answers within a
+/// command's timeout + 1 s; the client gives up on it after most of the stop grace more.
+fn client_config(spec: &SandboxSpec) -> ClientConfig {
+    let grace = Duration::from_millis(spec.stop_grace_ms).mul_f64(0.75);
+    ClientConfig { reply_grace: grace.max(Duration::from_millis(1200)), ..ClientConfig::default() }
+}
+
+/// Creates and starts a hardened sandbox container (attached to its agent before the
+/// start, when it runs one). A container that fails to start is removed again.
 pub(crate) async fn create_and_start(
     docker: &Docker,
     spec: &SandboxSpec,
     config: &DockerConfig,
     role: Role,
-) -> Result<String, Error> {
+) -> Result<Started, Error> {
     let body = container_body(spec, config, role);
     let created = docker.create_container(None::<CreateContainerOptions>, body).await.map_err(|e| {
         if status_of(&e) == Some(404) {
@@ -74,12 +90,25 @@ pub(crate) async fn create_and_start(
             engine_error(&format!("create a {} container from {}", spec.language, spec.image), e)
         }
     })?;
-    if let Err(e) = docker.start_container(&created.id, None::<StartContainerOptions>).await {
-        remove(docker, &created.id).await;
-        return Err(engine_error(&format!("start a {} container from {}", spec.language, spec.image), e));
-    }
-    debug!(container = %short(&created.id), language = %spec.language, ?role, "sandbox container started");
-    Ok(created.id)
+    let agent = if config.agent == AgentBinary::Off {
+        match docker.start_container(&created.id, None::<StartContainerOptions>).await {
+            Ok(()) => None,
+            Err(e) => {
+                remove(docker, &created.id).await;
+                return Err(engine_error(&format!("start a {} container from {}", spec.language, spec.image), e));
+            }
+        }
+    } else {
+        match AgentLink::start(docker, &created.id, client_config(spec), spec.memory_limit_mb).await {
+            Ok(link) => Some(link),
+            Err(e) => {
+                remove(docker, &created.id).await;
+                return Err(e);
+            }
+        }
+    };
+    debug!(container = %short(&created.id), language = %spec.language, ?role, agent = agent.is_some(), "sandbox container started");
+    Ok(Started { id: created.id, agent })
 }
 
 /// Force-removes a container and its anonymous volumes (the workspace). A container that
@@ -122,28 +151,58 @@ pub(crate) async fn remove_unused_volumes(docker: &Docker, owner: &str) -> Resul
     Ok(removed)
 }
 
-/// Why a container can no longer run commands, or `None` while it runs.
-pub(crate) async fn diagnose(docker: &Docker, id: &str, memory_limit_mb: u64) -> Option<String> {
-    match docker.inspect_container(id, None::<InspectContainerOptions>).await {
+/// What the engine says about a sandbox container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ContainerState {
+    /// It runs.
+    Running,
+    /// It can no longer run commands; why, in words for the session's error.
+    Dead(String),
+    /// The engine does not answer (stopped or restarting); the container may live on.
+    EngineDown(String),
+}
+
+/// Asks the engine about container `id`. A transport failure is asked again once: after
+/// an engine restart the client's first request may ride a stale pooled connection.
+pub(crate) async fn state(docker: &Docker, id: &str, memory_limit_mb: u64) -> ContainerState {
+    let mut inspected = docker.inspect_container(id, None::<InspectContainerOptions>).await;
+    if inspected.as_ref().is_err_and(is_transport) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        inspected = docker.inspect_container(id, None::<InspectContainerOptions>).await;
+    }
+    match inspected {
         Ok(info) => {
             let state = info.state.unwrap_or_default();
             if state.running == Some(true) && state.paused != Some(true) {
-                return None;
+                return ContainerState::Running;
             }
             let code = state.exit_code.unwrap_or(-1);
-            Some(if state.oom_killed == Some(true) {
+            ContainerState::Dead(if state.oom_killed == Some(true) {
                 format!("sandbox was OOM-killed (memory limit {memory_limit_mb} MB; container exit code {code})")
             } else if state.paused == Some(true) {
                 "sandbox container is paused".to_owned()
             } else {
-                format!("sandbox container stopped (exit code {code}): killed from outside or the engine restarted")
+                format!(
+                    "sandbox container stopped (exit code {code}): killed from outside, its agent was killed, or it \
+                     did not survive an engine restart"
+                )
             })
         }
-        Err(e) if status_of(&e) == Some(404) => {
-            Some("sandbox container no longer exists (removed from outside or the engine restarted)".to_owned())
-        }
-        Err(e) if is_transport(&e) => Some(format!("the docker engine does not answer: {e}")),
-        Err(_) => None,
+        Err(e) if status_of(&e) == Some(404) => ContainerState::Dead(
+            "sandbox container no longer exists (removed from outside or lost in an engine restart)".to_owned(),
+        ),
+        Err(e) if is_transport(&e) => ContainerState::EngineDown(format!("the docker engine does not answer: {e}")),
+        // Any other answer is the engine's problem, not a sign the container died.
+        Err(_) => ContainerState::Running,
+    }
+}
+
+/// Why a container can no longer run commands (the engine not answering included), or
+/// `None` while it runs.
+pub(crate) async fn diagnose(docker: &Docker, id: &str, memory_limit_mb: u64) -> Option<String> {
+    match state(docker, id, memory_limit_mb).await {
+        ContainerState::Running => None,
+        ContainerState::Dead(reason) | ContainerState::EngineDown(reason) => Some(reason),
     }
 }
 

@@ -32,13 +32,12 @@ use crate::container::{engine_error, short, status_of};
 /// bomb leaves no room for new processes.
 const KILL_SCRIPT: &str = "i=0; while [ $i -lt 20 ] && kill -9 -1 2>/dev/null; do i=$((i+1)); done";
 
-/// How long to wait for output to end after the killer ran (then it runs once more).
-const DRAIN_AFTER_KILL: Duration = Duration::from_secs(2);
-/// Longest the kill-and-drain phase after a timeout may take in all: the command's result
-/// must reach the session manager well within its grace period (10 s by default).
-const KILL_PHASE: Duration = Duration::from_secs(6);
-/// How long the killer exec may take.
-const KILLER_TIMEOUT: Duration = Duration::from_secs(3);
+/// Longest the kill-and-drain phase after a timeout may take in all: most of the
+/// operator's stop grace ([`codebeaker::SessionLimits::stop_grace`]), so that the result
+/// reaches the session manager before its backstop (timeout + the same grace) fires.
+fn kill_phase(stop_grace: Duration) -> Duration {
+    stop_grace.mul_f64(0.75)
+}
 
 /// One program to run.
 #[derive(Debug, Clone)]
@@ -66,6 +65,10 @@ pub(crate) struct ExecOutcome {
     pub started_at: SystemTime,
     /// Wall-clock time from start to end.
     pub duration: Duration,
+    /// Output was cut before it reached the host (the agent's per-stream cap).
+    pub truncated: bool,
+    /// What the program cost, when the agent measured it.
+    pub usage: Option<codebeaker::Usage>,
 }
 
 /// Why an exec could not run: the program's own problem, or the sandbox's.
@@ -86,8 +89,12 @@ pub(crate) async fn run(
     request: ExecRequest,
     output: &mut OutputCollector,
     timeout: Duration,
+    stop_grace: Duration,
     pids_limit: i64,
 ) -> Result<ExecOutcome, Error> {
+    let kill_phase = kill_phase(stop_grace);
+    // How long to wait for output to end after the killer ran (then it runs once more).
+    let drain_after_kill = kill_phase / 3;
     let started_at = SystemTime::now();
     let start = Instant::now();
     let options = CreateExecOptions {
@@ -126,14 +133,15 @@ pub(crate) async fn run(
     let mut stream_error = None;
     loop {
         let next = if timed_out {
-            let give_up = deadline + KILL_PHASE;
-            let wait = DRAIN_AFTER_KILL.min(give_up.saturating_duration_since(tokio::time::Instant::now()));
+            let give_up = deadline + kill_phase;
+            let wait = drain_after_kill.min(give_up.saturating_duration_since(tokio::time::Instant::now()));
             match tokio::time::timeout(wait, stream.next()).await {
                 Ok(next) => next,
                 Err(_) if kills < 2 && tokio::time::Instant::now() < give_up => {
                     kills += 1;
                     let left = give_up.saturating_duration_since(tokio::time::Instant::now());
-                    let killing = kill_sandbox_processes(docker, container, &request.user, pids_limit);
+                    let killing =
+                        kill_sandbox_processes(docker, container, &request.user, pids_limit, drain_after_kill);
                     if !matches!(tokio::time::timeout(left, killing).await, Ok(Ok(()))) {
                         warn!(container = %short(container), "second kill failed or ran out of time");
                     }
@@ -151,8 +159,9 @@ pub(crate) async fn run(
                     timed_out = true;
                     kills += 1;
                     debug!(container = %short(container), ?timeout, "command timed out; killing its processes");
-                    let killing = kill_sandbox_processes(docker, container, &request.user, pids_limit);
-                    match tokio::time::timeout(KILL_PHASE, killing).await {
+                    let killing =
+                        kill_sandbox_processes(docker, container, &request.user, pids_limit, drain_after_kill);
+                    match tokio::time::timeout(kill_phase, killing).await {
                         Ok(Ok(())) => {}
                         Ok(Err(e)) => {
                             warn!(container = %short(container), error = %e, "killing after a timeout failed")
@@ -186,7 +195,7 @@ pub(crate) async fn run(
             return Err(exec_error(container, "read the program's output", e));
         }
     }
-    Ok(ExecOutcome { exit_code, timed_out, started_at, duration })
+    Ok(ExecOutcome { exit_code, timed_out, started_at, duration, truncated: false, usage: None })
 }
 
 /// The exit code of a finished exec (it may take a moment to be recorded).
@@ -207,15 +216,16 @@ pub(crate) async fn kill_sandbox_processes(
     container: &str,
     user: &str,
     pids_limit: i64,
+    attempt: Duration,
 ) -> Result<(), Error> {
-    match run_killer(docker, container, user).await {
+    match run_killer(docker, container, user, attempt).await {
         Ok(()) => return Ok(()),
         Err(e) => debug!(container = %short(container), error = %e, "killer exec failed; raising the pids limit"),
     }
     // Probably a fork bomb at the pids limit: make room for the killer, then restore.
     let raise = ContainerUpdateBody { pids_limit: Some(pids_limit + 64), ..Default::default() };
     docker.update_container(container, raise).await.map_err(|e| exec_error(container, "raise the pids limit", e))?;
-    let killed = run_killer(docker, container, user).await;
+    let killed = run_killer(docker, container, user, attempt).await;
     let restore = ContainerUpdateBody { pids_limit: Some(pids_limit), ..Default::default() };
     if let Err(e) = docker.update_container(container, restore).await {
         warn!(container = %short(container), error = %e, "could not restore the pids limit");
@@ -223,7 +233,15 @@ pub(crate) async fn kill_sandbox_processes(
     killed
 }
 
-async fn run_killer(docker: &Docker, container: &str, user: &str) -> Result<(), Error> {
+/// Runs [`KILL_SCRIPT`] once; gives up after `attempt`.
+async fn run_killer(docker: &Docker, container: &str, user: &str, attempt: Duration) -> Result<(), Error> {
+    match tokio::time::timeout(attempt, run_killer_exec(docker, container, user)).await {
+        Ok(result) => result,
+        Err(_) => Err(Error::Internal(format!("the killer exec did not finish within {attempt:?}"))),
+    }
+}
+
+async fn run_killer_exec(docker: &Docker, container: &str, user: &str) -> Result<(), Error> {
     let options = CreateExecOptions {
         cmd: Some(vec!["sh".to_owned(), "-c".to_owned(), KILL_SCRIPT.to_owned()]),
         user: Some(user.to_owned()),
@@ -236,10 +254,7 @@ async fn run_killer(docker: &Docker, container: &str, user: &str) -> Result<(), 
     let started =
         docker.start_exec(&exec.id, None).await.map_err(|e| exec_error(container, "start the killer exec", e))?;
     if let StartExecResults::Attached { mut output, .. } = started {
-        let drained = tokio::time::timeout(KILLER_TIMEOUT, async { while output.next().await.is_some() {} });
-        if drained.await.is_err() {
-            return Err(Error::Internal(format!("the killer exec did not finish within {KILLER_TIMEOUT:?}")));
-        }
+        while output.next().await.is_some() {}
     }
     match docker.inspect_exec(&exec.id).await {
         Ok(info) if info.exit_code == Some(0) => Ok(()),

@@ -2,13 +2,21 @@
 //!
 //! Every setting here is a security decision; none can be changed by sandboxed code:
 //! - network mode `none` (no interface but loopback);
-//! - memory limit = the session's `memoryLimitMB`, with memory+swap equal (no swap);
-//! - the session's `cpuShares`, a pids limit (fork bombs), no core dumps;
+//! - memory limit = the session's accepted `memoryLimitMB`, with memory+swap equal (no swap);
+//! - a hard CPU quota (`NanoCpus`, the operator's `cpus`) beside the session's `cpuShares`
+//!   weight, a pids limit (fork bombs), no core dumps, and `RLIMIT_FSIZE` = the workspace
+//!   size (no single file can outgrow the workspace, wherever it is written);
 //! - every capability dropped and `no-new-privileges` (setuid binaries gain nothing);
-//! - non-root users: commands run as [`DockerConfig::sandbox_user`], and the init and
-//!   keep-alive as [`DockerConfig::keepalive_user`], which sandboxed code cannot signal;
+//! - non-root users: commands run as [`DockerConfig::sandbox_user`]. With the agent
+//!   ([`AgentBinary`]), the agent is the main process under the init, as the same user
+//!   (it needs no privilege, and guest code could reach it anyway: the host treats it as
+//!   untrusted), bind-mounted read-only from the host or baked into the image, talking
+//!   over the attach stream (stdin/stdout, no TTY, log driver `none`). Without it, the
+//!   init and a keep-alive run as [`DockerConfig::keepalive_user`], which sandboxed code
+//!   cannot signal;
 //! - a read-only root filesystem. The writable places are a size-limited `/tmp` (tmpfs)
-//!   and `/workspace`, an anonymous volume whose local driver mounts a size-limited tmpfs:
+//!   and `/workspace`, an anonymous volume whose local driver mounts a tmpfs of the
+//!   operator's workspace size:
 //!   unlike a `tmpfs` mount, the archive API sees it, so file commands work without a shell.
 //!   Removing the container with `v=true` removes the volume;
 //! - Docker's init (tini) as PID 1 to reap zombies.
@@ -16,12 +24,12 @@
 use std::collections::HashMap;
 
 use bollard::models::{
-    ContainerCreateBody, HostConfig, Mount, MountType, MountVolumeOptions, MountVolumeOptionsDriverConfig,
-    ResourcesUlimits,
+    ContainerCreateBody, HostConfig, HostConfigLogConfig, Mount, MountType, MountVolumeOptions,
+    MountVolumeOptionsDriverConfig, ResourcesUlimits,
 };
-use codebeaker::{Language, WORKSPACE_ROOT};
+use codebeaker::{Language, SessionLimits, WORKSPACE_ROOT};
 
-use crate::config::DockerConfig;
+use crate::config::{AgentBinary, DockerConfig, AGENT_PATH_IN_CONTAINER};
 
 /// Label naming the backend instance (see [`DockerConfig::owner`]).
 pub const LABEL_OWNER: &str = "org.codebeaker.owner";
@@ -30,13 +38,36 @@ pub const LABEL_LANGUAGE: &str = "org.codebeaker.language";
 /// Label saying what the container was created as: `session` or `pool`.
 pub const LABEL_ROLE: &str = "org.codebeaker.role";
 
-/// What a sandbox needs beyond the backend-wide [`DockerConfig`].
+/// What a sandbox needs beyond the backend-wide [`DockerConfig`]: the session's image and
+/// the limits the operator's policy resolved for it. A warm spare is handed out only for
+/// an equal spec.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct SandboxSpec {
     pub language: Language,
     pub image: String,
     pub memory_limit_mb: u64,
     pub cpu_shares: u64,
+    /// Hard CPU quota in billionths of a CPU (Docker `NanoCpus`).
+    pub nano_cpus: i64,
+    /// Size of the `/workspace` tmpfs and `RLIMIT_FSIZE`, in bytes.
+    pub workspace_bytes: u64,
+    /// The operator's stop grace, in ms (how long a timed-out command may take to stop).
+    pub stop_grace_ms: u64,
+}
+
+impl SandboxSpec {
+    /// The spec of a session of `language` in `image` under `limits`.
+    pub fn new(language: Language, image: String, cpu_shares: u64, limits: &SessionLimits) -> Self {
+        SandboxSpec {
+            language,
+            image,
+            memory_limit_mb: limits.memory_mb,
+            cpu_shares,
+            nano_cpus: limits.nano_cpus(),
+            workspace_bytes: limits.workspace_bytes,
+            stop_grace_ms: u64::try_from(limits.stop_grace.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
 }
 
 /// Why a container was created; recorded as [`LABEL_ROLE`].
@@ -69,6 +100,7 @@ pub(crate) fn container_body(spec: &SandboxSpec, config: &DockerConfig, role: Ro
     let labels = labels(config, spec.language, role);
     let (uid, gid) = config.sandbox_ids();
     let memory = i64::try_from(spec.memory_limit_mb.saturating_mul(1024 * 1024)).unwrap_or(i64::MAX);
+    let file_size = i64::try_from(spec.workspace_bytes).unwrap_or(i64::MAX);
     let workspace = Mount {
         target: Some(WORKSPACE_ROOT.to_owned()),
         typ: Some(MountType::VOLUME),
@@ -81,7 +113,7 @@ pub(crate) fn container_body(spec: &SandboxSpec, config: &DockerConfig, role: Ro
                     ("device".to_owned(), "tmpfs".to_owned()),
                     (
                         "o".to_owned(),
-                        format!("size={}m,uid={uid},gid={gid},mode=0755,nosuid,nodev", config.workspace_size_mb),
+                        format!("size={},uid={uid},gid={gid},mode=0755,nosuid,nodev", spec.workspace_bytes),
                     ),
                 ])),
             }),
@@ -91,12 +123,36 @@ pub(crate) fn container_body(spec: &SandboxSpec, config: &DockerConfig, role: Ro
     };
     // `exec` because compilers (go run, mcs) put their binaries in /tmp.
     let tmp = format!("rw,exec,nosuid,nodev,size={}m,mode=1777", config.tmp_size_mb);
+    let mut mounts = vec![workspace];
+    let agent = config.agent != AgentBinary::Off;
+    if let AgentBinary::Host(path) = &config.agent {
+        mounts.push(Mount {
+            target: Some(AGENT_PATH_IN_CONTAINER.to_owned()),
+            source: Some(path.display().to_string()),
+            typ: Some(MountType::BIND),
+            read_only: Some(true),
+            ..Default::default()
+        });
+    }
+    // Custom images may have an entrypoint or a CMD that exits: the main process is ours.
+    let (cmd, user) = if agent {
+        (vec![AGENT_PATH_IN_CONTAINER.to_owned()], config.sandbox_user.clone())
+    } else {
+        (vec!["sleep".to_owned(), "infinity".to_owned()], config.keepalive_user.clone())
+    };
     ContainerCreateBody {
         image: Some(spec.image.clone()),
-        // Custom images may have an entrypoint or a CMD that exits: the keep-alive is ours.
         entrypoint: Some(vec![]),
-        cmd: Some(vec!["sleep".to_owned(), "infinity".to_owned()]),
-        user: Some(config.keepalive_user.clone()),
+        cmd: Some(cmd),
+        user: Some(user),
+        // The agent's protocol rides stdin/stdout: open, never closed after one attach,
+        // no TTY (so stdout and stderr stay apart), and nothing logged.
+        open_stdin: Some(agent),
+        stdin_once: Some(false),
+        attach_stdin: Some(agent),
+        attach_stdout: Some(agent),
+        attach_stderr: Some(agent),
+        tty: Some(false),
         working_dir: Some(WORKSPACE_ROOT.to_owned()),
         hostname: Some("sandbox".to_owned()),
         labels: Some(labels),
@@ -106,13 +162,18 @@ pub(crate) fn container_body(spec: &SandboxSpec, config: &DockerConfig, role: Ro
             memory: Some(memory),
             memory_swap: Some(memory),
             cpu_shares: i64::try_from(spec.cpu_shares).ok(),
+            nano_cpus: Some(spec.nano_cpus),
             pids_limit: Some(config.pids_limit),
-            ulimits: Some(vec![ResourcesUlimits { name: Some("core".to_owned()), soft: Some(0), hard: Some(0) }]),
+            ulimits: Some(vec![
+                ResourcesUlimits { name: Some("core".to_owned()), soft: Some(0), hard: Some(0) },
+                ResourcesUlimits { name: Some("fsize".to_owned()), soft: Some(file_size), hard: Some(file_size) },
+            ]),
             cap_drop: Some(vec!["ALL".to_owned()]),
             security_opt: Some(vec!["no-new-privileges".to_owned()]),
             readonly_rootfs: Some(true),
             tmpfs: Some(HashMap::from([("/tmp".to_owned(), tmp)])),
-            mounts: Some(vec![workspace]),
+            mounts: Some(mounts),
+            log_config: agent.then(|| HostConfigLogConfig { typ: Some("none".to_owned()), config: None }),
             init: Some(true),
             ipc_mode: Some("private".to_owned()),
             // Under host memory pressure, sandboxes go before anything else.
@@ -128,23 +189,27 @@ mod tests {
     use super::*;
 
     fn spec() -> SandboxSpec {
-        SandboxSpec {
-            language: Language::Python,
-            image: "codebeaker-python:latest".into(),
-            memory_limit_mb: 256,
-            cpu_shares: 512,
-        }
+        let mut config = codebeaker::SessionConfig::new(Language::Python);
+        config.memory_limit_mb = 256;
+        let policy = codebeaker::Policy { cpus: 0.5, workspace_mb: 64, ..Default::default() };
+        let limits = policy.limits_for(&config).expect("limits");
+        SandboxSpec::new(Language::Python, "codebeaker-python:latest".into(), 512, &limits)
     }
 
     #[test]
     fn defaults_are_hardened() {
-        let body = container_body(&spec(), &DockerConfig::default(), Role::Session);
+        let config = DockerConfig::default().with_agent(AgentBinary::Off);
+        let body = container_body(&spec(), &config, Role::Session);
         let host = body.host_config.expect("host config");
         assert_eq!(host.network_mode.as_deref(), Some("none"));
         assert_eq!(host.memory, Some(256 << 20));
         assert_eq!(host.memory_swap, host.memory, "no swap beyond the memory limit");
         assert_eq!(host.cpu_shares, Some(512));
+        assert_eq!(host.nano_cpus, Some(500_000_000), "a hard quota of the operator's 0.5 CPU");
         assert_eq!(host.pids_limit, Some(256));
+        let ulimits = host.ulimits.expect("ulimits");
+        let fsize = ulimits.iter().find(|u| u.name.as_deref() == Some("fsize")).expect("RLIMIT_FSIZE");
+        assert_eq!((fsize.soft, fsize.hard), (Some(64 << 20), Some(64 << 20)), "no file beyond the workspace size");
         assert_eq!(host.cap_drop, Some(vec!["ALL".to_owned()]));
         assert_eq!(host.security_opt, Some(vec!["no-new-privileges".to_owned()]));
         assert_eq!(host.readonly_rootfs, Some(true));
@@ -156,7 +221,23 @@ mod tests {
         let options =
             mounts[0].volume_options.as_ref().and_then(|o| o.driver_config.as_ref()).and_then(|d| d.options.as_ref());
         let o = options.and_then(|o| o.get("o")).expect("tmpfs options");
-        assert!(o.contains("size=256m") && o.contains("uid=1000"), "{o}");
+        assert!(o.contains(&format!("size={}", 64 << 20)) && o.contains("uid=1000"), "{o}");
+    }
+
+    #[test]
+    fn the_agent_is_mounted_read_only_and_talks_over_stdin() {
+        let config = DockerConfig::default().with_agent(AgentBinary::Host("/opt/build/codebeaker-agent".into()));
+        let body = container_body(&spec(), &config, Role::Session);
+        assert_eq!(body.cmd, Some(vec![AGENT_PATH_IN_CONTAINER.to_owned()]));
+        assert_eq!(body.user.as_deref(), Some("1000:1000"));
+        assert_eq!((body.open_stdin, body.stdin_once, body.tty), (Some(true), Some(false), Some(false)));
+        let host = body.host_config.expect("host config");
+        assert_eq!(host.log_config.and_then(|l| l.typ).as_deref(), Some("none"), "nothing logged twice");
+        let mounts = host.mounts.expect("mounts");
+        let agent = mounts.iter().find(|m| m.target.as_deref() == Some(AGENT_PATH_IN_CONTAINER)).expect("agent mount");
+        assert_eq!(agent.source.as_deref(), Some("/opt/build/codebeaker-agent"));
+        assert_eq!((agent.typ, agent.read_only), (Some(MountType::BIND), Some(true)));
+        assert_eq!(host.network_mode.as_deref(), Some("none"), "the agent needs no network");
     }
 
     #[test]

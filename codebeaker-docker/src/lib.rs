@@ -4,12 +4,19 @@
 //! - [`DockerBackend`] implements [`codebeaker::Backend`]: it labels every container with
 //!   its [`DockerConfig::owner`], removes leftovers of a crashed earlier run at start-up,
 //!   and keeps a [`WarmPool`] of started spares per language.
-//! - Containers are hardened by default ([`hardening`]): no network, memory limit without
-//!   swap, CPU shares, pids limit, no capabilities, `no-new-privileges`, non-root users,
-//!   read-only root with a size-limited tmpfs `/workspace` and `/tmp`, an init process.
-//! - File commands use the archive API with symlink checks, never a shell; programs run
-//!   with the exec API, with per-stream output caps, streaming, and timeouts that kill
-//!   the whole process tree while keeping the session usable.
+//! - Every limit comes from the operator's policy ([`codebeaker::SessionLimits`], given
+//!   to `create_sandbox`): memory without swap, a hard CPU quota (`NanoCpus`), the
+//!   workspace size and `RLIMIT_FSIZE`, the images a session may name, and the grace a
+//!   timed-out command has to stop. The warm pool hands out only spares made for the same
+//!   limits.
+//! - Containers are hardened by default ([`hardening`]): no network, pids limit, no
+//!   capabilities, `no-new-privileges`, non-root users, read-only root with a
+//!   size-limited tmpfs `/workspace` and `/tmp`, an init process.
+//! - File commands use the archive API with symlink checks, never a shell; every download
+//!   is capped while it streams and cancelled with its command; listing runs `find`
+//!   (names and sizes, never contents). Programs run with the exec API, with per-stream
+//!   output caps, streaming, and timeouts that kill the whole process tree while keeping
+//!   the session usable.
 //!
 //! Images: `codebeaker-<language>:latest`, built offline by `scripts/build-images.sh` or
 //! from `images/<language>/Dockerfile`.
@@ -32,11 +39,15 @@
 
 #![warn(missing_docs)]
 
+mod agent_commands;
+mod agent_link;
 mod archive;
+mod attach;
 mod backend;
 mod code;
 mod config;
 mod container;
+mod error;
 mod exec;
 mod files;
 pub mod hardening;
@@ -44,6 +55,6 @@ mod pool;
 mod sandbox;
 
 pub use backend::DockerBackend;
-pub use config::{DockerConfig, DOCKER_LANGUAGES};
+pub use config::{AgentBinary, DockerConfig, AGENT_ENV, AGENT_PATH_IN_CONTAINER, DOCKER_LANGUAGES};
 pub use pool::WarmPool;
 pub use sandbox::DockerSandbox;

@@ -9,24 +9,30 @@ use async_trait::async_trait;
 use bollard::Docker;
 use codebeaker::command::{ExecuteCode, ExecuteShell};
 use codebeaker::{
-    Command, CommandResult, Error, ExecContext, Language, OutputCollector, OutputStream, Result, Sandbox, WorkspacePath,
+    Command, CommandResult, Error, ExecContext, Language, OutputCollector, OutputStream, Result, Sandbox,
+    SessionLimits, WorkspacePath,
 };
 use tracing::{debug, info_span, Instrument};
 
+use crate::agent_commands;
+use crate::agent_link::AgentLink;
 use crate::archive::Owner;
 use crate::code;
 use crate::config::DockerConfig;
-use crate::container::{self, short};
+use crate::container::{self, short, ContainerState, Started};
 use crate::exec::{self, ExecOutcome, ExecRequest};
 use crate::files::{self, Files};
+use crate::hardening::SandboxSpec;
 
 /// Ids of the session containers a backend has handed out and not yet removed.
 pub(crate) type LiveSet = Arc<Mutex<HashSet<String>>>;
 
 /// Exit code of a process killed by `SIGKILL` (the memory limit's OOM killer, or a kill).
 const SIGKILL_EXIT: i64 = 137;
-/// How long `delete_file`'s `rm` may take.
-const DELETE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long `delete_file`'s `rm` or `list_directory`'s `find` may take.
+const HELPER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Most bytes of a helper's answer (a listing of some 100 000 entries).
+const HELPER_OUTPUT_LIMIT: usize = 8 * 1024 * 1024;
 
 /// A session's hardened container (see [`crate::hardening`]).
 pub struct DockerSandbox {
@@ -35,6 +41,13 @@ pub struct DockerSandbox {
     config: Arc<DockerConfig>,
     language: Language,
     memory_limit_mb: u64,
+    /// The operator's stop grace: how long stopping a timed-out command may take.
+    stop_grace: Duration,
+    /// Size of the workspace: `RLIMIT_FSIZE` of every command.
+    workspace_bytes: u64,
+    /// The connection to the container's agent; `None` when the container runs without
+    /// one (commands then use the exec API and files the archive API).
+    agent: Option<AgentLink>,
     live: LiveSet,
     /// Why the container can no longer run commands, once known.
     failed: Mutex<Option<String>>,
@@ -43,19 +56,22 @@ pub struct DockerSandbox {
 
 impl DockerSandbox {
     pub(crate) fn new(
-        id: String,
+        started: Started,
         docker: Docker,
         config: Arc<DockerConfig>,
-        language: Language,
-        memory_limit_mb: u64,
+        spec: &SandboxSpec,
+        limits: &SessionLimits,
         live: LiveSet,
     ) -> Self {
         DockerSandbox {
-            id,
+            id: started.id,
+            agent: started.agent,
+            workspace_bytes: spec.workspace_bytes,
             docker,
             config,
-            language,
-            memory_limit_mb,
+            language: spec.language,
+            memory_limit_mb: spec.memory_limit_mb,
+            stop_grace: limits.stop_grace,
             live,
             failed: Mutex::new(None),
             closed: AtomicBool::new(false),
@@ -75,48 +91,76 @@ impl DockerSandbox {
     /// asks the engine and turns that into a [`Error::SandboxFailed`] that says why.
     async fn run(&self, command: Command, context: ExecContext) -> Result<CommandResult> {
         // The archive API works on stopped containers too: without this look, file
-        // commands would quietly succeed in a sandbox that died. Execs fail on their own.
-        if !matches!(command, Command::ExecuteShell(_) | Command::ExecuteCode(_)) {
+        // commands would quietly succeed in a sandbox that died. Execs (and the agent)
+        // fail on their own.
+        let is_program = matches!(command, Command::ExecuteShell(_) | Command::ExecuteCode(_));
+        if self.agent.is_none() && !is_program {
             if let Some(reason) = container::diagnose(&self.docker, &self.id, self.memory_limit_mb).await {
                 return Err(self.mark_failed(reason));
             }
         }
         let timeout = context.timeout;
         let running = async {
-            match command {
-                Command::WriteFile(c) => self.files().write_file(&c).await.map(CommandResult::WriteFile),
-                Command::ReadFile(c) => self.files().read_file(&c).await.map(CommandResult::ReadFile),
-                Command::CreateDirectory(c) => {
-                    self.files().create_directory(&c).await.map(CommandResult::CreateDirectory)
+            match (&self.agent, command) {
+                (Some(link), Command::WriteFile(c)) => {
+                    agent_commands::write_file(link, &c).await.map(CommandResult::WriteFile)
                 }
-                Command::CopyFile(c) => self.files().copy_file(&c).await.map(CommandResult::CopyFile),
-                Command::ListDirectory(c) => self.files().list_directory(&c).await.map(CommandResult::ListDirectory),
-                Command::DeleteFile(c) => self.delete(&c).await.map(CommandResult::DeleteFile),
-                Command::ExecuteShell(c) => self.shell(c, &context).await.map(CommandResult::ExecuteShell),
-                Command::ExecuteCode(c) => self.code(c, &context).await.map(CommandResult::ExecuteCode),
+                (Some(link), Command::ReadFile(c)) => {
+                    agent_commands::read_file(link, &c).await.map(CommandResult::ReadFile)
+                }
+                (Some(link), Command::CreateDirectory(c)) => {
+                    agent_commands::create_directory(link, &c).await.map(CommandResult::CreateDirectory)
+                }
+                (Some(link), Command::CopyFile(c)) => {
+                    agent_commands::copy_file(link, &c).await.map(CommandResult::CopyFile)
+                }
+                (Some(link), Command::ListDirectory(c)) => {
+                    agent_commands::list_directory(link, &c).await.map(CommandResult::ListDirectory)
+                }
+                (Some(link), Command::DeleteFile(c)) => {
+                    agent_commands::delete_file(link, &c).await.map(CommandResult::DeleteFile)
+                }
+                (None, Command::WriteFile(c)) => Ok(CommandResult::WriteFile(self.files().write_file(&c).await?)),
+                (None, Command::ReadFile(c)) => Ok(CommandResult::ReadFile(self.files().read_file(&c).await?)),
+                (None, Command::CreateDirectory(c)) => {
+                    Ok(CommandResult::CreateDirectory(self.files().create_directory(&c).await?))
+                }
+                (None, Command::CopyFile(c)) => Ok(CommandResult::CopyFile(self.files().copy_file(&c).await?)),
+                (None, Command::ListDirectory(c)) => self.list(&c).await.map(CommandResult::ListDirectory),
+                (None, Command::DeleteFile(c)) => self.delete(&c).await.map(CommandResult::DeleteFile),
+                (_, Command::ExecuteShell(c)) => self.shell(c, &context).await.map(CommandResult::ExecuteShell),
+                (_, Command::ExecuteCode(c)) => self.code(c, &context).await.map(CommandResult::ExecuteCode),
             }
         };
-        // Programs enforce their own timeout (kill, then drain: at most ~8 s more, inside
-        // the session manager's grace); this also bounds the engine calls of file
-        // commands, which should take milliseconds.
-        let result = match tokio::time::timeout(timeout + Duration::from_secs(9), running).await {
+        // Programs enforce their own timeout (kill, then drain, within most of the stop
+        // grace); this bounds everything else, such as the engine calls of file commands,
+        // and answers before the session manager's backstop (timeout + the same grace).
+        // Dropping `running` cancels its engine requests.
+        let result = match tokio::time::timeout(timeout + self.stop_grace.mul_f64(0.9), running).await {
             Ok(result) => result,
             Err(_) => Err(Error::Internal(format!(
                 "the docker engine did not finish the command within {} ms",
                 timeout.as_millis()
             ))),
         };
-        match result {
-            Err(
-                Error::SandboxFailed(_)
-                | Error::Internal(_)
-                | Error::BackendUnavailable { .. }
-                | Error::NotFound { .. },
-            ) => match container::diagnose(&self.docker, &self.id, self.memory_limit_mb).await {
-                Some(reason) => Err(self.mark_failed(reason)),
-                None => result,
+        match (&self.agent, result) {
+            // The agent link already asked the engine what a broken channel means.
+            (Some(_), Err(Error::SandboxFailed(reason))) => Err(self.mark_failed(reason)),
+            (Some(_), other) => other,
+            (
+                None,
+                Err(
+                    e @ (Error::SandboxFailed(_)
+                    | Error::Internal(_)
+                    | Error::BackendUnavailable { .. }
+                    | Error::NotFound { .. }),
+                ),
+            ) => match container::state(&self.docker, &self.id, self.memory_limit_mb).await {
+                ContainerState::Dead(reason) => Err(self.mark_failed(reason)),
+                // An engine that is down may come back with the container (live restore).
+                ContainerState::Running | ContainerState::EngineDown(_) => Err(e),
             },
-            other => other,
+            (None, other) => other,
         }
     }
 
@@ -126,8 +170,25 @@ impl DockerSandbox {
         Error::SandboxFailed(reason)
     }
 
-    async fn exec(&self, request: ExecRequest, output: &mut OutputCollector, timeout: Duration) -> Result<ExecOutcome> {
-        exec::run(&self.docker, &self.id, request, output, timeout, self.config.pids_limit).await
+    /// Runs a program through the agent, or the exec API without one.
+    async fn exec(
+        &self,
+        request: ExecRequest,
+        output: &mut OutputCollector,
+        output_cap: usize,
+        timeout: Duration,
+    ) -> Result<ExecOutcome> {
+        match &self.agent {
+            Some(link) => {
+                let rlimits = agent_commands::rlimits(self.workspace_bytes);
+                let pids = self.config.pids_limit;
+                agent_commands::exec(link, &request, output, output_cap, timeout, rlimits, pids).await
+            }
+            None => {
+                exec::run(&self.docker, &self.id, request, output, timeout, self.stop_grace, self.config.pids_limit)
+                    .await
+            }
+        }
     }
 
     /// After a run killed by `SIGKILL` that was not our timeout: the container died (the
@@ -178,12 +239,14 @@ impl DockerSandbox {
             user: self.config.sandbox_user.clone(),
         };
         let mut output = OutputCollector::new(context.output_limit, context.output.clone());
-        let outcome = self.exec(request, &mut output, context.timeout).await?;
+        let outcome = self.exec(request, &mut output, context.output_limit, context.timeout).await?;
         if let Some(note) = self.after_sigkill(&outcome).await? {
             output.push(OutputStream::Stderr, format!("\ncodebeaker: {note}\n").as_bytes());
         }
         let exit_code = outcome.exit_code.unwrap_or(-1);
         let mut result = output.into_shell_result(exit_code, millis(outcome.duration), outcome.timed_out);
+        result.truncated |= outcome.truncated;
+        result.usage = outcome.usage;
         if result.exit_code == 126 && result.stdout.starts_with("OCI runtime exec failed") {
             // The program could not start: its own fault, or a container that just died.
             if let Some(reason) = container::diagnose(&self.docker, &self.id, self.memory_limit_mb).await {
@@ -195,6 +258,20 @@ impl DockerSandbox {
     }
 
     async fn code(&self, command: ExecuteCode, context: &ExecContext) -> Result<codebeaker::CodeResult> {
+        if let (Some(link), Some(language)) = (&self.agent, code::interpreter(self.language)) {
+            let rlimits = agent_commands::rlimits(self.workspace_bytes);
+            let started_at = std::time::SystemTime::now();
+            let mut result = agent_commands::code(link, language, command.code, context, rlimits).await?;
+            // An interpreter that died under the code: say so when it was the memory limit.
+            if result.state_reset && !result.timed_out && exec::oom_since(&self.docker, &self.id, started_at).await {
+                result.error = Some(format!(
+                    "the program was killed: out of memory (sandbox memory limit {} MB); the interpreter restarts \
+                     with a fresh state",
+                    self.memory_limit_mb
+                ));
+            }
+            return Ok(result);
+        }
         let Some((argv, env)) = code::runner(self.language) else {
             return Err(Error::Unsupported(format!("execute_code in {} on the docker backend", self.language)));
         };
@@ -206,10 +283,12 @@ impl DockerSandbox {
             user: self.config.sandbox_user.clone(),
         };
         let mut output = OutputCollector::new(context.output_limit, context.output.clone());
-        let outcome = self.exec(request, &mut output, context.timeout).await?;
+        let outcome = self.exec(request, &mut output, context.output_limit, context.timeout).await?;
         let oom = self.after_sigkill(&outcome).await?;
         let exit_code = outcome.exit_code.unwrap_or(-1);
         let mut result = output.into_code_result(exit_code, None, millis(outcome.duration), outcome.timed_out);
+        result.truncated |= outcome.truncated;
+        result.usage = outcome.usage;
         if !outcome.timed_out && exit_code != 0 {
             result.error = Some(match oom {
                 Some(note) => note,
@@ -219,23 +298,52 @@ impl DockerSandbox {
         Ok(result)
     }
 
-    async fn delete(&self, command: &codebeaker::command::DeleteFile) -> Result<codebeaker::result::DeleteFileResult> {
-        let (path, real) = self.files().deletion_target(command).await?;
-        // The archive API cannot delete; `rm` with argv only, on the resolved path.
+    /// Runs a backend helper program (`find`, `rm`) with argv only, as the sandbox user,
+    /// within `timeout`; its stdout, or an error with its stderr.
+    async fn helper(&self, argv: Vec<String>, doing: &str, timeout: Duration) -> Result<String> {
         let request = ExecRequest {
-            argv: vec!["rm".into(), "-rf".into(), "--".into(), real.to_string()],
+            argv,
             env: Vec::new(),
             working_dir: codebeaker::WORKSPACE_ROOT.to_owned(),
             stdin: None,
             user: self.config.sandbox_user.clone(),
         };
-        let mut output = OutputCollector::new(64 * 1024, None);
-        let outcome = self.exec(request, &mut output, DELETE_TIMEOUT).await?;
+        let mut output = OutputCollector::new(HELPER_OUTPUT_LIMIT, None);
+        let outcome = self.exec(request, &mut output, HELPER_OUTPUT_LIMIT, timeout).await?;
+        let truncated = output.truncated();
         let result = output.into_shell_result(outcome.exit_code.unwrap_or(-1), 0, outcome.timed_out);
-        if outcome.exit_code != Some(0) {
-            return Err(Error::Internal(format!("cannot delete {path}: {}", result.stderr.trim())));
+        if outcome.timed_out {
+            return Err(Error::Internal(format!(
+                "cannot {doing}: it did not finish within {} ms",
+                timeout.as_millis()
+            )));
         }
+        if outcome.exit_code != Some(0) {
+            return Err(Error::Internal(format!("cannot {doing}: {}", result.stderr.trim())));
+        }
+        if truncated {
+            return Err(Error::LimitReached(format!(
+                "cannot {doing}: the answer is over {HELPER_OUTPUT_LIMIT} bytes (too many entries)"
+            )));
+        }
+        Ok(result.stdout)
+    }
+
+    async fn delete(&self, command: &codebeaker::command::DeleteFile) -> Result<codebeaker::result::DeleteFileResult> {
+        let (path, real) = self.files().deletion_target(command).await?;
+        // The archive API cannot delete; `rm` with argv only, on the resolved path.
+        let argv = vec!["rm".into(), "-rf".into(), "--".into(), real.to_string()];
+        self.helper(argv, &format!("delete {path}"), HELPER_TIMEOUT).await?;
         Ok(files::deleted(&path))
+    }
+
+    async fn list(
+        &self,
+        command: &codebeaker::command::ListDirectory,
+    ) -> Result<codebeaker::result::ListDirectoryResult> {
+        let (path, real) = self.files().listing_target(command).await?;
+        let listing = self.helper(files::listing_argv(&real), &format!("list {path}"), HELPER_TIMEOUT).await?;
+        Ok(codebeaker::result::ListDirectoryResult { path: path.to_string(), entries: files::parse_listing(&listing) })
     }
 }
 

@@ -15,10 +15,13 @@ async fn session(manager: &SessionManager, memory_limit_mb: u64) -> (String, Str
     (info.session_id, info.container_id)
 }
 
-/// Processes of the sandbox user still running, besides the `ps` that lists them.
+/// Processes of the sandbox user still running, besides the `ps` that lists them and the
+/// container's own init and agent (which run as that user when the agent is in use).
 async fn stray_processes(manager: &SessionManager, id: &str) -> Vec<String> {
     let ps = run(manager, id, Command::shell("ps", ["-u", "1000", "-o", "pid=,args="])).await;
-    shell(&ps).stdout.lines().filter(|l| !l.contains("ps -u 1000")).map(str::to_owned).collect()
+    let own = |l: &str| l.contains("ps -u 1000") || l.ends_with("docker-init -- /opt/codebeaker/agent");
+    let agent = |l: &str| l.split_whitespace().nth(1) == Some("/opt/codebeaker/agent");
+    shell(&ps).stdout.lines().filter(|l| !own(l) && !agent(l)).map(str::to_owned).collect()
 }
 
 async fn still_usable(manager: &SessionManager, id: &str, what: &str) {

@@ -8,22 +8,51 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use codebeaker::{Command, CommandOutcome, CommandResult, ExecOptions, ManagerConfig, SessionManager};
-use codebeaker_docker::{DockerBackend, DockerConfig};
+use codebeaker_docker::{AgentBinary, DockerBackend, DockerConfig};
 
 /// A backend whose containers carry their own owner label, so test binaries running at
 /// the same time never sweep each other's containers. `None` (after a loud SKIPPED line)
 /// when no engine answers and Docker is not required.
 pub async fn backend(owner: &str, pool_size: usize) -> Option<Arc<DockerBackend>> {
     let config = DockerConfig::default().with_owner(format!("codebeaker-test-{owner}")).with_pool_size(pool_size);
+    connect(owner, config).await
+}
+
+/// A backend whose containers run the in-container agent (the static build found by
+/// [`AgentBinary::discover`]); `None` after a loud skip when there is no engine or no
+/// agent build (a failure when `CODEBEAKER_REQUIRE_DOCKER=1`).
+pub async fn agent_backend(owner: &str, pool_size: usize) -> Option<Arc<DockerBackend>> {
+    let config = DockerConfig::default().with_owner(format!("codebeaker-test-{owner}")).with_pool_size(pool_size);
+    if config.agent == AgentBinary::Off {
+        skip(owner, "no codebeaker-agent build found (scripts/build-agent.sh, or set CODEBEAKER_AGENT)");
+        return None;
+    }
+    connect(owner, config).await
+}
+
+/// A backend without the agent: commands through the exec API, files through the archive API.
+pub async fn exec_backend(owner: &str, pool_size: usize) -> Option<Arc<DockerBackend>> {
+    let config = DockerConfig::default()
+        .with_owner(format!("codebeaker-test-{owner}"))
+        .with_pool_size(pool_size)
+        .with_agent(AgentBinary::Off);
+    connect(owner, config).await
+}
+
+fn skip(owner: &str, why: &str) {
+    if std::env::var("CODEBEAKER_REQUIRE_DOCKER").as_deref() == Ok("1") {
+        panic!("CODEBEAKER_REQUIRE_DOCKER=1 but the docker backend tests ({owner}) cannot run: {why}");
+    }
+    // Straight to the stderr handle: the test harness captures `eprintln!`.
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "\n*** SKIPPED: docker backend tests ({owner}): {why} ***\n");
+}
+
+async fn connect(owner: &str, config: DockerConfig) -> Option<Arc<DockerBackend>> {
     match DockerBackend::connect(config).await {
         Ok(backend) => Some(backend),
         Err(e) => {
-            if std::env::var("CODEBEAKER_REQUIRE_DOCKER").as_deref() == Ok("1") {
-                panic!("CODEBEAKER_REQUIRE_DOCKER=1 but the docker backend cannot start: {e}");
-            }
-            // Straight to the stderr handle: the test harness captures `eprintln!`.
-            use std::io::Write as _;
-            let _ = writeln!(std::io::stderr(), "\n*** SKIPPED: docker backend tests ({owner}): {e} ***\n");
+            skip(owner, &e.to_string());
             None
         }
     }

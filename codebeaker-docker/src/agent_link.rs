@@ -1,0 +1,169 @@
+//! [`AgentLink`]: a session's connection to the agent in its container, over the
+//! container's attach stream ([`crate::attach`]), and what happens when it breaks.
+//!
+//! The agent is untrusted: guest code runs as the same user and can kill it, stop it or
+//! write garbage where frames are expected. The client caps and times out everything;
+//! this module decides what a broken channel means for the session:
+//! - the engine's stream ended (engine stopped or restarted, container died): when the
+//!   engine answers again and the container still runs (live restore), re-attach and
+//!   keep the session with its interpreter state; a container that did not survive
+//!   fails the session with the reason the engine gives;
+//! - the channel broke while the engine's stream was fine (garbage, an agent that stopped
+//!   answering): the session fails with that reason, never a stuck request.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bollard::Docker;
+use codebeaker::Error;
+use codebeaker_agent::client::{AgentClient, AgentError, ClientConfig};
+use codebeaker_agent::protocol::ErrorKind;
+use tracing::{debug, info};
+
+use crate::attach;
+use crate::container::{self, short, ContainerState, BACKEND};
+
+/// How long the handshake with a freshly started or re-attached agent may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// One live connection: the client, and whether the engine's side of its stream ended.
+struct Connection {
+    client: AgentClient,
+    ended: Arc<AtomicBool>,
+}
+
+/// A session's connection to its agent (see the module docs).
+pub(crate) struct AgentLink {
+    docker: Docker,
+    container: String,
+    config: ClientConfig,
+    memory_limit_mb: u64,
+    current: tokio::sync::Mutex<Connection>,
+}
+
+impl std::fmt::Debug for AgentLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentLink").field("container", &short(&self.container)).finish_non_exhaustive()
+    }
+}
+
+/// Attaches to `container` (created, not yet started when `start` is set: then nothing the
+/// agent writes is lost), starts it if asked, and shakes hands with its agent.
+async fn connect(docker: &Docker, container: &str, config: &ClientConfig, start: bool) -> Result<Connection, Error> {
+    let ended = Arc::new(AtomicBool::new(false));
+    let stream = attach::attach_with(docker, container, ended.clone()).await?;
+    if start {
+        docker
+            .start_container(container, None::<bollard::query_parameters::StartContainerOptions>)
+            .await
+            .map_err(|e| container::engine_error(&format!("start container {}", short(container)), e))?;
+    }
+    let handshake = AgentClient::connect(stream, config.clone());
+    let (client, hello) = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+        Ok(Ok(connected)) => connected,
+        Ok(Err(e)) => return Err(Error::SandboxFailed(format!("the sandbox's agent did not start: {e}"))),
+        Err(_) => {
+            return Err(Error::SandboxFailed(format!(
+                "the sandbox's agent did not answer within {} s",
+                HANDSHAKE_TIMEOUT.as_secs()
+            )))
+        }
+    };
+    debug!(container = %short(container), agent = %hello.agent, capabilities = ?hello.capabilities, "agent ready");
+    Ok(Connection { client, ended })
+}
+
+impl AgentLink {
+    /// Attaches to a created container, starts it and shakes hands with its agent.
+    pub(crate) async fn start(
+        docker: &Docker,
+        container: &str,
+        config: ClientConfig,
+        memory_limit_mb: u64,
+    ) -> Result<AgentLink, Error> {
+        let connection = connect(docker, container, &config, true).await?;
+        Ok(AgentLink {
+            docker: docker.clone(),
+            container: container.to_owned(),
+            config,
+            memory_limit_mb,
+            current: tokio::sync::Mutex::new(connection),
+        })
+    }
+
+    /// Whether the channel is still open (for spares waiting in the pool).
+    pub(crate) async fn is_open(&self) -> bool {
+        self.current.lock().await.client.closed_reason().is_none()
+    }
+
+    /// A client to send a command through: the current one while its channel is open,
+    /// else, after an engine restart that the container survived, a re-attached one.
+    pub(crate) async fn client(&self) -> Result<AgentClient, Error> {
+        let mut current = self.current.lock().await;
+        let Some(reason) = current.client.closed_reason() else { return Ok(current.client.clone()) };
+        if !current.ended.load(Ordering::SeqCst) {
+            return Err(Error::SandboxFailed(format!("the sandbox's agent failed: {reason}")));
+        }
+        match container::state(&self.docker, &self.container, self.memory_limit_mb).await {
+            ContainerState::Running => {}
+            ContainerState::Dead(reason) => return Err(Error::SandboxFailed(reason)),
+            ContainerState::EngineDown(reason) => {
+                return Err(Error::BackendUnavailable { backend: BACKEND.into(), reason })
+            }
+        }
+        let connection = connect(&self.docker, &self.container, &self.config, false).await?;
+        info!(container = %short(&self.container), "re-attached to the agent after the connection to the engine was lost");
+        *current = connection;
+        Ok(current.client.clone())
+    }
+
+    /// Raises the container's pids limit by `extra` (or puts `limit` back): a fork bomb
+    /// that filled the limit leaves the agent, which shares it, no room to finish killing
+    /// it and to answer. Best effort: the agent's own deadline still applies.
+    pub(crate) async fn set_pids_limit(&self, limit: i64) {
+        let update = bollard::models::ContainerUpdateBody { pids_limit: Some(limit), ..Default::default() };
+        if let Err(e) = self.docker.update_container(&self.container, update).await {
+            debug!(container = %short(&self.container), error = %e, "could not change the pids limit");
+        }
+    }
+
+    /// What a failed call means for the session (see the module docs).
+    pub(crate) async fn explain(&self, err: AgentError) -> Error {
+        match err {
+            // Named the way every path of this backend names it.
+            AgentError::Remote(reply) if reply.kind == ErrorKind::TooLarge => {
+                let path = reply.path.clone().unwrap_or_default();
+                Error::LimitReached(format!("{path}: file too large ({})", reply.message))
+            }
+            AgentError::Remote(reply) => reply.into(),
+            AgentError::Closed(reason) => {
+                let ended = self.current.lock().await.ended.load(Ordering::SeqCst);
+                if !ended {
+                    return Error::SandboxFailed(format!("the sandbox's agent failed: {reason}"));
+                }
+                match container::state(&self.docker, &self.container, self.memory_limit_mb).await {
+                    ContainerState::Dead(reason) => Error::SandboxFailed(reason),
+                    // Live restore keeps the container: the next command re-attaches.
+                    ContainerState::Running | ContainerState::EngineDown(_) => Error::BackendUnavailable {
+                        backend: BACKEND.into(),
+                        reason: "the connection to the Docker engine was lost during the command (its result is \
+                                 lost; the session is kept and re-attaches when the engine answers)"
+                            .into(),
+                    },
+                }
+            }
+            AgentError::TimedOut(after) => {
+                // The container may have died under the command (memory, killed from outside).
+                match container::state(&self.docker, &self.container, self.memory_limit_mb).await {
+                    ContainerState::Dead(reason) => Error::SandboxFailed(reason),
+                    _ => Error::SandboxFailed(format!(
+                        "the sandbox's agent did not answer within {} ms (stopped or stuck)",
+                        after.as_millis()
+                    )),
+                }
+            }
+            other => Error::SandboxFailed(format!("the sandbox's agent failed: {other}")),
+        }
+    }
+}
