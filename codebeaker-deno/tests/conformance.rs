@@ -2,7 +2,7 @@
 
 mod common;
 
-use codebeaker::conformance::{Programs, Shell, Suite};
+use codebeaker::conformance::{Programs, Suite};
 use codebeaker::Language;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -13,6 +13,9 @@ async fn deno_backend_passes_the_conformance_suite() {
         fails: "console.log('partial');\nthrow new Error('boom');".into(),
         spins: "while (true) {}".into(),
         counts: "for (let i = 1; i <= 5; i++) console.log(`line ${i}`);".into(),
+        define_state: "function answer() { return 42; }".into(),
+        use_state: "console.log(answer())".into(),
+        rich: None,
     };
-    Suite::new(backend, Language::Deno, programs, Shell::Unsupported).run_all().await;
+    Suite::new(backend, Language::Deno, programs).run_all().await;
 }
