@@ -4,7 +4,7 @@ mod common;
 
 use std::sync::Arc;
 
-use codebeaker::conformance::{Programs, Shell, Suite};
+use codebeaker::conformance::{Programs, Suite};
 use codebeaker::{Backend, Language};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -15,8 +15,11 @@ async fn python_passes_the_conformance_suite() {
         fails: "print('partial', flush=True)\nraise ValueError('boom')".into(),
         spins: "while True: pass".into(),
         counts: "import time\nfor i in range(1, 6):\n    print(f'line {i}', flush=True)\n    time.sleep(0.05)".into(),
+        define_state: "def answer():\n    return 42".into(),
+        use_state: "print(answer())".into(),
+        rich: None,
     };
-    let suite = Arc::new(Suite::new(backend.clone() as Arc<dyn Backend>, Language::Python, programs, Shell::Posix));
+    let suite = Arc::new(Suite::new(backend.clone() as Arc<dyn Backend>, Language::Python, programs));
     // The checks are independent: run them side by side to keep CI fast. `lifecycle` and
     // `one_shot` compare live-sandbox counts, so they run after the others.
     let s = suite.clone();
@@ -27,7 +30,11 @@ async fn python_passes_the_conformance_suite() {
         s.execute_code(),
         s.streaming(),
         s.timeouts(),
+        s.capabilities_reported(),
         s.shell(),
+        s.stdin(),
+        s.persistent_state(),
+        s.rich_outputs(),
         s.isolation(),
     );
     suite.lifecycle().await;

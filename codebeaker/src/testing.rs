@@ -15,7 +15,8 @@
 //! | `throw TEXT` | fails with `Error: TEXT` |
 //! | `crash` | the sandbox dies (`Error::SandboxFailed`) |
 //!
-//! `execute_shell` is [`Error::Unsupported`], as in a Deno session.
+//! `execute_shell` is [`Error::Unsupported`], as in a Deno session; the backend declares
+//! `streaming` only (see [`crate::conformance`] for what declarations promise).
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -83,7 +84,7 @@ impl Backend for TempDirBackend {
     }
 
     fn capabilities(&self, _language: Language) -> crate::Capabilities {
-        crate::Capabilities { shell: true, ..crate::Capabilities::default() }
+        crate::Capabilities { streaming: true, ..crate::Capabilities::default() }
     }
 
     async fn create_sandbox(

@@ -1,7 +1,7 @@
 //! The conformance suite against the temp-dir test backend: this checks the suite and
 //! the manager end to end. Real backends run the same suite in their own crates.
 
-use codebeaker::conformance::{Programs, Shell, Suite};
+use codebeaker::conformance::{Programs, Suite};
 use codebeaker::testing::TempDirBackend;
 use codebeaker::Language;
 
@@ -12,8 +12,12 @@ async fn tempdir_backend_passes_the_conformance_suite() {
         fails: "print partial\nthrow boom".into(),
         spins: "spin".into(),
         counts: (1..=5).map(|i| format!("print line {i}\nsleep 5\n")).collect(),
+        // The script language has no variables: nothing can be kept, so using state fails.
+        define_state: "sleep 0".into(),
+        use_state: "throw answer is not defined".into(),
+        rich: None,
     };
     let backend = TempDirBackend::new(&[Language::Python]);
-    Suite::new(backend.clone(), Language::Python, programs, Shell::Unsupported).run_all().await;
+    Suite::new(backend.clone(), Language::Python, programs).run_all().await;
     assert_eq!(backend.closes(), backend.created(), "every sandbox the suite created was closed exactly once");
 }

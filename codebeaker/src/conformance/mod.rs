@@ -6,31 +6,52 @@
 //!
 //! ```no_run
 //! # async fn demo(backend: std::sync::Arc<dyn codebeaker::Backend>) {
-//! use codebeaker::conformance::{Programs, Shell, Suite};
+//! use codebeaker::conformance::{Programs, Suite};
 //! use codebeaker::Language;
 //!
 //! let programs = Programs {
 //!     hello: "print('hello from codebeaker')".into(),
 //!     fails: "print('partial', flush=True)\nraise ValueError('boom')".into(),
 //!     spins: "while True: pass".into(),
-//!     counts: "for i in range(1, 6): print(f'line {i}', flush=True)".into(),
+//!     counts: "import time\nfor i in range(1, 6):\n    print(f'line {i}', flush=True)\n    time.sleep(0.05)".into(),
+//!     define_state: "def answer():\n    return 42".into(),
+//!     use_state: "print(answer())".into(),
+//!     rich: None,
 //! };
-//! Suite::new(backend, Language::Python, programs, Shell::Posix).run_all().await;
+//! Suite::new(backend, Language::Python, programs).run_all().await;
 //! # }
 //! ```
+//!
+//! # The capabilities contract
+//!
+//! The suite is not told what the backend can do: it reads the [`Capabilities`] that
+//! the created session's [`SessionInfo`](crate::SessionInfo) declares (the `capabilities`
+//! object of `session.create` and `session.list` answers), which must be the backend's
+//! [`Backend::capabilities`] for the language. A declaration is a promise both ways:
+//!
+//! | capability | declared: the suite checks that | not declared: the suite checks that |
+//! |---|---|---|
+//! | `shell` | `execute_shell` runs argv with a POSIX `sh`, `echo`, `cat`, `pwd`, `head`, `tr` and `env` on `PATH`: exit codes, stderr, working directory, env, output caps | every `execute_shell` is refused with [`Error::Unsupported`] |
+//! | `stdin` | `stdin` of `execute_shell` reaches the program (`cat` echoes it) | a non-empty `stdin` is refused with [`Error::Unsupported`], never silently dropped (with `shell` alone) |
+//! | `persistent_state` | a function defined by one `execute_code` is callable in the next; after a timeout the state is kept, or the result says `stateReset: true` | each `execute_code` starts afresh |
+//! | `streaming` | output of `execute_code` arrives in several chunks before the result, and the chunks add up to the result's output | the streamed command still ends with the complete result |
+//! | `rich_outputs` | [`Programs::rich`] gives a result with at least one well-formed `outputs` entry (a MIME type, base64 data for binary types) | `execute_code` results carry no `outputs` |
+//!
+//! Whatever is declared, state never crosses sessions: a function defined in one session
+//! is unknown in another.
+
+mod capabilities;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt as _;
-
-use crate::backend::{Backend, OutputStream};
+use crate::backend::Backend;
 use crate::command::{Command, Encoding, ReadFile, WriteFile, WriteMode};
 use crate::config::SessionConfig;
 use crate::error::Error;
 use crate::language::Language;
-use crate::manager::{ExecEvent, ExecOptions, ManagerConfig, SessionManager, SessionState};
-use crate::result::{CommandOutcome, CommandResult, EntryType};
+use crate::manager::{ExecOptions, ManagerConfig, SessionManager, SessionState};
+use crate::result::{Capabilities, CommandOutcome, CommandResult, EntryType};
 
 /// Programs in the backend's language that the checks run.
 #[derive(Debug, Clone)]
@@ -41,17 +62,18 @@ pub struct Programs {
     pub fails: String,
     /// Never finishes on its own (a busy loop).
     pub spins: String,
-    /// Prints `line 1` … `line 5`, one line each.
+    /// Prints `line 1` … `line 5`, one line each, pausing briefly (tens of milliseconds)
+    /// between lines so that a streaming backend delivers them in several chunks.
     pub counts: String,
-}
-
-/// What `execute_shell` does in the backend.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Shell {
-    /// Runs programs with a POSIX `sh`, `echo`, `cat`, `pwd`, `head` and `env` on `PATH`.
-    Posix,
-    /// Refuses with [`Error::Unsupported`] (Deno sessions).
-    Unsupported,
+    /// Defines state that a later `execute_code` of the same session uses (e.g. a
+    /// function `answer` returning 42), printing nothing.
+    pub define_state: String,
+    /// Prints exactly `42` using the state [`Programs::define_state`] made, and fails
+    /// (`success: false`) where that state does not exist.
+    pub use_state: String,
+    /// Produces at least one rich output (e.g. a matplotlib figure as `image/png`);
+    /// required when the backend declares `rich_outputs`, `None` otherwise.
+    pub rich: Option<String>,
 }
 
 /// The conformance suite for one backend and language.
@@ -59,7 +81,6 @@ pub struct Suite {
     backend: Arc<dyn Backend>,
     language: Language,
     programs: Programs,
-    shell: Shell,
 }
 
 /// A command that must succeed: its typed result, or a panic that shows the outcome.
@@ -70,8 +91,8 @@ fn ok(outcome: CommandOutcome, what: &str) -> CommandResult {
 
 impl Suite {
     /// A suite for `language` on `backend`.
-    pub fn new(backend: Arc<dyn Backend>, language: Language, programs: Programs, shell: Shell) -> Self {
-        Suite { backend, language, programs, shell }
+    pub fn new(backend: Arc<dyn Backend>, language: Language, programs: Programs) -> Self {
+        Suite { backend, language, programs }
     }
 
     fn manager(&self) -> SessionManager {
@@ -85,6 +106,11 @@ impl Suite {
         }
     }
 
+    /// The capabilities session `id` declares in its info.
+    fn declared(manager: &SessionManager, id: &str) -> Capabilities {
+        manager.info(id).unwrap_or_else(|e| panic!("the info of session {id} is missing: {e}")).capabilities
+    }
+
     async fn run(manager: &SessionManager, id: &str, command: Command) -> CommandOutcome {
         let what = format!("{command:?}");
         manager.execute(id, command, ExecOptions::default()).await.unwrap_or_else(|e| panic!("{what} did not run: {e}"))
@@ -96,9 +122,13 @@ impl Suite {
         self.directories_and_copies().await;
         self.missing_files_and_escapes().await;
         self.execute_code().await;
+        self.capabilities_reported().await;
         self.streaming().await;
         self.timeouts().await;
         self.shell().await;
+        self.stdin().await;
+        self.persistent_state().await;
+        self.rich_outputs().await;
         self.isolation().await;
         self.lifecycle().await;
         self.one_shot().await;
@@ -241,34 +271,15 @@ impl Suite {
         manager.close(&id).await.expect("close");
     }
 
-    /// Streaming: chunks arrive before the outcome and add up to the final output.
-    pub async fn streaming(&self) {
-        let manager = self.manager();
-        let id = self.session(&manager).await;
-        let mut events = manager.execute_stream(&id, Command::code(&self.programs.counts), None);
-        let mut streamed = String::new();
-        let mut outcome = None;
-        while let Some(event) = events.next().await {
-            assert!(outcome.is_none(), "an event came after Finished: {event:?}");
-            match event {
-                ExecEvent::Output(chunk) => {
-                    assert_eq!(chunk.stream, OutputStream::Stdout, "{chunk:?}");
-                    streamed.push_str(&chunk.data);
-                }
-                ExecEvent::Finished(result) => outcome = Some(result.expect("streamed command ran")),
-            }
-        }
-        let outcome = outcome.expect("the stream ends with Finished");
-        let expected = "line 1\nline 2\nline 3\nline 4\nline 5";
-        assert_eq!(outcome.to_json()["result"], expected, "{:?}", outcome.to_json());
-        assert_eq!(streamed.trim_end(), expected, "streamed chunks add up to the output");
-        manager.close(&id).await.expect("close");
-    }
-
-    /// A program past its timeout is stopped with `TimedOut`; the session stays usable.
+    /// A program past its timeout is stopped with `TimedOut`; the session stays usable,
+    /// and a session with persistent state keeps it or says `stateReset: true`.
     pub async fn timeouts(&self) {
         let manager = self.manager();
         let id = self.session(&manager).await;
+        let persistent = Self::declared(&manager, &id).persistent_state;
+        if persistent {
+            ok(Self::run(&manager, &id, Command::code(&self.programs.define_state)).await, "define_state");
+        }
         let options = ExecOptions { timeout: Some(Duration::from_millis(1500)), output: None };
         let spun = manager.execute(&id, Command::code(&self.programs.spins), options).await.expect("ran");
         assert!(matches!(spun.error, Some(Error::TimedOut(_))), "a busy loop must time out: {:?}", spun.to_json());
@@ -277,63 +288,18 @@ impl Suite {
         assert!(spun.duration_ms >= 1500, "stopped no earlier than the timeout: {} ms", spun.duration_ms);
         let after = Self::run(&manager, &id, Command::code(&self.programs.hello)).await;
         assert_eq!(after.to_json()["result"], "hello from codebeaker", "usable after a timeout: {:?}", after.to_json());
-        manager.close(&id).await.expect("close");
-    }
-
-    /// `execute_shell`: argv without a shell, exit codes, stderr, working directory, env,
-    /// stdin and output caps; or a clear refusal where the backend has no shell.
-    pub async fn shell(&self) {
-        let manager = self.manager();
-        let id = self.session(&manager).await;
-        match self.shell {
-            Shell::Unsupported => {
-                let refused = Self::run(&manager, &id, Command::shell("echo", ["hi"])).await;
-                assert!(matches!(&refused.error, Some(Error::Unsupported(_))), "{:?}", refused.to_json());
-            }
-            Shell::Posix => self.posix_shell(&manager, &id).await,
+        if persistent {
+            let reset = matches!(&spun.result, Some(CommandResult::ExecuteCode(c)) if c.state_reset);
+            let used = Self::run(&manager, &id, Command::code(&self.programs.use_state)).await;
+            assert!(
+                reset || (used.success && used.to_json()["result"] == "42"),
+                "after a timeout the state is kept or the timed-out result says stateReset: true; \
+                 timed out: {:?}, then use_state: {:?}",
+                spun.to_json(),
+                used.to_json()
+            );
         }
         manager.close(&id).await.expect("close");
-    }
-
-    async fn posix_shell(&self, manager: &SessionManager, id: &str) {
-        let shell = |script: &str| Command::shell("sh", ["-c", script]);
-        let result = ok(Self::run(manager, id, shell("echo out; echo err >&2; exit 3")).await, "sh");
-        let CommandResult::ExecuteShell(r) = &result else { panic!("{result:?}") };
-        assert_eq!(
-            (r.exit_code, r.stdout.as_str(), r.stderr.as_str()),
-            (3, "out\n", "err\n"),
-            "non-zero exit is a result, not a failure"
-        );
-        let literal = ok(Self::run(manager, id, Command::shell("echo", ["$HOME", "*", "a b"])).await, "echo");
-        assert!(
-            matches!(&literal, CommandResult::ExecuteShell(r) if r.stdout == "$HOME * a b\n"),
-            "args reach the program verbatim: {literal:?}"
-        );
-        ok(Self::run(manager, id, Command::create_directory("sub")).await, "mkdir");
-        let mut pwd = crate::command::ExecuteShell::new("pwd", Vec::<String>::new());
-        pwd.working_directory = "/workspace/sub".into();
-        let here = ok(Self::run(manager, id, Command::ExecuteShell(pwd)).await, "pwd");
-        assert!(matches!(&here, CommandResult::ExecuteShell(r) if r.stdout == "/workspace/sub\n"), "{here:?}");
-        let mut env = crate::command::ExecuteShell::new("sh", ["-c", "echo $GREETING"]);
-        env.env.insert("GREETING".into(), "hi there".into());
-        let greeted = ok(Self::run(manager, id, Command::ExecuteShell(env)).await, "env");
-        assert!(matches!(&greeted, CommandResult::ExecuteShell(r) if r.stdout == "hi there\n"), "{greeted:?}");
-        let mut cat = crate::command::ExecuteShell::new("cat", Vec::<String>::new());
-        cat.stdin = Some("from stdin\n".into());
-        let echoed = ok(Self::run(manager, id, Command::ExecuteShell(cat)).await, "cat");
-        assert!(matches!(&echoed, CommandResult::ExecuteShell(r) if r.stdout == "from stdin\n"), "{echoed:?}");
-        let flood = ok(Self::run(manager, id, shell("head -c 3000000 /dev/zero | tr '\\0' x")).await, "flood");
-        let CommandResult::ExecuteShell(flood) = &flood else { panic!("{flood:?}") };
-        let limit = manager.config().output_limit;
-        assert!(
-            flood.truncated && flood.stdout.len() == limit,
-            "stdout capped at {limit} bytes: truncated={} len={}",
-            flood.truncated,
-            flood.stdout.len()
-        );
-        let missing = Self::run(manager, id, Command::shell("no-such-program-xyz", Vec::<String>::new())).await;
-        let text = format!("{:?}", missing.to_json());
-        assert!(text.contains("no-such-program-xyz"), "a missing program is named in the answer: {text}");
     }
 
     /// Sessions do not see each other's files or globals.
@@ -352,6 +318,9 @@ impl Suite {
         ok(Self::run(&manager, &second, Command::write_file("only-second.txt", "x")).await, "write");
         let absent = Self::run(&manager, &first, Command::read_file("only-second.txt")).await;
         assert!(matches!(absent.error, Some(Error::NotFound { .. })), "{:?}", absent.to_json());
+        ok(Self::run(&manager, &first, Command::code(&self.programs.define_state)).await, "define_state");
+        let foreign = Self::run(&manager, &second, Command::code(&self.programs.use_state)).await;
+        assert!(!foreign.success, "state defined in one session is visible in another: {:?}", foreign.to_json());
         manager.close(&first).await.expect("close");
         manager.close(&second).await.expect("close");
     }
