@@ -137,7 +137,7 @@ impl Backend for DockerBackend {
     }
 
     fn capabilities(&self, _language: Language) -> codebeaker::Capabilities {
-        codebeaker::Capabilities { streaming: true, shell: true, ..codebeaker::Capabilities::default() }
+        codebeaker::Capabilities { streaming: true, shell: true, stdin: true, ..codebeaker::Capabilities::default() }
     }
 
     async fn create_sandbox(&self, config: &SessionConfig, _limits: &SessionLimits) -> Result<Box<dyn Sandbox>> {
