@@ -20,12 +20,16 @@ fn is_text_mime(mime: &str) -> bool {
 impl Suite {
     /// The session info declares the backend's capabilities for the language, the same
     /// in the answer to create, in `info` and in `list`, and as a camelCase
-    /// `capabilities` object on the wire.
+    /// `capabilities` object on the wire; `stdin` is only declared with `shell`.
     pub async fn capabilities_reported(&self) {
         let manager = self.manager();
         let created = manager.create(crate::SessionConfig::new(self.language)).await.expect("create");
         let expected = self.backend.capabilities(self.language);
         assert_eq!(created.capabilities, expected, "session.create reports the backend's capabilities");
+        assert!(
+            !expected.stdin || expected.shell,
+            "stdin is a property of execute_shell: {expected:?} declares it alone"
+        );
         assert_eq!(Self::declared(&manager, &created.session_id), expected, "info reports them too");
         let listed = manager.list();
         assert!(listed.iter().all(|s| s.capabilities == expected), "list reports them too: {listed:?}");

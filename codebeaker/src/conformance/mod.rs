@@ -32,7 +32,7 @@
 //! | capability | declared: the suite checks that | not declared: the suite checks that |
 //! |---|---|---|
 //! | `shell` | `execute_shell` runs argv with a POSIX `sh`, `echo`, `cat`, `pwd`, `head`, `tr` and `env` on `PATH`: exit codes, stderr, working directory, env, output caps | every `execute_shell` is refused with [`Error::Unsupported`] |
-//! | `stdin` | `stdin` of `execute_shell` reaches the program (`cat` echoes it) | a non-empty `stdin` is refused with [`Error::Unsupported`], never silently dropped (with `shell` alone) |
+//! | `stdin` (only with `shell`) | `stdin` of `execute_shell` reaches the program (`cat` echoes it) | a non-empty `stdin` is refused with [`Error::Unsupported`], never silently dropped (with `shell` alone) |
 //! | `persistent_state` | a function defined by one `execute_code` is callable in the next; after a timeout the state is kept, or the result says `stateReset: true` | each `execute_code` starts afresh |
 //! | `streaming` | output of `execute_code` arrives in several chunks before the result, and the chunks add up to the result's output | the streamed command still ends with the complete result |
 //! | `rich_outputs` | [`Programs::rich`] gives a result with at least one well-formed `outputs` entry (a MIME type, base64 data for binary types) | `execute_code` results carry no `outputs` |
