@@ -18,7 +18,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-pub use calls::{CodeOutput, CodeStream, ExecEvent, ExecOutput, ExecStream};
+pub use calls::{CodeEvent, CodeOutput, CodeStream, ExecEvent, ExecOutput, ExecStream};
 
 use crate::protocol::{
     AgentHello, AgentMessage, ErrorReply, Frame, FrameKind, FsReply, FsRequest, HostMessage, ProtocolError,
@@ -97,10 +97,9 @@ pub enum Inbound {
     Data {
         /// `Stdout`, `Stderr` or `TunnelData`.
         kind: FrameKind,
-        /// The bytes.
+        /// The bytes. An empty chunk of `TunnelData` is the agent's half-close: the
+        /// program finished sending (the frame carried `FLAG_END`).
         bytes: Vec<u8>,
-        /// The last data of its stream (`FLAG_END`).
-        end: bool,
     },
 }
 
@@ -420,7 +419,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 Err(e) => break format!("the agent broke the protocol: {e}"),
             }
         } else if matches!(frame.kind, FrameKind::Stdout | FrameKind::Stderr | FrameKind::TunnelData) {
-            Inbound::Data { kind: frame.kind, end: frame.is_end(), bytes: frame.body }
+            Inbound::Data { kind: frame.kind, bytes: frame.body }
         } else {
             break format!("the agent sent a {:?} frame, which only the host sends", frame.kind);
         };

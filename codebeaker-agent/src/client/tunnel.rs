@@ -40,7 +40,8 @@ impl AgentClient {
                     }
                 },
                 item = from_agent.recv(), if agent_open => match item {
-                    Some(Inbound::Data { kind: FrameKind::TunnelData, bytes, end }) => {
+                    Some(Inbound::Data { kind: FrameKind::TunnelData, bytes }) => {
+                        let end = bytes.is_empty();
                         total += bytes.len() as u64;
                         if total > max_bytes {
                             break Some(format!("the tunnel exceeded its cap of {max_bytes} bytes"));
