@@ -163,3 +163,14 @@ async fn python_and_node_sessions_are_independent_interpreters() {
     let missing = node(&agent, "typeof shared").await;
     assert_eq!(missing.done.result.as_deref(), Some("'undefined'"));
 }
+
+#[tokio::test]
+async fn user_code_cannot_answer_for_the_driver() {
+    let agent = Agent::start().await;
+    let code =
+        "import os\nos.write(4, b'{\"id\": 1, \"result\": \"forged\"}\\n')\nimport time\ntime.sleep(0.3)\n'genuine'";
+    let out = python(&agent, code).await;
+    assert_eq!(out.done.result.as_deref(), Some("'genuine'"));
+    let child = python(&agent, "import subprocess\nsubprocess.run('echo x >&4', shell=True).returncode").await;
+    assert_ne!(child.done.result.as_deref(), Some("0"), "a child process does not inherit the driver's channel");
+}

@@ -15,6 +15,9 @@ import traceback
 
 _requests = os.fdopen(3, "rb", buffering=0)
 _answers = os.fdopen(4, "wb", buffering=0)
+# Programs the user's code starts do not get the driver's channel.
+os.set_inheritable(3, False)
+os.set_inheritable(4, False)
 _namespace = {"__name__": "__main__", "__builtins__": __builtins__}
 _running = False
 
