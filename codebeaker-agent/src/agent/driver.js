@@ -4,6 +4,7 @@
 // run a marker is written to fds 1 and 2 so the agent knows all output has been read.
 'use strict';
 const fs = require('fs');
+const net = require('net');
 const util = require('util');
 const vm = require('vm');
 const path = require('path');
@@ -82,7 +83,8 @@ async function run(number, code) {
 let buffered = '';
 let number = 0;
 let queue = Promise.resolve();
-const requests = fs.createReadStream(null, { fd: 3 });
+// A socket on the pipe is event-driven (a read stream would poll it from the thread pool).
+const requests = new net.Socket({ fd: 3, readable: true, writable: false });
 requests.on('data', (chunk) => {
   buffered += chunk.toString('utf8');
   let newline;
