@@ -48,11 +48,26 @@ function errorOf(error) {
   return { name, value, traceback: userStack(error, name, value) };
 }
 
+// Top-level `await` (a syntax error in a script) runs the cell as an async function: an
+// expression's value is kept; declarations inside stay local to that cell.
+function compile(code, filename) {
+  try {
+    return new vm.Script(code, { filename });
+  } catch (error) {
+    if (!(error && error.name === 'SyntaxError' && /await is only valid/.test(error.message))) throw error;
+    try {
+      return new vm.Script(`(async () => (\n${code}\n))()`, { filename, lineOffset: -1 });
+    } catch (_) {
+      return new vm.Script(`(async () => {\n${code}\n})()`, { filename, lineOffset: -1 });
+    }
+  }
+}
+
 async function run(number, code) {
   const answer = { error: null, result: null, outputs: [] };
   running = true;
   try {
-    const script = new vm.Script(code, { filename: `<cell-${number}>` });
+    const script = compile(code, `<cell-${number}>`);
     let value = script.runInContext(context, { breakOnSigint: true, displayErrors: false });
     if (value && typeof value.then === 'function') {
       value = await Promise.race([
