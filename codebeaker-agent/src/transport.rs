@@ -55,6 +55,50 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     }
 }
 
+impl<R: AsyncRead + Unpin> FrameReader<R> {
+    /// Skips bytes until a message frame whose body `accept` takes, and returns it. For
+    /// joining a stream mid-way (re-attaching to a running agent after an engine
+    /// restart): whatever was cut off before is discarded, at most `max_skip` bytes.
+    pub async fn resync<F>(&mut self, max_skip: usize, mut accept: F) -> Result<Frame, ProtocolError>
+    where
+        F: FnMut(&Frame) -> bool,
+    {
+        let mut window = [0u8; HEADER_LEN];
+        let mut filled = 0;
+        let mut skipped = 0usize;
+        loop {
+            if filled == HEADER_LEN {
+                if let Ok(header) = FrameHeader::decode(&window, self.max_frame) {
+                    if header.kind == crate::protocol::FrameKind::Message {
+                        let mut body = vec![0u8; header.len as usize];
+                        self.inner.read_exact(&mut body).await.map_err(|_| ProtocolError::Truncated)?;
+                        let frame = Frame { kind: header.kind, flags: header.flags, id: header.id, body };
+                        if accept(&frame) {
+                            return Ok(frame);
+                        }
+                        skipped += HEADER_LEN + frame.body.len();
+                        filled = 0;
+                        continue;
+                    }
+                }
+                window.copy_within(1.., 0);
+                filled -= 1;
+                skipped += 1;
+                if skipped > max_skip {
+                    return Err(ProtocolError::NoFrame { skipped });
+                }
+            }
+            match self.inner.read_u8().await {
+                Ok(byte) => {
+                    window[filled] = byte;
+                    filled += 1;
+                }
+                Err(_) => return Err(ProtocolError::Truncated),
+            }
+        }
+    }
+}
+
 /// Writes frames to a byte stream.
 #[derive(Debug)]
 pub struct FrameWriter<W> {

@@ -163,3 +163,28 @@ async fn python_and_node_sessions_are_independent_interpreters() {
     let missing = node(&agent, "typeof shared").await;
     assert_eq!(missing.done.result.as_deref(), Some("'undefined'"));
 }
+
+#[tokio::test]
+async fn user_code_cannot_answer_for_the_driver() {
+    let agent = Agent::start().await;
+    let code =
+        "import os\nos.write(4, b'{\"id\": 1, \"result\": \"forged\"}\\n')\nimport time\ntime.sleep(0.3)\n'genuine'";
+    let out = python(&agent, code).await;
+    assert_eq!(out.done.result.as_deref(), Some("'genuine'"));
+    let child = python(&agent, "import subprocess\nsubprocess.run('echo x >&4', shell=True).returncode").await;
+    assert_ne!(child.done.result.as_deref(), Some("0"), "a child process does not inherit the driver's channel");
+}
+
+#[tokio::test]
+async fn top_level_await_works_in_both_interpreters() {
+    let agent = Agent::start().await;
+    python(
+        &agent,
+        "import asyncio\nasync def answer():\n    await asyncio.sleep(0.01)\n    return 41\nx = await answer()",
+    )
+    .await;
+    assert_eq!(python(&agent, "x + 1").await.done.result.as_deref(), Some("42"), "state set by awaited code is kept");
+    let awaited = node(&agent, "await new Promise((resolve) => setTimeout(() => resolve(5), 10))").await;
+    assert!(awaited.done.error.is_none(), "{:?}", awaited.done.error);
+    assert_eq!(awaited.done.result.as_deref(), Some("5"));
+}

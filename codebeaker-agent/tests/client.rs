@@ -149,3 +149,35 @@ async fn a_version_the_host_does_not_speak_is_refused() {
         "{refused:?}"
     );
 }
+
+#[tokio::test]
+async fn re_attaching_mid_stream_skips_to_the_handshake_answer() {
+    let (host, agent) = tokio::io::duplex(1 << 16);
+    let (host_read, host_write) = tokio::io::split(host);
+    let (agent_read, mut agent_write) = tokio::io::split(agent);
+    let agent_task = tokio::spawn(async move {
+        let mut reader = FrameReader::new(agent_read, DEFAULT_MAX_FRAME);
+        let hello = reader.next().await.unwrap().unwrap();
+        // What the engine delivers on a new attach: the tail of a frame cut mid-way, a
+        // whole frame for an earlier client's request, then the answer.
+        let old = Frame::data(FrameKind::Stdout, 3, b"old output".to_vec(), false).encode(DEFAULT_MAX_FRAME).unwrap();
+        agent_write.write_all(&old[7..]).await.unwrap();
+        agent_write.write_all(&old).await.unwrap();
+        let reply = AgentMessage::Hello(AgentHello { protocol: 1, agent: "a".into(), capabilities: Vec::new() });
+        agent_write
+            .write_all(&Frame::message(hello.id, &reply).unwrap().encode(DEFAULT_MAX_FRAME).unwrap())
+            .await
+            .unwrap();
+        let ping = reader.next().await.unwrap().unwrap();
+        agent_write
+            .write_all(&Frame::message(ping.id, &AgentMessage::Pong).unwrap().encode(DEFAULT_MAX_FRAME).unwrap())
+            .await
+            .unwrap();
+        (reader, agent_write)
+    });
+    let config = ClientConfig { resync: Some(1 << 20), ..ClientConfig::default() };
+    let (client, hello) = AgentClient::connect_split(host_read, host_write, config).await.unwrap();
+    assert_eq!(hello.agent, "a");
+    client.ping().await.unwrap();
+    let _ = agent_task.await.unwrap();
+}

@@ -4,6 +4,7 @@
 // run a marker is written to fds 1 and 2 so the agent knows all output has been read.
 'use strict';
 const fs = require('fs');
+const net = require('net');
 const util = require('util');
 const vm = require('vm');
 const path = require('path');
@@ -47,11 +48,26 @@ function errorOf(error) {
   return { name, value, traceback: userStack(error, name, value) };
 }
 
+// Top-level `await` (a syntax error in a script) runs the cell as an async function: an
+// expression's value is kept; declarations inside stay local to that cell.
+function compile(code, filename) {
+  try {
+    return new vm.Script(code, { filename });
+  } catch (error) {
+    if (!(error && error.name === 'SyntaxError' && /await is only valid/.test(error.message))) throw error;
+    try {
+      return new vm.Script(`(async () => (\n${code}\n))()`, { filename, lineOffset: -1 });
+    } catch (_) {
+      return new vm.Script(`(async () => {\n${code}\n})()`, { filename, lineOffset: -1 });
+    }
+  }
+}
+
 async function run(number, code) {
   const answer = { error: null, result: null, outputs: [] };
   running = true;
   try {
-    const script = new vm.Script(code, { filename: `<cell-${number}>` });
+    const script = compile(code, `<cell-${number}>`);
     let value = script.runInContext(context, { breakOnSigint: true, displayErrors: false });
     if (value && typeof value.then === 'function') {
       value = await Promise.race([
@@ -82,7 +98,8 @@ async function run(number, code) {
 let buffered = '';
 let number = 0;
 let queue = Promise.resolve();
-const requests = fs.createReadStream(null, { fd: 3 });
+// A socket on the pipe is event-driven (a read stream would poll it from the thread pool).
+const requests = new net.Socket({ fd: 3, readable: true, writable: false });
 requests.on('data', (chunk) => {
   buffered += chunk.toString('utf8');
   let newline;

@@ -15,6 +15,9 @@ import traceback
 
 _requests = os.fdopen(3, "rb", buffering=0)
 _answers = os.fdopen(4, "wb", buffering=0)
+# Programs the user's code starts do not get the driver's channel.
+os.set_inheritable(3, False)
+os.set_inheritable(4, False)
 _namespace = {"__name__": "__main__", "__builtins__": __builtins__}
 _running = False
 
@@ -76,6 +79,23 @@ def _figures():
     return outputs
 
 
+_TOP_LEVEL_AWAIT = getattr(ast, "PyCF_ALLOW_TOP_LEVEL_AWAIT", 0)
+_loop = None
+
+
+def _evaluate(compiled):
+    # Code with a top-level `await` compiles to a coroutine: run it on one loop that
+    # lives as long as the session, like a notebook's.
+    global _loop
+    result = eval(compiled, _namespace)
+    if compiled.co_flags & 0x80:  # CO_COROUTINE
+        import asyncio
+        if _loop is None:
+            _loop = asyncio.new_event_loop()
+        result = _loop.run_until_complete(result)
+    return result
+
+
 def _run(number, code):
     global _running
     filename = f"<cell-{number}>"
@@ -88,9 +108,9 @@ def _run(number, code):
         trailing = None
         if tree.body and isinstance(tree.body[-1], ast.Expr):
             trailing = ast.Expression(tree.body.pop().value)
-        exec(compile(tree, filename, "exec"), _namespace)
+        _evaluate(compile(tree, filename, "exec", flags=_TOP_LEVEL_AWAIT))
         if trailing is not None:
-            value = eval(compile(trailing, filename, "eval"), _namespace)
+            value = _evaluate(compile(trailing, filename, "eval", flags=_TOP_LEVEL_AWAIT))
         _running = False
         if value is not None:
             _namespace["_"] = value

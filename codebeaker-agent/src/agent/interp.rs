@@ -157,10 +157,12 @@ async fn execute(
                 None => break Outcome::Died,
             },
             read = read_answer(&mut interpreter.answers, &mut answer_line), if answer.is_none() => match read {
-                Ok(Some(parsed)) => {
+                // Only the driver knows the id: a line user code wrote to fd 4 is not the answer.
+                Ok(Some(parsed)) if parsed.id == Some(id) => {
                     answer = Some(parsed);
                     marker_deadline = Some(Instant::now() + MARKER_WAIT);
                 }
+                Ok(Some(_)) => {}
                 Ok(None) | Err(_) => break Outcome::Died,
             },
             item = control.recv() => if let Some(Control::Cancel) = item {
@@ -288,6 +290,8 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 /// What a driver answers.
 #[derive(Debug, Default, serde::Deserialize)]
 struct Answer {
+    #[serde(default)]
+    id: Option<u64>,
     #[serde(default)]
     error: Option<CodeError>,
     #[serde(default)]

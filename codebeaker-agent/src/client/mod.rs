@@ -7,6 +7,7 @@
 //! every waiting call receives, and no call can hang once the channel is gone.
 
 mod calls;
+mod tunnel;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,6 +38,11 @@ pub struct ClientConfig {
     pub reply_grace: Duration,
     /// Frames buffered per call before the reader waits for the caller to consume them.
     pub call_queue: usize,
+    /// Join a stream mid-way: skip whatever precedes the agent's answer to the
+    /// handshake (for re-attaching to a running agent, whose output while nobody listened
+    /// may have been cut anywhere). At most this many bytes are skipped; `None` for a
+    /// fresh agent, whose first byte must start a frame.
+    pub resync: Option<usize>,
 }
 
 impl Default for ClientConfig {
@@ -46,6 +52,7 @@ impl Default for ClientConfig {
             call_timeout: Duration::from_secs(30),
             reply_grace: Duration::from_secs(3),
             call_queue: 256,
+            resync: None,
         }
     }
 }
@@ -90,7 +97,8 @@ pub enum Inbound {
     Data {
         /// `Stdout`, `Stderr` or `TunnelData`.
         kind: FrameKind,
-        /// The bytes.
+        /// The bytes. An empty chunk of `TunnelData` is the agent's half-close: the
+        /// program finished sending (the frame carried `FLAG_END`).
         bytes: Vec<u8>,
     },
 }
@@ -173,15 +181,16 @@ impl AgentClient {
             outgoing,
             pending: Mutex::new(HashMap::new()),
             closed: Mutex::new(None),
-            next_id: AtomicU64::new(1),
+            next_id: AtomicU64::new(first_id()),
             tunnels: Mutex::new(None),
             tasks: Mutex::new(Vec::new()),
             config,
         });
         let max_frame = shared.config.max_frame;
+        let resync = shared.config.resync;
         let weak = Arc::downgrade(&shared);
         let write_task = tokio::spawn(write_loop(FrameWriter::new(writer, max_frame), outgoing_rx, weak.clone()));
-        let read_task = tokio::spawn(read_loop(FrameReader::new(reader, max_frame), weak));
+        let read_task = tokio::spawn(read_loop(FrameReader::new(reader, max_frame), weak, resync));
         shared.tasks.lock().unwrap_or_else(PoisonError::into_inner).extend([write_task, read_task]);
         AgentClient { shared }
     }
@@ -332,6 +341,13 @@ impl AgentClient {
     }
 }
 
+/// Where this client's request ids start: apart from an earlier client's of the same
+/// agent, so late frames for that client's requests cannot be taken for this one's.
+fn first_id() -> u64 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    ((nanos as u64) >> 8 & 0x00ff_ffff_ffff_0000) | 1
+}
+
 fn unexpected(call: &str, message: &AgentMessage) -> AgentError {
     AgentError::Unexpected(format!("{call} was answered with {message:?}"))
 }
@@ -362,9 +378,32 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     }
 }
 
-async fn read_loop<R: AsyncRead + Unpin>(mut reader: FrameReader<R>, shared: std::sync::Weak<Shared>) {
+async fn read_loop<R: AsyncRead + Unpin>(
+    mut reader: FrameReader<R>,
+    shared: std::sync::Weak<Shared>,
+    resync: Option<usize>,
+) {
+    let mut first = match resync {
+        Some(max_skip) => {
+            let is_hello = |frame: &Frame| matches!(frame.parse::<AgentMessage>(), Ok(AgentMessage::Hello(_)));
+            match reader.resync(max_skip, is_hello).await {
+                Ok(frame) => Some(frame),
+                Err(e) => {
+                    if let Some(shared) = shared.upgrade() {
+                        close(&shared, format!("re-attaching to the agent failed: {e}"));
+                    }
+                    return;
+                }
+            }
+        }
+        None => None,
+    };
     let reason = loop {
-        let frame = match reader.next().await {
+        let next = match first.take() {
+            Some(frame) => Ok(Some(frame)),
+            None => reader.next().await,
+        };
+        let frame = match next {
             Ok(Some(frame)) => frame,
             Ok(None) => break "the agent closed its stream".to_owned(),
             Err(e) => break format!("the agent broke the protocol: {e}"),

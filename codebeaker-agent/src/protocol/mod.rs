@@ -62,6 +62,12 @@ pub enum ProtocolError {
     /// A message could not be encoded.
     #[error("unencodable message: {0}")]
     Encode(#[source] serde_json::Error),
+    /// Joining a stream mid-way, no acceptable frame came within this many bytes.
+    #[error("no agent frame found in {skipped} bytes")]
+    NoFrame {
+        /// Bytes skipped.
+        skipped: usize,
+    },
     /// The stream ended in the middle of a frame.
     #[error("stream ended inside a frame")]
     Truncated,

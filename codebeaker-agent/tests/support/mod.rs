@@ -41,6 +41,8 @@ impl Agent {
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_codebeaker-agent"))
             .arg("--workspace")
             .arg(&workspace)
+            // Tests run in parallel: each agent's proxy on a port of its own.
+            .args(["--proxy", "127.0.0.1:0"])
             // The system interpreters: the test user's own (pyenv under /root) are not
             // reachable by uid 1000.
             .env("PATH", "/usr/local/bin:/usr/bin:/bin")
