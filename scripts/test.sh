@@ -5,7 +5,9 @@
 #   1. build dependencies (cmake, libsimde-dev)          scripts/setup-build.sh
 #   2. a Docker engine                                   scripts/docker-engine.sh
 #   3. the runtime images, built without a registry      scripts/build-images.sh
-#   4. the client libraries of the cross-language tests  (pip websockets, npm ws)
+#   4. the client libraries of the cross-language tests  (pip websockets, mcp,
+#      prometheus-client; npm ws; Debian python3-matplotlib)
+#   5. the in-container agent, a static binary          scripts/build-agent.sh
 # then runs every test of the workspace with Docker and the clients required, so
 # nothing is skipped, and every example as written (scripts/examples.sh). Images build in the background while the tests compile.
 set -euo pipefail
@@ -24,10 +26,20 @@ scripts/build-images.sh >"$images_log" 2>&1 &
 images_pid=$!
 
 log "installing client libraries for the cross-language tests"
-python3 -m pip install --quiet --disable-pip-version-check 'websockets>=12' >&2
+# websockets: the Python WebSocket client; mcp: the official MCP client SDK;
+# prometheus-client: the exposition-format parser the /metrics tests use.
+python3 -m pip install --quiet --disable-pip-version-check 'websockets>=12' 'mcp>=1.9' 'prometheus-client>=0.20' >&2
+if ! /usr/bin/python3 -c 'import matplotlib' 2>/dev/null; then
+    # The agent's notebook tests draw a figure with the system python3 (as the images do).
+    log "installing python3-matplotlib for the agent's rich-output tests"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-matplotlib >/dev/null
+fi
 if [ ! -d examples/clients/node_modules/ws ]; then
     (cd examples/clients && npm install --no-audit --no-fund --silent) >&2
 fi
+
+log "building the in-container agent (static release binary)"
+scripts/build-agent.sh >&2
 
 log "compiling the test suite"
 cargo test --workspace --no-run --quiet
