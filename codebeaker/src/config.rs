@@ -17,6 +17,9 @@ pub const DEFAULT_MEMORY_LIMIT_MB: u64 = 512;
 pub const DEFAULT_CPU_SHARES: u64 = 1024;
 /// Default wall-clock limit of one command.
 pub const DEFAULT_COMMAND_TIMEOUT_MS: u64 = 60_000;
+/// Hard upper bound of any command's wall-clock limit (one day), whatever the operator
+/// allows; the operator's `max-command-timeout-ms` may only lower it.
+pub const MAX_COMMAND_TIMEOUT_MS: u64 = 24 * 60 * 60 * 1000;
 
 /// Smallest memory limit a sandbox can usefully run with.
 pub(crate) const MIN_MEMORY_LIMIT_MB: u64 = 16;
@@ -112,8 +115,12 @@ impl SessionConfig {
                 self.cpu_shares
             )));
         }
-        if self.default_timeout_ms == 0 {
-            return Err(Error::InvalidInput("defaultTimeoutMs must be above 0".into()));
+        // Above the maximum every command would fail, so the session is refused instead.
+        if !(1..=MAX_COMMAND_TIMEOUT_MS).contains(&self.default_timeout_ms) {
+            return Err(Error::InvalidInput(format!(
+                "defaultTimeoutMs must be between 1 and {MAX_COMMAND_TIMEOUT_MS}, got {}",
+                self.default_timeout_ms
+            )));
         }
         if self.docker_image.as_deref().is_some_and(|image| image.trim().is_empty()) {
             return Err(Error::InvalidInput("dockerImage must not be empty".into()));
@@ -267,6 +274,13 @@ mod tests {
         let mut config = SessionConfig::new(Language::Python);
         config.idle_timeout_minutes = -1.0;
         assert!(matches!(config.validate(), Err(Error::InvalidInput(m)) if m.contains("idleTimeoutMinutes")));
+        let mut config = SessionConfig::new(Language::Python);
+        config.default_timeout_ms = MAX_COMMAND_TIMEOUT_MS + 1;
+        assert!(
+            matches!(config.validate(), Err(Error::InvalidInput(m)) if m.contains("defaultTimeoutMs") && m.contains("86400000"))
+        );
+        config.default_timeout_ms = 0;
+        assert!(matches!(config.validate(), Err(Error::InvalidInput(m)) if m.contains("defaultTimeoutMs")));
         let mut config = SessionConfig::new(Language::Deno);
         config.docker_image = Some("python:3".into());
         assert!(matches!(config.validate(), Err(Error::InvalidInput(m)) if m.contains("dockerImage")));

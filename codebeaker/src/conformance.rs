@@ -273,6 +273,7 @@ impl Suite {
         let spun = manager.execute(&id, Command::code(&self.programs.spins), options).await.expect("ran");
         assert!(matches!(spun.error, Some(Error::TimedOut(_))), "a busy loop must time out: {:?}", spun.to_json());
         assert!(!spun.success);
+        assert_eq!(spun.to_json()["error"], "Command timed out after 1500 ms", "the limit, not the time it took");
         assert!(spun.duration_ms >= 1500, "stopped no earlier than the timeout: {} ms", spun.duration_ms);
         let after = Self::run(&manager, &id, Command::code(&self.programs.hello)).await;
         assert_eq!(after.to_json()["result"], "hello from codebeaker", "usable after a timeout: {:?}", after.to_json());

@@ -23,6 +23,20 @@
 //! assert!(WorkspacePath::parse("../etc/passwd").is_err());
 //! ```
 //!
+//! # Trust and limits
+//!
+//! - The **operator** writes the [`Policy`] (caps on memory, CPU, lifetimes, command
+//!   timeouts, workspace size, images, grantable host paths, network) and hands it to
+//!   the [`SessionManager`] through [`ManagerConfig::policy`]; every session request is
+//!   checked against it and turned into the [`SessionLimits`] backends enforce.
+//! - **Tenants** are the manager's clients. [`SessionManager::create_as`] and the other
+//!   `*_as` methods take the tenant that asks: a tenant sees and acts on its own
+//!   sessions only (another tenant's session id answers like an unknown one), and holds
+//!   at most `max-sessions-per-tenant` of them. `None` is the operator, who sees all.
+//! - **Guest code** is trusted with nothing: where it may connect is decided by the
+//!   [`egress`] rules (allowlisted names, public addresses only unless the operator
+//!   allows more, caps on connections and bytes), shared by every backend.
+//!
 //! With a backend, a session runs commands through the manager:
 //!
 //! ```no_run
@@ -44,6 +58,7 @@
 pub mod backend;
 pub mod command;
 pub mod config;
+pub mod egress;
 pub mod error;
 pub mod language;
 pub mod manager;
@@ -61,11 +76,12 @@ pub mod testing;
 pub use backend::{Backend, BackendHealth, ExecContext, OutputChunk, OutputSink, OutputStream, Sandbox};
 pub use command::{Command, Encoding, WriteMode};
 pub use config::{Allowlist, DenoPermissions, SessionConfig};
+pub use egress::{EgressDenied, EgressRules, EgressStream};
 pub use error::{Error, Result};
 pub use language::Language;
 pub use manager::{ExecEvent, ExecOptions, ExecutionStream, ManagerConfig, SessionInfo, SessionManager, SessionState};
 pub use observer::{CloseReason, SessionObserver};
-pub use output::OutputCollector;
+pub use output::{DecodingSink, OutputCollector, Utf8Decoder};
 pub use policy::{NetPolicy, Policy, SessionLimits};
 pub use result::{Capabilities, CodeResult, CommandOutcome, CommandResult, RichOutput, ShellResult, Usage};
 pub use workspace::{HostWorkspace, WorkspacePath, WORKSPACE_ROOT};

@@ -45,8 +45,9 @@ pub struct Policy {
     /// Longest per-command timeout a session or request may ask for, in ms.
     pub max_command_timeout_ms: u64,
     /// How long a sandbox may take to stop a command after its timeout before it is taken
-    /// for broken, in ms. The manager's backstop and every backend's kill phase derive
-    /// from this one value.
+    /// for broken, in ms. This is the one grace value: the manager's backstop waits
+    /// `timeout + stop_grace`, and every backend's kill phase (signal, then force) must
+    /// fit in [`SessionLimits::stop_grace`]; no crate keeps a grace constant of its own.
     pub stop_grace_ms: u64,
     /// Size of each session's workspace, in MiB: Docker's `/workspace` tmpfs, Deno's
     /// quota, and `RLIMIT_FSIZE` of sandboxed processes.
@@ -88,9 +89,11 @@ pub struct NetPolicy {
     /// Whether sandboxed code may reach anything at all (false: every connection is
     /// refused at once with a message saying egress is off).
     pub egress: bool,
-    /// Host patterns (`pypi.org`, `*.pythonhosted.org`, optionally `:PORT`) Docker
-    /// sessions may reach through the egress proxy. Empty: the public package registries
-    /// of the session's language.
+    /// Host patterns (`pypi.org`, `*.pythonhosted.org`, `*`, optionally `:PORT`; no port
+    /// means any port) Docker sessions may reach through the egress proxy. Empty: the
+    /// public package registries of the session's language, ports 443 and 80
+    /// ([`crate::egress::default_registries`]). When set, it also bounds what a Deno
+    /// session's `allowNet` may reach.
     pub allowed_hosts: Vec<String>,
     /// Non-public addresses or networks (CIDR, e.g. `127.0.0.1/32`, `10.0.0.0/8`) that
     /// sandboxed code may reach anyway. Empty (the default): loopback, private,
@@ -129,7 +132,9 @@ pub struct SessionLimits {
     pub cpus: f64,
     /// Workspace size (quota), in bytes; also the sandbox's largest file.
     pub workspace_bytes: u64,
-    /// How long a sandbox may take to stop a command after its timeout.
+    /// How long a sandbox may take to stop a command after its timeout
+    /// ([`Policy::stop_grace_ms`]): backends' kill phases use this value and no constant
+    /// of their own, so they always finish before the manager's backstop fires.
     pub stop_grace: Duration,
     /// Images allowed besides the backend's built-in ones.
     pub allowed_images: Vec<String>,
@@ -165,6 +170,23 @@ impl Policy {
         }
         if self.max_command_timeout_ms == 0 || self.workspace_mb == 0 || self.max_sessions_per_tenant == 0 {
             return invalid("max-command-timeout-ms, workspace-mb and max-sessions-per-tenant must be above 0");
+        }
+        if self.max_command_timeout_ms > crate::config::MAX_COMMAND_TIMEOUT_MS {
+            return invalid(&format!(
+                "max-command-timeout-ms must be at most {}",
+                crate::config::MAX_COMMAND_TIMEOUT_MS
+            ));
+        }
+        if self.stop_grace_ms == 0 {
+            return invalid("stop-grace-ms must be above 0");
+        }
+        for pattern in &self.net.allowed_hosts {
+            crate::egress::HostPattern::parse(pattern)
+                .map_err(|e| Error::InvalidInput(format!("policy: net.allowed-hosts: {e}")))?;
+        }
+        for network in &self.net.allowed_private {
+            crate::egress::Cidr::parse(network)
+                .map_err(|e| Error::InvalidInput(format!("policy: net.allowed-private: {e}")))?;
         }
         Ok(())
     }
@@ -256,5 +278,13 @@ mod tests {
         assert!(!policy.net.egress);
         policy.validate().unwrap();
         assert!(serde_json::from_value::<Policy>(serde_json::json!({"max-memroy-mb": 1})).is_err());
+        let mut typo = Policy::default();
+        typo.net.allowed_private = vec!["10.0.0.0/99".into()];
+        assert!(typo.validate().unwrap_err().to_string().contains("allowed-private"));
+        let mut typo = Policy::default();
+        typo.net.allowed_hosts = vec!["pypi.org:http".into()];
+        assert!(typo.validate().unwrap_err().to_string().contains("allowed-hosts"));
+        let typo = Policy { max_command_timeout_ms: u64::MAX, ..Policy::default() };
+        assert!(typo.validate().unwrap_err().to_string().contains("max-command-timeout-ms"));
     }
 }

@@ -239,15 +239,14 @@ impl CommandResult {
         value.unwrap_or(serde_json::Value::Null)
     }
 
-    /// Why a command that ran to the end still counts as failed: a timeout, or for
-    /// `execute_code` a thrown error or non-zero exit. A non-zero exit of `execute_shell`
-    /// is not a failure (the exit code is the answer).
-    pub fn failure(&self) -> Option<Error> {
+    /// Why a command that ran to the end still counts as failed: a timeout (reported
+    /// with the command's `limit`, not the time it took), or for `execute_code` a thrown
+    /// error or non-zero exit. A non-zero exit of `execute_shell` is not a failure (the
+    /// exit code is the answer).
+    pub fn failure(&self, limit: Duration) -> Option<Error> {
         match self {
-            CommandResult::ExecuteShell(r) if r.timed_out => {
-                Some(Error::TimedOut(Duration::from_millis(r.duration_ms)))
-            }
-            CommandResult::ExecuteCode(r) if r.timed_out => Some(Error::TimedOut(Duration::from_millis(r.duration_ms))),
+            CommandResult::ExecuteShell(r) if r.timed_out => Some(Error::TimedOut(limit)),
+            CommandResult::ExecuteCode(r) if r.timed_out => Some(Error::TimedOut(limit)),
             CommandResult::ExecuteCode(r) => match &r.error {
                 Some(message) => Some(Error::ProgramFailed(message.clone())),
                 None if r.exit_code != 0 => {
@@ -275,15 +274,22 @@ pub struct CommandOutcome {
 }
 
 impl CommandOutcome {
-    /// Builds the envelope of a finished command.
-    pub fn from_result(result: Result<CommandResult, Error>, duration_ms: u64) -> Self {
+    /// Builds the envelope of a command that ran with the wall-clock `limit`: a timeout
+    /// is reported as `Command timed out after <limit> ms`.
+    pub fn from_run(result: Result<CommandResult, Error>, duration_ms: u64, limit: Duration) -> Self {
         match result {
             Ok(result) => {
-                let error = result.failure();
+                let error = result.failure(limit);
                 CommandOutcome { success: error.is_none(), result: Some(result), error, duration_ms }
             }
             Err(error) => CommandOutcome { success: false, result: None, error: Some(error), duration_ms },
         }
+    }
+
+    /// Builds the envelope of a finished command whose limit is not known (a timeout is
+    /// then reported with the elapsed time); prefer [`CommandOutcome::from_run`].
+    pub fn from_result(result: Result<CommandResult, Error>, duration_ms: u64) -> Self {
+        Self::from_run(result, duration_ms, Duration::from_millis(duration_ms))
     }
 
     /// The envelope as wire JSON, with the extensions `usage`, `outputs` and

@@ -86,7 +86,11 @@ impl Backend for TempDirBackend {
         crate::Capabilities { shell: true, ..crate::Capabilities::default() }
     }
 
-    async fn create_sandbox(&self, _config: &SessionConfig, _limits: &crate::SessionLimits) -> Result<Box<dyn Sandbox>> {
+    async fn create_sandbox(
+        &self,
+        _config: &SessionConfig,
+        _limits: &crate::SessionLimits,
+    ) -> Result<Box<dyn Sandbox>> {
         let failing = &self.state.failing_creates;
         if failing.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
             return Err(Error::BackendUnavailable {

@@ -231,3 +231,65 @@ async fn session_info_tracks_activity() {
     assert_eq!((idle.state, idle.execution_count), (codebeaker::SessionState::Idle, 1));
     assert_eq!((idle.idle_minutes, idle.lifetime_minutes), (2.5, 3.5));
 }
+
+#[tokio::test(start_paused = true)]
+async fn dropping_a_running_command_neither_stops_it_nor_leaves_the_session_busy() {
+    let (_backend, manager) = manager(10);
+    let id = manager.create(config(30.0, 120.0)).await.unwrap().session_id;
+    let run = manager.execute(&id, Command::code("sleep 1000"), ExecOptions::default());
+    let file = Command::write_file("done.txt", "written by the dropped command");
+    let writes = manager.execute(&id, file, ExecOptions::default());
+    // The caller gives up while the first command runs.
+    assert!(tokio::time::timeout(Duration::from_millis(100), run).await.is_err(), "finished too early");
+    assert_eq!(manager.info(&id).unwrap().state, codebeaker::SessionState::Active, "the command still runs");
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let info = manager.info(&id).unwrap();
+    assert_eq!((info.state, info.execution_count), (codebeaker::SessionState::Idle, 1), "left busy: {info:?}");
+    // The queue moves on, and the session still expires when idle.
+    assert!(writes.await.unwrap().success);
+    let read = manager.execute(&id, Command::read_file("done.txt"), ExecOptions::default()).await.unwrap();
+    assert_eq!(read.to_json()["result"]["content"], "written by the dropped command");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dropped_command_still_lets_an_idle_session_expire() {
+    let (backend, manager) = manager(10);
+    let id = manager.create(config(1.0, 120.0)).await.unwrap().session_id;
+    let run = manager.execute(&id, Command::code("sleep 5000"), ExecOptions::default());
+    assert!(tokio::time::timeout(Duration::from_millis(10), run).await.is_err());
+    tokio::time::sleep(Duration::from_secs(70)).await;
+    assert_eq!((manager.count(), backend.closes()), (0, 1), "a session once busy must still go idle and expire");
+}
+
+/// Real time: the backend takes a little longer than the limit to stop the program, and
+/// the error must still name the limit.
+#[tokio::test]
+async fn a_timeout_reports_the_limit_not_the_elapsed_time() {
+    let (_backend, manager) = manager(10);
+    let id = manager.create(config(30.0, 120.0)).await.unwrap().session_id;
+    let options = ExecOptions { timeout: Some(Duration::from_millis(1000)), output: None };
+    let outcome = manager.execute(&id, Command::code("spin"), options).await.unwrap();
+    assert!(!outcome.success);
+    assert_eq!(outcome.to_json()["error"], "Command timed out after 1000 ms");
+    assert!(matches!(outcome.error, Some(Error::TimedOut(limit)) if limit == Duration::from_millis(1000)));
+    let once = manager.run_once(Language::Python, "spin".into(), Some(Duration::from_millis(300))).await.unwrap();
+    assert_eq!(once.to_json()["error"], "Command timed out after 300 ms");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_default_timeout_above_the_operators_cap_is_refused_at_create() {
+    let backend = TempDirBackend::new(&[Language::Python]);
+    let policy = codebeaker::Policy { max_command_timeout_ms: 5_000, ..codebeaker::Policy::default() };
+    let manager = SessionManager::new(vec![backend], ManagerConfig { policy, ..ManagerConfig::default() });
+    let mut asked = config(30.0, 120.0);
+    asked.default_timeout_ms = 10_000;
+    let refused = manager.create(asked).await;
+    assert!(
+        matches!(&refused, Err(Error::InvalidInput(m)) if m.contains("defaultTimeoutMs") && m.contains("max-command-timeout-ms = 5000")),
+        "{refused:?}"
+    );
+    let mut asked = config(30.0, 120.0);
+    asked.default_timeout_ms = u64::MAX;
+    assert!(matches!(manager.create(asked).await, Err(Error::InvalidInput(m)) if m.contains("defaultTimeoutMs")));
+    assert_eq!(manager.count(), 0);
+}

@@ -29,12 +29,11 @@ async fn sweep(inner: &Arc<Inner>) {
     let now = Instant::now();
     let expired: Vec<_> = {
         let mut registry = inner.registry();
-        let ids: Vec<(String, &'static str)> = registry
-            .sessions
-            .iter()
-            .filter_map(|(id, session)| session.expiry(now).map(|reason| (id.clone(), reason)))
+        let due: Vec<_> = registry
+            .all()
+            .filter_map(|session| session.expiry(now).map(|reason| (session.id.clone(), reason)))
             .collect();
-        ids.into_iter().filter_map(|(id, reason)| registry.sessions.remove(&id).map(|s| (s, reason))).collect()
+        due.into_iter().filter_map(|(id, reason)| registry.remove(&id).map(|s| (s, reason))).collect()
     };
-    futures::future::join_all(expired.iter().map(|(session, reason)| session.close(reason))).await;
+    futures::future::join_all(expired.iter().map(|(session, reason)| inner.retire(session, *reason))).await;
 }

@@ -3,11 +3,12 @@
 //! idle and lifetime expiry) in one place.
 
 mod expiry;
+mod registry;
+mod run;
 mod session;
 mod stream;
 mod turns;
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,20 +17,23 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
-use crate::backend::{Backend, BackendHealth, ExecContext, OutputSink, Sandbox, DEFAULT_OUTPUT_LIMIT};
+use crate::backend::{Backend, BackendHealth, OutputSink, DEFAULT_OUTPUT_LIMIT};
 use crate::command::Command;
 use crate::config::SessionConfig;
 use crate::error::{Error, Result};
 use crate::language::Language;
-use crate::observer::SessionObserver;
+use crate::observer::{CloseReason, SessionObserver};
 use crate::policy::Policy;
 use crate::result::{CommandOutcome, CommandResult};
-use crate::workspace::WorkspacePath;
 
+use self::registry::{Caps, Registry, Reservation};
+use self::run::{elapsed_ms, guarded};
 use self::session::Session;
 pub use self::session::{SessionInfo, SessionState};
 pub use self::stream::{ExecEvent, ExecutionStream};
-use self::turns::Ticket;
+
+/// The backend name reported to the observer when no backend runs the language asked for.
+const NO_BACKEND: &str = "none";
 
 /// Limits and timings of a [`SessionManager`].
 #[derive(Clone)]
@@ -85,6 +89,15 @@ pub struct ExecOptions {
 /// Commands on one session run one at a time in the order they were submitted;
 /// different sessions run in parallel. A background task closes sessions past their
 /// idle timeout or max lifetime; [`SessionManager::shutdown`] closes everything.
+///
+/// # Tenants
+///
+/// Every operation has a `*_as` form taking the tenant that asks. `None` is the operator
+/// (an SDK user, a single-tenant server): it sees and acts on every session, and the
+/// plain methods (`create`, `execute`, …) are this case. `Some(tenant)` sees only the
+/// sessions it created; any other session id answers [`Error::SessionNotFound`] exactly
+/// as an unknown id does. Each tenant may hold at most
+/// [`Policy::max_sessions_per_tenant`] sessions beside the global `max_sessions`.
 #[derive(Clone)]
 pub struct SessionManager {
     inner: Arc<Inner>,
@@ -93,46 +106,15 @@ pub struct SessionManager {
 struct Inner {
     backends: Vec<Arc<dyn Backend>>,
     config: ManagerConfig,
-    registry: Mutex<Registry>,
+    registry: Arc<Mutex<Registry>>,
     shutdown: CancellationToken,
-}
-
-#[derive(Default)]
-struct Registry {
-    sessions: HashMap<String, Arc<Session>>,
-    /// Sandboxes being created or running one-shot code: they count against the limit.
-    reserved: usize,
-}
-
-/// A counted place under `max_sessions`, given back on drop unless a registered
-/// session takes it over.
-struct Reservation {
-    inner: Arc<Inner>,
-    held: bool,
-}
-
-impl Reservation {
-    /// Hands the place to a session being registered under the same registry lock.
-    fn into_session(mut self, registry: &mut Registry) {
-        registry.reserved -= 1;
-        self.held = false;
-    }
-}
-
-impl Drop for Reservation {
-    fn drop(&mut self) {
-        if self.held {
-            self.inner.registry().reserved -= 1;
-        }
-    }
 }
 
 impl SessionManager {
     /// A manager over `backends` (the first that runs a language serves it). Must be
     /// called inside a Tokio runtime: it starts the expiry task.
     pub fn new(backends: Vec<Arc<dyn Backend>>, config: ManagerConfig) -> Self {
-        let inner =
-            Arc::new(Inner { backends, config, registry: Mutex::default(), shutdown: CancellationToken::new() });
+        let inner = Arc::new(Inner { backends, config, registry: Arc::default(), shutdown: CancellationToken::new() });
         expiry::spawn(Arc::downgrade(&inner), inner.config.sweep_interval, inner.shutdown.clone());
         SessionManager { inner }
     }
@@ -153,89 +135,160 @@ impl SessionManager {
         futures::future::join_all(checks).await
     }
 
-    /// Creates a session. The sandbox is created in a task of its own, so a caller that
-    /// gives up half-way leaves a registered session (closed by its idle timeout), never
-    /// an orphaned sandbox.
+    /// Creates a session as the operator; see [`SessionManager::create_as`].
     pub async fn create(&self, config: SessionConfig) -> Result<SessionInfo> {
-        let limits = self.inner.config.policy.limits_for(&config)?;
-        let backend = self.inner.backend_for(config.language)?;
-        let reservation = self.inner.reserve()?;
+        self.create_as(None, config).await
+    }
+
+    /// Creates a session owned by `tenant`. The sandbox is created in a task of its own,
+    /// so a caller that gives up half-way leaves a registered session (closed by its idle
+    /// timeout), never an orphaned sandbox.
+    pub async fn create_as(&self, tenant: Option<&str>, config: SessionConfig) -> Result<SessionInfo> {
+        let backend = match self.inner.backend_for(config.language) {
+            Ok(backend) => backend,
+            Err(error) => {
+                self.inner.observe(|o| o.session_create_failed(NO_BACKEND, &error));
+                return Err(error);
+            }
+        };
+        let checked = self.inner.config.policy.limits_for(&config);
+        let reserved = checked.and_then(|limits| Ok((limits, self.inner.reserve(tenant)?)));
+        let (limits, reservation) = match reserved {
+            Ok(reserved) => reserved,
+            Err(error) => {
+                self.inner.observe(|o| o.session_create_failed(backend.name(), &error));
+                return Err(error);
+            }
+        };
         let inner = self.inner.clone();
         let task = tokio::spawn(async move {
             let span = tracing::info_span!("session.create", language = %config.language, backend = backend.name());
             let started = Instant::now();
-            let sandbox = backend.create_sandbox(&config, &limits).instrument(span.clone()).await?;
+            let sandbox = match backend.create_sandbox(&config, &limits).instrument(span.clone()).await {
+                Ok(sandbox) => sandbox,
+                Err(error) => {
+                    inner.observe(|o| o.session_create_failed(backend.name(), &error));
+                    return Err(error);
+                }
+            };
             let id = uuid::Uuid::new_v4().to_string();
-            let session = Arc::new(Session::new(id.clone(), config, backend.as_ref(), sandbox, None));
+            let tenant = reservation.tenant().map(str::to_owned);
+            let session = Arc::new(Session::new(id.clone(), config, backend.as_ref(), sandbox, tenant));
             {
                 let mut registry = inner.registry();
                 if !inner.shutdown.is_cancelled() {
-                    registry.sessions.insert(id.clone(), session.clone());
-                    reservation.into_session(&mut registry);
+                    reservation.into_session(&mut registry, session.clone());
+                    drop(registry);
                     let mut info = session.info();
                     info.state = SessionState::Active;
                     span.in_scope(|| tracing::info!(session = %id, sandbox = %info.container_id, elapsed_ms = started.elapsed().as_millis() as u64, "session created"));
+                    inner.observe(|o| o.session_created(&info));
                     return Ok(info);
                 }
             }
-            session.close("manager shut down during creation").await;
-            Err(shutting_down())
+            // Never announced as created, so not announced as closed either.
+            session.close(CloseReason::Shutdown).await;
+            let error = shutting_down();
+            inner.observe(|o| o.session_create_failed(backend.name(), &error));
+            Err(error)
         });
         task.await.map_err(|e| Error::Internal(format!("session creation task failed: {e}")))?
     }
 
-    /// Runs `command` on a session. The command's place in the session's queue is taken
-    /// when this method is called, not when the future is first polled.
-    ///
-    /// `Err` means the command did not run (unknown session, session closed while
-    /// waiting); a command that ran and failed is `Ok` with `success: false`.
+    /// Runs `command` on a session as the operator; see [`SessionManager::execute_as`].
     pub fn execute(
         &self,
         session_id: &str,
         command: Command,
         options: ExecOptions,
     ) -> impl Future<Output = Result<CommandOutcome>> + Send + 'static {
-        let queued = self.inner.session(session_id).map(|session| {
+        self.execute_as(None, session_id, command, options)
+    }
+
+    /// Runs `command` on a session `tenant` may see. The command's place in the session's
+    /// queue is taken when this method is called, not when the future is first polled.
+    ///
+    /// Drop-safe: the command runs in a task of its own. Dropping the future before the
+    /// command's turn gives its place up (it never runs); dropping it once the command
+    /// runs lets the command finish in the background, so the sandbox is never stopped
+    /// half-way and the session never stays marked busy.
+    ///
+    /// `Err` means the command did not run (unknown session, session closed while
+    /// waiting); a command that ran and failed is `Ok` with `success: false`.
+    pub fn execute_as(
+        &self,
+        tenant: Option<&str>,
+        session_id: &str,
+        command: Command,
+        options: ExecOptions,
+    ) -> impl Future<Output = Result<CommandOutcome>> + Send + 'static {
+        let queued = self.inner.session(tenant, session_id).map(|session| {
             let ticket = session.turns.ticket();
             (session, ticket)
         });
         let inner = self.inner.clone();
         async move {
             let (session, ticket) = queued?;
-            inner.run(session, ticket, command, options).await
+            let abandoned = CancellationToken::new();
+            let _abandon_when_dropped = abandoned.clone().drop_guard();
+            let task = tokio::spawn(inner.run(session, ticket, command, options, abandoned));
+            task.await.map_err(|e| Error::Internal(format!("command task failed: {e}")))?
         }
     }
 
-    /// Runs `command` and streams its output: [`ExecEvent::Output`] chunks while it runs,
-    /// then one [`ExecEvent::Finished`]. The command keeps running if the stream is
-    /// dropped early.
+    /// Runs `command` as the operator and streams its output; see
+    /// [`SessionManager::execute_stream_as`].
     pub fn execute_stream(&self, session_id: &str, command: Command, timeout: Option<Duration>) -> ExecutionStream {
+        self.execute_stream_as(None, session_id, command, timeout)
+    }
+
+    /// Runs `command` on a session `tenant` may see and streams its output:
+    /// [`ExecEvent::Output`] chunks while it runs, then one [`ExecEvent::Finished`]. The
+    /// command keeps running if the stream is dropped early.
+    pub fn execute_stream_as(
+        &self,
+        tenant: Option<&str>,
+        session_id: &str,
+        command: Command,
+        timeout: Option<Duration>,
+    ) -> ExecutionStream {
         let (sink, chunks) = OutputSink::channel();
-        let run = self.execute(session_id, command, ExecOptions { timeout, output: Some(sink) });
+        let run = self.execute_as(tenant, session_id, command, ExecOptions { timeout, output: Some(sink) });
         ExecutionStream::new(chunks, tokio::spawn(run))
     }
 
-    /// Closes a session and removes its sandbox. Closing an unknown or already closed
-    /// session is [`Error::SessionNotFound`].
+    /// Closes a session as the operator; see [`SessionManager::close_as`].
     pub async fn close(&self, session_id: &str) -> Result<()> {
-        let session = self
-            .inner
-            .registry()
-            .sessions
-            .remove(session_id)
-            .ok_or_else(|| Error::SessionNotFound(session_id.to_owned()))?;
-        session.close("closed by request").await;
+        self.close_as(None, session_id).await
+    }
+
+    /// Closes a session `tenant` may see and removes its sandbox. Closing an unknown,
+    /// already closed or invisible session is [`Error::SessionNotFound`].
+    pub async fn close_as(&self, tenant: Option<&str>, session_id: &str) -> Result<()> {
+        let session = self.inner.registry().remove_visible(tenant, session_id)?;
+        self.inner.retire(&session, CloseReason::Client).await;
         Ok(())
     }
 
-    /// A snapshot of one session.
+    /// A snapshot of one session, as the operator sees it.
     pub fn info(&self, session_id: &str) -> Result<SessionInfo> {
-        Ok(self.inner.session(session_id)?.info())
+        self.info_as(None, session_id)
+    }
+
+    /// A snapshot of one session `tenant` may see.
+    pub fn info_as(&self, tenant: Option<&str>, session_id: &str) -> Result<SessionInfo> {
+        Ok(self.inner.session(tenant, session_id)?.info())
     }
 
     /// Snapshots of every open session, oldest first.
     pub fn list(&self) -> Vec<SessionInfo> {
-        let sessions: Vec<Arc<Session>> = self.inner.registry().sessions.values().cloned().collect();
+        self.list_as(None)
+    }
+
+    /// Snapshots of the sessions `tenant` may see (its own; every session for `None`),
+    /// oldest first.
+    pub fn list_as(&self, tenant: Option<&str>) -> Vec<SessionInfo> {
+        let sessions = self.inner.registry().visible(tenant);
         let mut infos: Vec<SessionInfo> = sessions.iter().map(|s| s.info()).collect();
         infos.sort_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.session_id.cmp(&b.session_id)));
         infos
@@ -243,13 +296,25 @@ impl SessionManager {
 
     /// How many sessions are open.
     pub fn count(&self) -> usize {
-        self.inner.registry().sessions.len()
+        self.inner.registry().len()
     }
 
-    /// Runs `code` once in a fresh sandbox that is removed afterwards (`execution.run`).
-    /// The result is shaped like `execute_shell`'s: `{exitCode, stdout, stderr, durationMs}`.
+    /// Runs `code` once as the operator; see [`SessionManager::run_once_as`].
     pub async fn run_once(
         &self,
+        language: Language,
+        code: String,
+        timeout: Option<Duration>,
+    ) -> Result<CommandOutcome> {
+        self.run_once_as(None, language, code, timeout).await
+    }
+
+    /// Runs `code` once in a fresh sandbox that is removed afterwards (`execution.run`),
+    /// counted against `tenant`'s session cap while it runs. The result is shaped like
+    /// `execute_shell`'s: `{exitCode, stdout, stderr, durationMs}`.
+    pub async fn run_once_as(
+        &self,
+        tenant: Option<&str>,
         language: Language,
         code: String,
         timeout: Option<Duration>,
@@ -257,13 +322,14 @@ impl SessionManager {
         let config = SessionConfig::new(language);
         let limits = self.inner.config.policy.limits_for(&config)?;
         let backend = self.inner.backend_for(language)?;
-        let reservation = self.inner.reserve()?;
+        let reservation = self.inner.reserve(tenant)?;
         let context = self.inner.context(&config, timeout, None)?;
         let grace = self.inner.config.policy.stop_grace();
         // A task of its own: the sandbox is removed even if the caller goes away.
         let task = tokio::spawn(async move {
             let _reservation = reservation;
             let started = Instant::now();
+            let limit = context.timeout;
             let sandbox = backend.create_sandbox(&config, &limits).await?;
             let ran = guarded(sandbox.as_ref(), Command::code(code), context, grace).await;
             if let Err(error) = sandbox.close().await {
@@ -274,7 +340,7 @@ impl SessionManager {
                 Ok(other) => Err(Error::Internal(format!("backend answered execute_code with {other:?}"))),
                 Err(error) => Err(error),
             };
-            Ok(CommandOutcome::from_result(result, elapsed_ms(started)))
+            Ok(CommandOutcome::from_run(result, elapsed_ms(started), limit))
         });
         task.await.map_err(|e| Error::Internal(format!("one-shot run failed: {e}")))?
     }
@@ -283,9 +349,9 @@ impl SessionManager {
     /// sessions are refused from the moment this is called.
     pub async fn shutdown(&self) {
         self.inner.shutdown.cancel();
-        let sessions: Vec<Arc<Session>> = self.inner.registry().sessions.drain().map(|(_, s)| s).collect();
+        let sessions = self.inner.registry().drain();
         tracing::info!(sessions = sessions.len(), "shutting down: closing every session");
-        futures::future::join_all(sessions.iter().map(|s| s.close("server shutdown"))).await;
+        futures::future::join_all(sessions.iter().map(|s| self.inner.retire(s, CloseReason::Shutdown))).await;
         for backend in &self.inner.backends {
             if let Err(error) = backend.shutdown().await {
                 tracing::warn!(backend = backend.name(), %error, "backend shutdown failed");
@@ -296,13 +362,31 @@ impl SessionManager {
 
 impl Inner {
     fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
-        // A panic while holding the lock cannot leave the map half-updated (single
-        // insert/remove calls), so a poisoned lock is still usable.
-        self.registry.lock().unwrap_or_else(|e| e.into_inner())
+        registry::lock(&self.registry)
     }
 
-    fn session(&self, id: &str) -> Result<Arc<Session>> {
-        self.registry().sessions.get(id).cloned().ok_or_else(|| Error::SessionNotFound(id.to_owned()))
+    fn session(&self, tenant: Option<&str>, id: &str) -> Result<Arc<Session>> {
+        self.registry().get(tenant, id)
+    }
+
+    fn reserve(&self, tenant: Option<&str>) -> Result<Reservation> {
+        let caps = Caps { global: self.config.max_sessions, per_tenant: self.config.policy.max_sessions_per_tenant };
+        Reservation::take(&self.registry, caps, tenant)
+    }
+
+    /// Tells the observer, if there is one.
+    fn observe(&self, event: impl FnOnce(&dyn SessionObserver)) {
+        if let Some(observer) = &self.config.observer {
+            event(observer.as_ref());
+        }
+    }
+
+    /// Closes a session already removed from the registry and reports why. Only the
+    /// caller that removed it gets here, so each session is reported closed once.
+    async fn retire(&self, session: &Session, reason: CloseReason) {
+        let info = session.info();
+        session.close(reason).await;
+        self.observe(|o| o.session_closed(&info, reason));
     }
 
     fn backend_for(&self, language: Language) -> Result<Arc<dyn Backend>> {
@@ -317,119 +401,6 @@ impl Inner {
             }
         })
     }
-
-    fn reserve(self: &Arc<Self>) -> Result<Reservation> {
-        let mut registry = self.registry();
-        let used = registry.sessions.len() + registry.reserved;
-        if used >= self.config.max_sessions {
-            return Err(Error::LimitReached(format!(
-                "{used} sessions are open, the maximum is {}; close one first",
-                self.config.max_sessions
-            )));
-        }
-        registry.reserved += 1;
-        Ok(Reservation { inner: self.clone(), held: true })
-    }
-
-    fn timeout_for(&self, config: &SessionConfig, requested: Option<Duration>) -> Result<Duration> {
-        let timeout = requested.unwrap_or_else(|| config.default_timeout());
-        let max = self.config.policy.max_command_timeout();
-        if timeout.is_zero() || timeout > max {
-            return Err(Error::InvalidInput(format!(
-                "timeoutMs must be between 1 and {}, got {}",
-                max.as_millis(),
-                timeout.as_millis()
-            )));
-        }
-        Ok(timeout)
-    }
-
-    async fn run(
-        self: Arc<Self>,
-        session: Arc<Session>,
-        ticket: Ticket,
-        command: Command,
-        options: ExecOptions,
-    ) -> Result<CommandOutcome> {
-        let span = tracing::info_span!("command", session = %session.id, kind = command.kind());
-        async move {
-            tokio::select! {
-                biased;
-                _ = session.closing.cancelled() => return Err(Error::SessionClosed(session.id.clone())),
-                _ = ticket.wait() => {}
-            }
-            if session.closing.is_cancelled() {
-                return Err(Error::SessionClosed(session.id.clone()));
-            }
-            let started = Instant::now();
-            session.begin();
-            let result = self.dispatch(&session, command, options).await;
-            session.end();
-            drop(ticket);
-            let outcome = match result {
-                Err(Error::SessionClosed(id)) => return Err(Error::SessionClosed(id)),
-                other => CommandOutcome::from_result(other, elapsed_ms(started)),
-            };
-            if let Some(Error::SandboxFailed(reason)) = &outcome.error {
-                // A dead sandbox cannot serve the session again: close it now, and say why.
-                tracing::warn!(%reason, "sandbox failed; closing its session");
-                self.forget(&session.id);
-                session.close("sandbox failed").await;
-            }
-            tracing::debug!(success = outcome.success, duration_ms = outcome.duration_ms, "command finished");
-            Ok(outcome)
-        }
-        .instrument(span)
-        .await
-    }
-
-    async fn dispatch(&self, session: &Session, command: Command, options: ExecOptions) -> Result<CommandResult> {
-        for path in command.paths() {
-            WorkspacePath::parse(path)?;
-        }
-        let context = self.context(&session.config, options.timeout, options.output)?;
-        tokio::select! {
-            _ = session.closing.cancelled() => Err(Error::SessionClosed(session.id.clone())),
-            ran = guarded(session.sandbox.as_ref(), command, context, self.config.policy.stop_grace()) => ran,
-        }
-    }
-
-    /// How a command runs: its checked timeout, the output limit, and where to stream.
-    fn context(
-        &self,
-        config: &SessionConfig,
-        timeout: Option<Duration>,
-        output: Option<OutputSink>,
-    ) -> Result<ExecContext> {
-        Ok(ExecContext { timeout: self.timeout_for(config, timeout)?, output_limit: self.config.output_limit, output })
-    }
-
-    fn forget(&self, id: &str) -> Option<Arc<Session>> {
-        self.registry().sessions.remove(id)
-    }
-}
-
-/// Runs a command with the manager's backstop: a sandbox that has not stopped the command
-/// `grace` after its own timeout is taken for broken.
-async fn guarded(
-    sandbox: &dyn Sandbox,
-    command: Command,
-    context: ExecContext,
-    grace: Duration,
-) -> Result<CommandResult> {
-    let timeout = context.timeout;
-    match tokio::time::timeout(timeout + grace, sandbox.execute(command, context)).await {
-        Ok(result) => result,
-        Err(_) => Err(Error::SandboxFailed(format!(
-            "the sandbox did not stop the command within {} ms of its {} ms timeout",
-            grace.as_millis(),
-            timeout.as_millis()
-        ))),
-    }
-}
-
-fn elapsed_ms(started: Instant) -> u64 {
-    started.elapsed().as_millis().try_into().unwrap_or(u64::MAX)
 }
 
 fn shutting_down() -> Error {

@@ -11,8 +11,9 @@ use tokio_util::sync::CancellationToken;
 use crate::backend::{Backend, Sandbox};
 use crate::config::SessionConfig;
 use crate::language::Language;
-use crate::result::Capabilities;
 use crate::manager::turns::TurnQueue;
+use crate::observer::CloseReason;
+use crate::result::Capabilities;
 
 /// Whether a session is running a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -116,36 +117,30 @@ impl Session {
         self.activity.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Marks a command as started.
-    pub(crate) fn begin(&self) {
+    /// Marks a command as running until the returned mark is dropped, so no way out of
+    /// a command (an error, a panic, a cancelled task) can leave the session busy.
+    pub(crate) fn busy(&self) -> BusyMark<'_> {
         let mut activity = self.activity();
         activity.last = Instant::now();
         activity.last_wall = Utc::now();
         activity.running = true;
-    }
-
-    /// Marks a command as finished.
-    pub(crate) fn end(&self) {
-        let mut activity = self.activity();
-        activity.last = Instant::now();
-        activity.last_wall = Utc::now();
-        activity.running = false;
-        activity.executions += 1;
+        BusyMark { session: self }
     }
 
     /// Why the session should be closed now, if it should.
-    pub(crate) fn expiry(&self, now: Instant) -> Option<&'static str> {
+    pub(crate) fn expiry(&self, now: Instant) -> Option<CloseReason> {
         if now.duration_since(self.created) >= self.config.max_lifetime() {
-            return Some("max lifetime reached");
+            return Some(CloseReason::Lifetime);
         }
         let activity = self.activity();
         (!activity.running && now.duration_since(activity.last) >= self.config.idle_timeout())
-            .then_some("idle timeout reached")
+            .then_some(CloseReason::Idle)
     }
 
     /// Stops what runs and removes the sandbox; later calls return at once.
-    pub(crate) async fn close(&self, reason: &str) {
+    pub(crate) async fn close(&self, reason: CloseReason) {
         self.closing.cancel();
+        let reason = reason.as_str();
         self.closed
             .get_or_init(|| async {
                 match self.sandbox.close().await {
@@ -176,6 +171,21 @@ impl Session {
             config: self.config.clone(),
             backend: self.backend,
         }
+    }
+}
+
+/// A running command's mark on its session; see [`Session::busy`].
+pub(crate) struct BusyMark<'a> {
+    session: &'a Session,
+}
+
+impl Drop for BusyMark<'_> {
+    fn drop(&mut self) {
+        let mut activity = self.session.activity();
+        activity.last = Instant::now();
+        activity.last_wall = Utc::now();
+        activity.running = false;
+        activity.executions += 1;
     }
 }
 

@@ -13,6 +13,9 @@ use crate::error::{Error, Result};
 use crate::result::CommandOutcome;
 
 /// One event of a streamed command.
+// The outcome is large but comes once per command; boxing it would only make every
+// caller's match clumsier.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum ExecEvent {
     /// Output written while the command runs.

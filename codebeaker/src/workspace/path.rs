@@ -196,4 +196,86 @@ mod tests {
         assert_eq!(WorkspacePath::root().file_name(), None);
         assert_eq!(path.on_host(Path::new("/srv/s1")), PathBuf::from("/srv/s1/src/app/main.py"));
     }
+
+    /// Checks what every accepted path must satisfy.
+    fn assert_contained(input: &str, path: &WorkspacePath) {
+        let shown = path.to_string();
+        assert!(shown == WORKSPACE_ROOT || shown.starts_with("/workspace/"), "{input:?} became {shown:?}");
+        if !path.is_root() {
+            for component in path.relative().split('/') {
+                assert!(!matches!(component, "" | "." | ".."), "{input:?} kept component {component:?}");
+            }
+        }
+        assert_eq!(WorkspacePath::parse(&shown).as_ref(), Ok(path), "{input:?}: parsing the result again changed it");
+        let host = Path::new("/srv/session");
+        assert!(path.on_host(host).starts_with(host), "{input:?} leaves the host root");
+        let on_host = path.on_host(host);
+        assert!(!on_host.components().any(|c| c == std::path::Component::ParentDir), "{input:?}");
+    }
+
+    /// A path-like string built from the pieces that matter to traversal.
+    fn path_like() -> impl proptest::strategy::Strategy<Value = String> {
+        let piece = proptest::prop_oneof![
+            proptest::strategy::Just("..".to_owned()),
+            proptest::strategy::Just(".".to_owned()),
+            proptest::strategy::Just("".to_owned()),
+            proptest::strategy::Just("workspace".to_owned()),
+            proptest::strategy::Just("...".to_owned()),
+            "[a-z.]{1,4}",
+        ];
+        (proptest::prelude::any::<bool>(), proptest::collection::vec(piece, 0..10))
+            .prop_map(|(absolute, pieces)| format!("{}{}", if absolute { "/" } else { "" }, pieces.join("/")))
+    }
+
+    use proptest::strategy::Strategy as _;
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_strings_never_panic_and_never_escape(input in "\\PC{0,300}") {
+            if let Ok(path) = WorkspacePath::parse(&input) {
+                assert_contained(&input, &path);
+            }
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic_and_never_escape(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            let input = String::from_utf8_lossy(&bytes);
+            if let Ok(path) = WorkspacePath::parse(&input) {
+                assert_contained(&input, &path);
+            }
+        }
+
+        #[test]
+        fn traversal_is_refused_exactly_when_it_climbs_out(input in path_like()) {
+            // The model: an absolute path must begin with the `/workspace` component
+            // literally; what follows is resolved against the workspace, and a `..` above
+            // it is an escape.
+            let relative = if input.starts_with('/') {
+                input.strip_prefix(WORKSPACE_ROOT).filter(|rest| rest.is_empty() || rest.starts_with('/'))
+            } else {
+                Some(input.as_str())
+            };
+            let resolved = relative.and_then(|relative| {
+                let mut stack: Vec<&str> = Vec::new();
+                for component in relative.split('/') {
+                    match component {
+                        "" | "." => {}
+                        ".." => { stack.pop()?; }
+                        name => stack.push(name),
+                    }
+                }
+                Some(stack)
+            });
+            match (WorkspacePath::parse(&input), resolved) {
+                (Ok(path), Some(stack)) => {
+                    assert_contained(&input, &path);
+                    proptest::prop_assert_eq!(path.relative(), stack.join("/"));
+                }
+                (Ok(path), None) => proptest::prop_assert!(false, "{:?} was accepted as {}", input, path),
+                (Err(error), _) if input.is_empty() => proptest::prop_assert!(matches!(error, Error::InvalidInput(_))),
+                (Err(error), Some(_)) => proptest::prop_assert!(false, "{:?} was refused: {}", input, error),
+                (Err(error), None) => proptest::prop_assert!(matches!(error, Error::PermissionDenied(_)), "{:?}", error),
+            }
+        }
+    }
 }
