@@ -1,7 +1,7 @@
 //! Deno permission sets: what a session may touch by default, how to grant more, and the
 //! exact errors code gets when it reaches past them. `cargo run --example permissions`
 use codebeaker::{
-    Allowlist, Command, DenoPermissions, ExecOptions, Language, ManagerConfig, SessionConfig, SessionManager,
+    Allowlist, Command, DenoPermissions, ExecOptions, Language, ManagerConfig, Policy, SessionConfig, SessionManager,
 };
 use codebeaker_deno::{DenoBackend, DenoConfig};
 
@@ -31,7 +31,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 #[tokio::main]
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let manager = SessionManager::new(vec![DenoBackend::new(DenoConfig::default())?], ManagerConfig::default());
+    // Host paths are the operator's to make grantable; sessions may then ask for them.
+    let shared = tempfile::tempdir()?;
+    let policy = Policy { grantable_paths: vec![shared.path().to_path_buf()], ..Policy::default() };
+    let manager = SessionManager::new(
+        vec![DenoBackend::new(DenoConfig::default())?],
+        ManagerConfig { policy, ..ManagerConfig::default() },
+    );
 
     println!("default permissions: the session's own workspace, nothing else");
     let id = manager.create(SessionConfig::new(Language::Deno)).await?.session_id;
@@ -63,7 +69,6 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     manager.close(&id).await?;
 
     println!("\ngranted: read one host directory, and the GREETING variable");
-    let shared = tempfile::tempdir()?;
     std::fs::write(shared.path().join("dataset.csv"), "name,age\nAlice,30\n")?;
     let shared_dir = shared.path().display().to_string();
     let mut config = SessionConfig::new(Language::Deno);

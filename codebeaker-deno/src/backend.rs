@@ -39,7 +39,8 @@ pub struct DenoConfig {
     /// Runtimes kept started and ready for new sessions (default 4).
     pub pool_size: usize,
     /// Directory under which each backend instance keeps its sessions' workspaces
-    /// (default: `codebeaker-deno` in the system's temporary directory).
+    /// (default: `codebeaker-deno-<uid>` in the system's temporary directory). Created
+    /// 0700; an existing one must be private and the server's own.
     pub workspace_root: PathBuf,
     /// Where sessions' JavaScript runs (default: [`DenoIsolation::Process`]).
     pub isolation: DenoIsolation,
@@ -53,7 +54,7 @@ impl Default for DenoConfig {
     fn default() -> Self {
         DenoConfig {
             pool_size: 4,
-            workspace_root: std::env::temp_dir().join("codebeaker-deno"),
+            workspace_root: crate::workspaces::default_root(),
             isolation: DenoIsolation::default(),
             worker_program: None,
         }
@@ -105,12 +106,9 @@ impl DenoBackend {
     pub fn new(config: DenoConfig) -> Result<Arc<Self>> {
         // Keeps the worker start-up hook linked into every program that makes a backend.
         std::hint::black_box(&crate::worker::WORKER_HOOK);
-        let shown = config.workspace_root.display().to_string();
-        std::fs::create_dir_all(&config.workspace_root).map_err(|e| Error::from_io(&shown, &e))?;
+        crate::workspaces::prepare_root(&config.workspace_root)?;
         remove_leftovers(&config.workspace_root);
-        let workspaces =
-            config.workspace_root.join(format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&workspaces).map_err(|e| Error::from_io(&shown, &e))?;
+        let workspaces = crate::workspaces::create_instance_dir(&config.workspace_root)?;
         let runtimes = match config.isolation {
             DenoIsolation::Process => {
                 let program = config.worker_program.clone().unwrap_or_else(|| PathBuf::from("/proc/self/exe"));
@@ -214,11 +212,13 @@ impl Backend for DenoBackend {
     }
 
     async fn create_sandbox(&self, config: &SessionConfig, limits: &SessionLimits) -> Result<Box<dyn Sandbox>> {
+        crate::permissions::check_grants(&config.permissions, &limits.grantable_paths)?;
         let id = format!("deno-{}", uuid::Uuid::new_v4().simple());
-        let root = self.workspaces.join(&id);
-        let opened = tokio::task::spawn_blocking(move || HostWorkspace::open(root))
-            .await
-            .map_err(|e| Error::Internal(format!("workspace task failed: {e}")))?;
+        let (instance, session_id, quota) = (self.workspaces.clone(), id.clone(), limits.workspace_bytes);
+        let opened =
+            tokio::task::spawn_blocking(move || crate::workspaces::open_session(&instance, &session_id, quota))
+                .await
+                .map_err(|e| Error::Internal(format!("workspace task failed: {e}")))?;
         let workspace = Arc::new(opened?);
         let created = match &self.runtimes {
             Runtimes::Thread(pool) => {
@@ -226,6 +226,7 @@ impl Backend for DenoBackend {
                     workspace: workspace.root().to_path_buf(),
                     permissions: config.permissions.clone(),
                     memory_limit_mb: limits.memory_mb,
+                    limits: limits.into(),
                 };
                 self.create_in_thread(pool, id.clone(), workspace.clone(), setup).await
             }
@@ -234,7 +235,7 @@ impl Backend for DenoBackend {
                     workspace: workspace.root().to_path_buf(),
                     permissions: config.permissions.clone(),
                     memory_limit_mb: limits.memory_mb,
-                    workspace_bytes: limits.workspace_bytes,
+                    limits: limits.into(),
                 };
                 self.create_in_process(pool, id.clone(), workspace.clone(), setup, limits).await
             }

@@ -54,6 +54,7 @@ mod sandbox;
 mod transpile;
 mod watchdog;
 mod worker;
+mod workspaces;
 
 pub use backend::{DenoBackend, DenoConfig, DenoIsolation};
 pub use worker::{run_worker_if_requested, WORKER_ENV};

@@ -82,6 +82,7 @@ fn session_setup(setup: &WorkerSetup) -> SessionSetup {
         workspace: setup.workspace.clone(),
         permissions: setup.permissions.clone(),
         memory_limit_mb: setup.memory_limit_mb,
+        limits: setup.limits.clone(),
     }
 }
 

@@ -13,6 +13,8 @@ use codebeaker::{CodeResult, DenoPermissions};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use crate::ops::OpLimits;
+
 /// Largest frame of a worker that is not a result (ready, assigned, an output chunk).
 pub(crate) const MAX_CONTROL_FRAME: usize = 1024 * 1024;
 /// Largest frame the worker accepts from the host (a cell's code and its settings).
@@ -49,8 +51,9 @@ pub(crate) struct WorkerSetup {
     pub permissions: DenoPermissions,
     /// `memoryLimitMB`: the JS heap limit, and (plus the runtime's overhead) `RLIMIT_DATA`.
     pub memory_limit_mb: u64,
-    /// The workspace quota: `RLIMIT_FSIZE`.
-    pub workspace_bytes: u64,
+    /// What the ops enforce (buffer budget, workspace quota, egress rules); its
+    /// `workspace_bytes` is also the worker's `RLIMIT_FSIZE`.
+    pub limits: OpLimits,
 }
 
 /// One `execute_code`.

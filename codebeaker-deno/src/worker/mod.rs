@@ -43,10 +43,10 @@ pub(crate) const WORKER_FD: i32 = 3;
 /// wants to be explicit, calls it first thing in `main`:
 ///
 /// ```no_run
-/// fn main() {
-///     codebeaker_deno::run_worker_if_requested();
-///     // ... the program
-/// }
+/// # fn the_program() {}
+/// // First thing in `main`, before any thread (a tokio runtime) is started:
+/// codebeaker_deno::run_worker_if_requested();
+/// the_program();
 /// ```
 pub fn run_worker_if_requested() {
     let Some(marker) = std::env::var_os(WORKER_ENV) else { return };

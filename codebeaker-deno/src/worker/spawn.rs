@@ -89,6 +89,7 @@ pub(crate) struct Procs {
 pub(crate) fn procs() -> &'static Procs {
     static PROCS: OnceLock<Procs> = OnceLock::new();
     PROCS.get_or_init(|| {
+        raise_open_files_limit();
         let (spawn, jobs) = mpsc::channel::<Job>();
         let (reap, dead) = mpsc::channel::<Child>();
         let spawner = std::thread::Builder::new().name("cb-deno-spawner".into()).spawn(move || {
@@ -133,6 +134,24 @@ impl Procs {
 
     fn reap(&self, child: Child) {
         let _ = self.reap.lock().unwrap_or_else(|p| p.into_inner()).send(child);
+    }
+}
+
+/// Each worker holds two descriptors in the host (its channel and its pidfd): lift the
+/// host's soft limit of open files to the hard one so a thousand sessions fit.
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit read and write the struct we own.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                tracing::warn!(
+                    "cannot raise the open files limit for deno workers: {}",
+                    std::io::Error::last_os_error()
+                );
+            }
+        }
     }
 }
 

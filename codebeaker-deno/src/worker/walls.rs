@@ -104,7 +104,7 @@ pub(crate) fn for_session(setup: &WorkerSetup) -> Result<(), WallError> {
         libc::RLIMIT_DATA,
         data_in_use().saturating_add(heap).saturating_add(RUNTIME_OVERHEAD_BYTES),
     )?;
-    set_limit("RLIMIT_FSIZE", libc::RLIMIT_FSIZE, setup.workspace_bytes.max(1))?;
+    set_limit("RLIMIT_FSIZE", libc::RLIMIT_FSIZE, setup.limits.workspace_bytes.max(1))?;
     set_limit("RLIMIT_NOFILE", libc::RLIMIT_NOFILE, MAX_OPEN_FILES)?;
     let net = !matches!(setup.permissions.allow_net, Allowlist::None);
     confine_files(setup, net)?;

@@ -9,11 +9,12 @@ use codebeaker::{
 };
 use codebeaker_deno::{DenoBackend, DenoConfig, DenoIsolation};
 
-/// A backend in `isolation` with a small pool, workspaces under a fresh temporary directory.
+/// A backend in `isolation` with a small pool, workspaces under a fresh temporary directory (a new
+/// directory in it: the backend creates its root private, and refuses an open one).
 pub fn backend_in(isolation: DenoIsolation) -> (tempfile::TempDir, Arc<DenoBackend>) {
     let root = tempfile::tempdir().expect("temp dir");
-    let config =
-        DenoConfig { pool_size: 2, workspace_root: root.path().to_path_buf(), isolation, ..DenoConfig::default() };
+    let workspace_root = root.path().join("deno");
+    let config = DenoConfig { pool_size: 2, workspace_root, isolation, ..DenoConfig::default() };
     (root, DenoBackend::new(config).expect("deno backend"))
 }
 
@@ -74,4 +75,26 @@ pub async fn error(manager: &SessionManager, id: &str, code: &str) -> String {
     let outcome = run(manager, id, code).await;
     assert!(!outcome.success, "expected failure for {code:?}: {:?}", outcome.to_json());
     outcome.to_json()["error"].as_str().unwrap_or_default().to_owned()
+}
+
+/// A manager over a fresh backend in the default (process) isolation whose sessions get
+/// `policy`'s limits.
+pub fn manager_with_policy(policy: codebeaker::Policy) -> (tempfile::TempDir, Arc<DenoBackend>, SessionManager) {
+    manager_with_policy_in(DenoIsolation::default(), policy)
+}
+
+/// A manager over a fresh backend in `isolation` whose sessions get `policy`'s limits.
+pub fn manager_with_policy_in(
+    isolation: DenoIsolation,
+    policy: codebeaker::Policy,
+) -> (tempfile::TempDir, Arc<DenoBackend>, SessionManager) {
+    let (root, backend) = backend_in(isolation);
+    let manager = SessionManager::new(vec![backend.clone()], ManagerConfig { policy, ..ManagerConfig::default() });
+    (root, backend, manager)
+}
+
+/// The host directory of session `id`'s workspace.
+pub fn workspace_of(backend: &DenoBackend, manager: &SessionManager, id: &str) -> std::path::PathBuf {
+    let sandbox = manager.list().into_iter().find(|s| s.session_id == id).expect("the session is listed").container_id;
+    backend.workspaces_dir().join(sandbox)
 }

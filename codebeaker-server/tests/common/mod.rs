@@ -227,7 +227,9 @@ pub fn assert_envelope(envelope: &Value) {
     assert!(object.contains_key("result"), "{envelope}");
     assert!(object["error"].is_null() || object["error"].is_string(), "{envelope}");
     assert!(object["durationMs"].is_u64(), "{envelope}");
-    let mut keys: Vec<&str> = object.keys().map(String::as_str).collect();
+    // The optional protocol extensions (`usage`, `outputs`, `stateReset`) may be present.
+    let mut keys: Vec<&str> =
+        object.keys().map(String::as_str).filter(|k| !["usage", "outputs", "stateReset"].contains(k)).collect();
     keys.sort_unstable();
     assert_eq!(keys, ["durationMs", "error", "result", "success"], "{envelope}");
 }
