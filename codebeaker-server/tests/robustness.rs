@@ -256,3 +256,19 @@ async fn abrupt_disconnect_mid_command_leaves_the_session_usable() {
     again.close().await;
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn slow_request_heads_are_cut_off() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let (server, _b) = tempdir_server(limits(|l| l.http_head_timeout = Duration::from_millis(500))).await;
+    let mut slow = tokio::net::TcpStream::connect(server.local_addr()).await.unwrap();
+    slow.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    let started = std::time::Instant::now();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), slow.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "a head that never ends holds its socket past the timeout");
+    assert!(started.elapsed() >= Duration::from_millis(400), "{:?}", started.elapsed());
+    // Meanwhile and afterwards, others are served.
+    assert_eq!(health(server.local_addr()).await["status"], "ok");
+    server.shutdown().await;
+}
