@@ -265,7 +265,7 @@ pub struct Cli {
     #[arg(long, env = "CODEBEAKER_API_KEYS")]
     pub api_keys: Option<PathBuf>,
 
-    /// Browser origins allowed to use the server (scheme://host[:port]), comma-separated [default: none].
+    /// Browser origins allowed to use the server (`scheme://host:port`), comma-separated [default: none].
     #[arg(long, env = "CODEBEAKER_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
 

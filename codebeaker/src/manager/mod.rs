@@ -161,7 +161,7 @@ impl SessionManager {
             }
         };
         let inner = self.inner.clone();
-        let task = tokio::spawn(async move {
+        let task = async move {
             let span = tracing::info_span!("session.create", language = %config.language, backend = backend.name());
             let started = Instant::now();
             let sandbox = match backend.create_sandbox(&config, &limits).instrument(span.clone()).await {
@@ -191,7 +191,9 @@ impl SessionManager {
             let error = shutting_down();
             inner.observe(|o| o.session_create_failed(backend.name(), &error));
             Err(error)
-        });
+        };
+        // In the caller's span, so the manager's spans nest beneath the request's.
+        let task = tokio::spawn(task.in_current_span());
         task.await.map_err(|e| Error::Internal(format!("session creation task failed: {e}")))?
     }
 
@@ -231,7 +233,8 @@ impl SessionManager {
             let (session, ticket) = queued?;
             let abandoned = CancellationToken::new();
             let _abandon_when_dropped = abandoned.clone().drop_guard();
-            let task = tokio::spawn(inner.run(session, ticket, command, options, abandoned));
+            // In the caller's span: the command's span nests beneath the request's.
+            let task = tokio::spawn(inner.run(session, ticket, command, options, abandoned).in_current_span());
             task.await.map_err(|e| Error::Internal(format!("command task failed: {e}")))?
         }
     }
@@ -326,7 +329,7 @@ impl SessionManager {
         let context = self.inner.context(&config, timeout, None)?;
         let grace = self.inner.config.policy.stop_grace();
         // A task of its own: the sandbox is removed even if the caller goes away.
-        let task = tokio::spawn(async move {
+        let task = async move {
             let _reservation = reservation;
             let started = Instant::now();
             let limit = context.timeout;
@@ -341,7 +344,9 @@ impl SessionManager {
                 Err(error) => Err(error),
             };
             Ok(CommandOutcome::from_run(result, elapsed_ms(started), limit))
-        });
+        };
+        // In the caller's span, so the manager's spans nest beneath the request's.
+        let task = tokio::spawn(task.in_current_span());
         task.await.map_err(|e| Error::Internal(format!("one-shot run failed: {e}")))?
     }
 
