@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use codebeaker::{Backend, BackendHealth, Error, HostWorkspace, Language, Result, Sandbox, SessionConfig, SessionLimits};
+use codebeaker::{Backend, BackendHealth, Error, Language, Result, Sandbox, SessionConfig, SessionLimits};
 
 use crate::engine::SessionSetup;
 use crate::pool::WarmPool;
@@ -19,13 +19,14 @@ pub struct DenoConfig {
     /// Runtimes kept started and ready for new sessions (default 4; each idles at ~3 MB).
     pub pool_size: usize,
     /// Directory under which each backend instance keeps its sessions' workspaces
-    /// (default: `codebeaker-deno` in the system's temporary directory).
+    /// (default: `codebeaker-deno-<uid>` in the system's temporary directory). Created
+    /// 0700; an existing one must be private and the server's own.
     pub workspace_root: PathBuf,
 }
 
 impl Default for DenoConfig {
     fn default() -> Self {
-        DenoConfig { pool_size: 4, workspace_root: std::env::temp_dir().join("codebeaker-deno") }
+        DenoConfig { pool_size: 4, workspace_root: crate::workspaces::default_root() }
     }
 }
 
@@ -63,12 +64,9 @@ impl DenoBackend {
     /// A backend with `config`. Starts the watchdog and the pool's spare runtimes, and
     /// removes workspaces left behind by earlier processes that are gone.
     pub fn new(config: DenoConfig) -> Result<Arc<Self>> {
-        let shown = config.workspace_root.display().to_string();
-        std::fs::create_dir_all(&config.workspace_root).map_err(|e| Error::from_io(&shown, &e))?;
+        crate::workspaces::prepare_root(&config.workspace_root)?;
         remove_leftovers(&config.workspace_root);
-        let workspaces =
-            config.workspace_root.join(format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&workspaces).map_err(|e| Error::from_io(&shown, &e))?;
+        let workspaces = crate::workspaces::create_instance_dir(&config.workspace_root)?;
         let watchdog =
             Watchdog::start().map_err(|e| Error::Internal(format!("cannot start the deno watchdog: {e}")))?;
         let pool = WarmPool::new(config.pool_size, Arc::new(watchdog));
@@ -114,17 +112,20 @@ impl Backend for DenoBackend {
         codebeaker::Capabilities { persistent_state: true, streaming: true, ..codebeaker::Capabilities::default() }
     }
 
-    async fn create_sandbox(&self, config: &SessionConfig, _limits: &SessionLimits) -> Result<Box<dyn Sandbox>> {
+    async fn create_sandbox(&self, config: &SessionConfig, limits: &SessionLimits) -> Result<Box<dyn Sandbox>> {
+        crate::permissions::check_grants(&config.permissions, &limits.grantable_paths)?;
         let id = format!("deno-{}", uuid::Uuid::new_v4().simple());
-        let root = self.workspaces.join(&id);
-        let opened = tokio::task::spawn_blocking(move || HostWorkspace::open(root))
-            .await
-            .map_err(|e| Error::Internal(format!("workspace task failed: {e}")))?;
+        let (instance, session_id, quota) = (self.workspaces.clone(), id.clone(), limits.workspace_bytes);
+        let opened =
+            tokio::task::spawn_blocking(move || crate::workspaces::open_session(&instance, &session_id, quota))
+                .await
+                .map_err(|e| Error::Internal(format!("workspace task failed: {e}")))?;
         let workspace = Arc::new(opened?);
         let setup = SessionSetup {
             workspace: workspace.root().to_path_buf(),
             permissions: config.permissions.clone(),
             memory_limit_mb: config.memory_limit_mb,
+            limits: limits.into(),
         };
         let taken = self.pool.take().await;
         let assigned = match taken {

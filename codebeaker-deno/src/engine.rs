@@ -44,6 +44,8 @@ pub(crate) struct SessionSetup {
     pub permissions: DenoPermissions,
     /// Heap limit, in MiB.
     pub memory_limit_mb: u64,
+    /// What the operator's policy lets the ops use.
+    pub limits: ops::OpLimits,
 }
 
 /// How one `execute_code` runs.
@@ -98,7 +100,7 @@ impl Engine {
     pub fn assign(&mut self, setup: &SessionSetup) {
         let permissions = Rc::new(Permissions::new(&setup.workspace, &setup.permissions));
         *self.permissions.borrow_mut() = Some(permissions.clone());
-        self.runtime.op_state().borrow_mut().put(SessionContext { permissions, env: Default::default(), http: None });
+        self.runtime.op_state().borrow_mut().put(SessionContext::new(permissions, &setup.limits));
         let mb = usize::try_from(setup.memory_limit_mb).unwrap_or(usize::MAX);
         self.heap_limit = mb.saturating_mul(1024 * 1024);
         self.reset_heap_limit();

@@ -47,5 +47,6 @@ mod runtime_thread;
 mod sandbox;
 mod transpile;
 mod watchdog;
+mod workspaces;
 
 pub use backend::{DenoBackend, DenoConfig};

@@ -7,6 +7,10 @@
 //! module forever. Workspace specifiers therefore carry a version of their content
 //! (`file:///workspace/stats.ts?v=…`): an edited file is a new module, an unchanged one
 //! stays cached as the language expects.
+//!
+//! A module's source is read into memory whole (twice: to version it, then to load it),
+//! so sources above [`MAX_MODULE_BYTES`] are refused with an error that says so, and no
+//! read goes beyond that cap whatever the file's size when it was looked at.
 
 use std::cell::RefCell;
 use std::hash::{Hash as _, Hasher as _};
@@ -21,6 +25,30 @@ use deno_error::JsErrorBox;
 
 use crate::permissions::{Access, Permissions};
 use crate::transpile;
+
+/// Largest module source a session may import (bigger sources are data, not code).
+pub(crate) const MAX_MODULE_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Reads a module's source, refusing sources above [`MAX_MODULE_BYTES`] (the read stops
+/// there, however big the file is or grows).
+fn read_source(path: &std::path::Path, specifier: &ModuleSpecifier) -> Result<Vec<u8>, JsErrorBox> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => JsErrorBox::new("NotFound", format!("Module not found \"{specifier}\".")),
+        _ => JsErrorBox::generic(format!("{e}: reading module \"{specifier}\"")),
+    })?;
+    let mut source = Vec::new();
+    file.take(MAX_MODULE_BYTES + 1)
+        .read_to_end(&mut source)
+        .map_err(|e| JsErrorBox::generic(format!("{e}: reading module \"{specifier}\"")))?;
+    if source.len() as u64 > MAX_MODULE_BYTES {
+        return Err(JsErrorBox::range_error(format!(
+            "module \"{specifier}\" is larger than {} MiB, the largest source a session may import",
+            MAX_MODULE_BYTES / (1024 * 1024)
+        )));
+    }
+    Ok(source)
+}
 
 /// The session's permissions as the loader sees them; empty while the runtime is a spare.
 pub(crate) type SharedPermissions = Rc<RefCell<Option<Rc<Permissions>>>>;
@@ -37,7 +65,7 @@ impl WorkspaceModuleLoader {
         let permissions = self.permissions.borrow().clone()?;
         let path = file_path(specifier).ok()?;
         let resolved = permissions.check_path(&path, Access::Read).ok()?;
-        let content = std::fs::read(&resolved.host).ok()?;
+        let content = read_source(&resolved.host, specifier).ok()?;
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         content.hash(&mut hasher);
         Some(format!("{:016x}", hasher.finish()))
@@ -54,10 +82,8 @@ impl WorkspaceModuleLoader {
             self.permissions.borrow().clone().ok_or_else(|| JsErrorBox::generic("this runtime has no session yet"))?;
         let path = file_path(specifier)?;
         let resolved = permissions.check_path(&path, Access::Read)?;
-        let code = std::fs::read_to_string(&resolved.host).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => JsErrorBox::new("NotFound", format!("Module not found \"{specifier}\".")),
-            _ => JsErrorBox::generic(format!("{e}: reading module \"{specifier}\"")),
-        })?;
+        let code = String::from_utf8(read_source(&resolved.host, specifier)?)
+            .map_err(|_| JsErrorBox::type_error(format!("module \"{specifier}\" is not valid UTF-8")))?;
         let extension = path.rsplit_once('.').map(|(_, ext)| ext.to_ascii_lowercase()).unwrap_or_default();
         let (module_type, code) = match extension.as_str() {
             "ts" | "mts" | "cts" | "tsx" => {

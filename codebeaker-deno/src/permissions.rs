@@ -97,6 +97,11 @@ impl Permissions {
         }
     }
 
+    /// The session's `allowNet`.
+    pub fn net_allowlist(&self) -> &Allowlist {
+        &self.net
+    }
+
     /// Checks that `fetch` may reach `host` (with `port` when the URL names one).
     pub fn check_net(&self, host: &str, port: Option<u16>) -> Result<(), Denied> {
         let with_port = port.map(|p| format!("{host}:{p}"));
@@ -125,6 +130,42 @@ impl Permissions {
             Err(Denied("Requires env access to all, run again with the --allow-env flag".into()))
         }
     }
+}
+
+/// Checks a session's path grants against the operator's policy at `session.create`: a
+/// grant may name `/workspace` or a path in it, or a path beneath one of `grantable`
+/// (the operator's `grantable-paths`, default none), judged after resolving `..` and
+/// symlinks. Anything else (`/`, `/etc`, `../`, a link leading out) is
+/// [`Error::InvalidInput`](codebeaker::Error::InvalidInput) naming the path and the policy.
+pub fn check_grants(granted: &DenoPermissions, grantable: &[PathBuf]) -> codebeaker::Result<()> {
+    let grantable: Vec<PathBuf> = grantable.iter().map(|root| resolve_symlinks(&lexical(root))).collect();
+    for (list, paths) in [("allowRead", &granted.allow_read), ("allowWrite", &granted.allow_write)] {
+        for path in paths {
+            let shown = normalize(&absolute(path));
+            if shown == WORKSPACE_ROOT || shown.starts_with(&format!("{WORKSPACE_ROOT}/")) {
+                continue;
+            }
+            let host = resolve_symlinks(Path::new(&shown));
+            if grantable.iter().any(|root| host.starts_with(root)) {
+                continue;
+            }
+            let policy = if grantable.is_empty() {
+                "the operator's policy grants no host paths (grantable-paths is empty)".to_owned()
+            } else {
+                let roots: Vec<String> = grantable.iter().map(|p| p.display().to_string()).collect();
+                format!("the operator's policy grants only paths beneath grantable-paths = [{}]", roots.join(", "))
+            };
+            let resolved = if host.as_os_str() == shown.as_str() {
+                String::new()
+            } else {
+                format!(" (resolves to {})", host.display())
+            };
+            return Err(codebeaker::Error::InvalidInput(format!(
+                "permissions.{list}: {path:?}{resolved} is outside the session's workspace; grants may name {WORKSPACE_ROOT} and paths in it, and {policy}"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// `path` as an absolute path of code's view (relative paths are under `/workspace`).
@@ -245,6 +286,38 @@ mod tests {
         let via_link = format!("{}/data-link/in.csv", tmp.path().display());
         assert!(perms.check_path(&via_link, Access::Read).is_ok());
         assert!(perms.check_path(&via_link, Access::Write).is_err());
+    }
+
+    #[test]
+    fn grants_outside_the_workspace_need_the_operators_policy() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        std::fs::create_dir_all(data.join("sub")).unwrap();
+        std::os::unix::fs::symlink("/etc", data.join("etc-link")).unwrap();
+        let grant = |read: &[&str], write: &[&str]| DenoPermissions {
+            allow_read: read.iter().map(|p| p.to_string()).collect(),
+            allow_write: write.iter().map(|p| p.to_string()).collect(),
+            ..DenoPermissions::default()
+        };
+        let none: &[PathBuf] = &[];
+        for inside in ["/workspace", "/workspace/sub", "sub/dir", "./x", "/workspace/a/../b"] {
+            check_grants(&grant(&[inside], &[inside]), none).unwrap();
+        }
+        for outside in ["/", "/etc", "../", "/workspace/../etc", "/workspacex", "/tmp"] {
+            let err = check_grants(&grant(&[], &[outside]), none).unwrap_err();
+            let message = err.to_string();
+            assert!(matches!(err, codebeaker::Error::InvalidInput(_)), "{outside}: {err:?}");
+            assert!(message.contains("allowWrite") && message.contains("grantable-paths"), "{message}");
+            assert!(message.contains(&format!("{outside:?}")), "{message}");
+        }
+        let data_shown = data.display().to_string();
+        let policy = [data.clone()];
+        check_grants(&grant(&[&data_shown, &format!("{data_shown}/sub/new")], &[]), &policy).unwrap();
+        for escape in [format!("{data_shown}/../"), format!("{data_shown}/etc-link"), tmp.path().display().to_string()]
+        {
+            let err = check_grants(&grant(&[&escape], &[]), &policy).unwrap_err().to_string();
+            assert!(err.contains("allowRead") && err.contains(&data_shown), "{err}");
+        }
     }
 
     #[test]

@@ -1,13 +1,14 @@
-//! The permission matrix: reads and writes inside and outside the allowed paths, `../` and
-//! symlink escapes, the session's own environment, and `fetch` allowed and denied (against
-//! a loopback HTTP server).
+//! The permission matrix: reads and writes inside and outside the allowed paths (host
+//! paths only where the operator's policy makes them grantable), `../` and symlink
+//! escapes, the session's own environment, and `fetch` allowed and denied (against a
+//! loopback HTTP server the operator's policy lets sessions reach).
 
 mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
 
-use codebeaker::{Allowlist, DenoPermissions};
+use codebeaker::{Allowlist, DenoPermissions, NetPolicy, Policy};
 use common::*;
 
 const DENIED_READ: &str = "PermissionDenied: Requires read access to";
@@ -68,8 +69,9 @@ async fn symlinks_are_judged_by_where_they_lead() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn extra_paths_can_be_granted_separately_for_read_and_write() {
-    let (_root, _backend, manager) = manager();
     let shared = tempfile::tempdir().unwrap();
+    let policy = Policy { grantable_paths: vec![shared.path().to_path_buf()], ..Policy::default() };
+    let (_root, _backend, manager) = manager_with_policy(policy);
     std::fs::write(shared.path().join("input.csv"), "a,b").unwrap();
     let data = shared.path().display().to_string();
     let id =
@@ -142,7 +144,9 @@ fn loopback_server() -> u16 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn fetch_follows_allow_net() {
-    let (_root, _backend, manager) = manager();
+    // The operator lets sessions reach this loopback address; `allowNet` still decides.
+    let net = NetPolicy { allowed_private: vec!["127.0.0.1/32".into()], ..NetPolicy::default() };
+    let (_root, _backend, manager) = manager_with_policy(Policy { net, ..Policy::default() });
     let port = loopback_server();
     let url = format!("http://127.0.0.1:{port}/data?x=1");
     let none = session(&manager).await;

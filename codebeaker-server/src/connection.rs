@@ -12,6 +12,8 @@
 //!
 //! The connection owns no session: when it ends, abruptly or not, running commands go on
 //! to their end (their responses are dropped) and sessions stay open for a reconnect.
+//! Commands still waiting for their turn are given up: nobody is left to read their
+//! answers, and a client must not be able to queue work and leave.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,6 +44,8 @@ struct Connection {
     in_flight: Arc<Semaphore>,
     /// One permit per KiB of request frames being handled.
     in_flight_kib: Arc<Semaphore>,
+    /// Cancelled when the connection has ended: requests still waiting are dropped.
+    ended: CancellationToken,
 }
 
 /// The places one frame's requests hold until they are answered.
@@ -93,7 +97,9 @@ pub(crate) async fn serve(ws: WebSocket, shared: Arc<Shared>, caller: Caller, sh
         outbox,
         in_flight: Arc::new(Semaphore::new(max_in_flight)),
         in_flight_kib: Arc::new(Semaphore::new(kib(budget))),
+        ended: CancellationToken::new(),
     };
+    let _end_requests = connection.ended.clone().drop_guard();
     let outbox = &connection.outbox;
     // Past this many bytes waiting to be written, no new request is read.
     let high_water = outbox.max() / 2;
@@ -285,10 +291,10 @@ impl Connection {
                 let id = request.id.clone();
                 let span = request_span(&request);
                 let reply = span.in_scope(|| self.shared.methods.call(request, &self.caller, &self.outbox));
-                let outbox = self.outbox.clone();
+                let (outbox, ended) = (self.outbox.clone(), self.ended.clone());
                 tokio::spawn(
                     async move {
-                        let outcome = reply.await;
+                        let Some(outcome) = ended.run_until_cancelled(reply).await else { return };
                         match id {
                             Some(id) if !outbox.is_gone() => {
                                 outbox.send_text(Response { id, outcome }.to_text()).await;
@@ -339,11 +345,14 @@ impl Connection {
                         }
                     })
                     .collect();
-                let outbox = self.outbox.clone();
+                let (outbox, ended) = (self.outbox.clone(), self.ended.clone());
                 tokio::spawn(
                     async move {
-                        let responses: Vec<Response> =
-                            futures::future::join_all(replies).await.into_iter().flatten().collect();
+                        let Some(responses) = ended.run_until_cancelled(futures::future::join_all(replies)).await
+                        else {
+                            return;
+                        };
+                        let responses: Vec<Response> = responses.into_iter().flatten().collect();
                         // A batch of notifications only is answered with nothing at all.
                         if !responses.is_empty() && !outbox.is_gone() {
                             outbox.send_text(rpc::to_text(&responses)).await;

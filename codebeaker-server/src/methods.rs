@@ -152,8 +152,9 @@ impl Methods {
             return Ok(Box::pin(async move { Ok(run.await?.to_json()) }));
         };
         let (sink, mut chunks) = OutputSink::channel();
-        // A task of its own: the command goes on to its end even if this reply is dropped.
-        let mut run = tokio::spawn(self.api.execute(caller, &params.session_id, params.command, timeout, Some(sink)));
+        // Dropping this reply gives up a command still waiting for its turn; one already
+        // running goes on to its end (the manager runs it in a task of its own).
+        let run = self.api.execute(caller, &params.session_id, params.command, timeout, Some(sink));
         let outbox = outbox.clone();
         let session_id = params.session_id;
         Ok(Box::pin(async move {
@@ -165,6 +166,7 @@ impl Methods {
                 params.insert("data".into(), chunk.data.into());
                 rpc::notification("session.output", params)
             };
+            tokio::pin!(run);
             let outcome = loop {
                 tokio::select! {
                     biased;
@@ -172,17 +174,14 @@ impl Methods {
                         // A client that went away misses its output; the command still ends.
                         outbox.send_text(notify(chunk)).await;
                     }
-                    joined = &mut run => break joined,
+                    outcome = &mut run => break outcome,
                 }
             };
             // Everything the backend sent is queued already: no chunk after the outcome.
             while let Ok(chunk) = chunks.try_recv() {
                 outbox.send_text(notify(chunk)).await;
             }
-            match outcome {
-                Ok(outcome) => Ok(outcome?.to_json()),
-                Err(error) => Err(internal(format!("the command's task failed: {error}"))),
-            }
+            Ok(outcome?.to_json())
         }))
     }
 

@@ -192,7 +192,14 @@ impl Server {
             .header_read_timeout(limits.http_head_timeout)
             .max_buf_size(limits.max_http_head_bytes.max(8192));
         tokio::pin!(shutdown);
-        info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "listening");
+        let addr = listener.local_addr().ok();
+        info!(addr = %addr.map(|a| a.to_string()).unwrap_or_default(), "listening");
+        if addr.is_some_and(|a| !a.ip().is_loopback()) && !shared.access.keys.required() {
+            warn!(
+                "listening beyond loopback without --token or --api-keys: anyone who can reach this address can run \
+                 code here"
+            );
+        }
         loop {
             let permit = tokio::select! {
                 _ = &mut shutdown => break,

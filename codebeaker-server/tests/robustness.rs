@@ -256,3 +256,51 @@ async fn abrupt_disconnect_mid_command_leaves_the_session_usable() {
     again.close().await;
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn slow_request_heads_are_cut_off() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let (server, _b) = tempdir_server(limits(|l| l.http_head_timeout = Duration::from_millis(500))).await;
+    let mut slow = tokio::net::TcpStream::connect(server.local_addr()).await.unwrap();
+    slow.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    let started = std::time::Instant::now();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), slow.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "a head that never ends holds its socket past the timeout");
+    assert!(started.elapsed() >= Duration::from_millis(400), "{:?}", started.elapsed());
+    // Meanwhile and afterwards, others are served.
+    assert_eq!(health(server.local_addr()).await["status"], "ok");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn commands_still_queued_when_their_client_leaves_are_given_up() {
+    let (server, _b) = tempdir_server(ServerConfig::ephemeral()).await;
+    let mut c = Client::connect(&server.ws_url()).await;
+    let session = c.create(json!({"language": "deno"})).await;
+    for (id, stream) in [(1, false), (2, false), (3, true), (4, false)] {
+        c.send_json(&json!({"jsonrpc": "2.0", "id": id, "method": "session.execute", "params": {"sessionId": session,
+            "stream": stream, "command": {"type": "execute_code", "code": "sleep 300\nprint ran"}}}))
+            .await;
+    }
+    // A batch queued behind them too.
+    let batch: Vec<Value> = (5..7)
+        .map(|id| {
+            json!({"jsonrpc": "2.0", "id": id, "method": "session.execute",
+            "params": {"sessionId": session, "command": {"type": "execute_code", "code": "print batch"}}})
+        })
+        .collect();
+    c.send_json(&Value::Array(batch)).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    c.abort();
+
+    // The running command finishes; the five waiting behind it never run.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut again = Client::connect(&server.ws_url()).await;
+    let list = again.call("session.list", json!({})).await;
+    assert_eq!(list["sessions"][0]["executionCount"], 1, "{list}");
+    let result = again.execute(&session, json!({"type": "execute_code", "code": "print next"})).await;
+    assert_eq!(result["result"], "next", "{result}");
+    again.close().await;
+    server.shutdown().await;
+}

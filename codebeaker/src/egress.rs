@@ -2,7 +2,9 @@
 //! every backend (Deno's `fetch` with `allowNet`, the Docker sessions' egress proxy).
 //!
 //! [`EgressRules::for_session`] builds a session's rules from the operator's
-//! [`NetPolicy`] and the session's language and `allowNet`. Every connection then goes
+//! [`NetPolicy`] (a backend has it as [`SessionLimits::net`](crate::SessionLimits::net))
+//! and the session's language and `allowNet`; build it once per session and share it by
+//! cloning, since the caps count across all of a session's connections. Every connection then goes
 //! through three gates, in this order:
 //!
 //! 1. **The name** ([`EgressRules::check_name`]): egress must be on, and the host and

@@ -42,7 +42,9 @@ pub trait SessionObserver: Send + Sync + 'static {
     /// A session was created.
     fn session_created(&self, _session: &SessionInfo) {}
 
-    /// Creating a session failed (`backend` is the backend's name).
+    /// Creating a session failed: refused by the policy or a cap, or the sandbox could
+    /// not be made (`backend` is the backend's name, `none` when no backend runs the
+    /// language).
     fn session_create_failed(&self, _backend: &str, _error: &crate::Error) {}
 
     /// A session ended.

@@ -89,9 +89,11 @@ pub struct NetPolicy {
     /// Whether sandboxed code may reach anything at all (false: every connection is
     /// refused at once with a message saying egress is off).
     pub egress: bool,
-    /// Host patterns (`pypi.org`, `*.pythonhosted.org`, optionally `:PORT`) Docker
-    /// sessions may reach through the egress proxy. Empty: the public package registries
-    /// of the session's language.
+    /// Host patterns (`pypi.org`, `*.pythonhosted.org`, `*`, optionally `:PORT`; no port
+    /// means any port) Docker sessions may reach through the egress proxy. Empty: the
+    /// public package registries of the session's language, ports 443 and 80
+    /// ([`crate::egress::default_registries`]). When set, it also bounds what a Deno
+    /// session's `allowNet` may reach.
     pub allowed_hosts: Vec<String>,
     /// Non-public addresses or networks (CIDR, e.g. `127.0.0.1/32`, `10.0.0.0/8`) that
     /// sandboxed code may reach anyway. Empty (the default): loopback, private,

@@ -32,6 +32,7 @@ impl SessionObserver for Recorder {
         let kind = match error {
             Error::LimitReached(_) => "limit",
             Error::BackendUnavailable { .. } => "unavailable",
+            Error::InvalidInput(_) => "invalid",
             _ => "other",
         };
         self.push(format!("create failed {backend} {kind}"));
@@ -81,6 +82,11 @@ async fn every_event_is_reported_once_with_its_reason() {
         recorder.take(),
         ["create failed tempdir unavailable", "created -", "created -", "create failed tempdir limit"]
     );
+    let mut greedy = config(30.0, 120.0);
+    greedy.memory_limit_mb = 1 << 20;
+    assert!(manager.create(greedy).await.is_err());
+    assert!(manager.create(SessionConfig::new(Language::Deno)).await.is_err());
+    assert_eq!(recorder.take(), ["create failed tempdir invalid", "create failed none unavailable"]);
     manager.shutdown().await;
     assert_eq!(recorder.take(), ["closed shutdown", "closed shutdown"]);
 }

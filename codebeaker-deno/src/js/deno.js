@@ -40,6 +40,7 @@ for (
     "TimedOut",
     "Http",
     "NotSupported",
+    "QuotaExceeded",
   ]
 ) {
   errors[name] = errorClass(name);

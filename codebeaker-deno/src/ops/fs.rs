@@ -1,19 +1,33 @@
 //! The file-system part of the Deno namespace (`Deno.readTextFile`, `writeFile`, `readDir`,
 //! `mkdir`, `remove`, `stat`). Each op resolves and checks its path against the session's
 //! permissions before it touches the host, then works on the resolved host path.
+//!
+//! Bounds: a read takes the file's size from the session's [`BufferBudget`] before it
+//! allocates and never reads more than it was granted (a file that grows meanwhile costs
+//! more grants, not an unbounded buffer); every write in `/workspace` asks the
+//! workspace's [`WorkspaceQuota`] first and fails with a `QuotaExceeded` error when it
+//! would not fit; what the ops create is private (0700 directories, 0600 files).
 
 use std::cell::RefCell;
+use std::path::Path;
 use std::rc::Rc;
 
+use codebeaker::workspace::{QuotaError, Reservation, WorkspaceQuota, PRIVATE_DIR_MODE, PRIVATE_FILE_MODE};
 use deno_core::{JsBuffer, OpState};
 use deno_error::JsErrorBox;
 use serde::Serialize;
+use tokio::io::AsyncReadExt as _;
 
+use super::budget::BufferGrant;
 use super::session;
 use crate::permissions::{Access, ResolvedPath};
 
 /// Largest file the read ops load at once; bigger files would only fill the heap.
 const MAX_READ_BYTES: u64 = 256 * 1024 * 1024;
+/// How much more a read asks for when a file turns out bigger than it looked.
+const READ_CHUNK_BYTES: u64 = 64 * 1024;
+/// Most entries `Deno.readDir` collects (the listing travels to JS in one piece).
+const MAX_DIR_ENTRIES: usize = 100_000;
 
 /// Checks `path` for `access` with the session's permissions.
 fn check(state: &Rc<RefCell<OpState>>, path: &str, access: Access) -> Result<ResolvedPath, JsErrorBox> {
@@ -37,9 +51,24 @@ fn io_error(err: std::io::Error, syscall: &str, path: &ResolvedPath) -> JsErrorB
     JsErrorBox::new(class, format!("{err}: {syscall} '{}'", path.shown))
 }
 
-async fn read_bytes(state: Rc<RefCell<OpState>>, path: String) -> Result<Vec<u8>, JsErrorBox> {
-    let path = check(&state, &path, Access::Read)?;
-    let metadata = tokio::fs::metadata(&path.host).await.map_err(|e| io_error(e, "readfile", &path))?;
+fn too_big(path: &ResolvedPath, bytes: u64) -> JsErrorBox {
+    JsErrorBox::range_error(format!(
+        "{} is {bytes} bytes or more; files above {MAX_READ_BYTES} bytes cannot be read at once",
+        path.shown
+    ))
+}
+
+/// Reads a whole file into a buffer charged to the session's budget; the grant comes
+/// back with the bytes and must live as long as they do on the Rust side.
+async fn read_bytes(
+    state: &Rc<RefCell<OpState>>,
+    path: String,
+) -> Result<(Vec<u8>, BufferGrant, ResolvedPath), JsErrorBox> {
+    let path = check(state, &path, Access::Read)?;
+    let budget = session(&state.borrow())?.buffers.clone();
+    let mut file = tokio::fs::File::open(&path.host).await.map_err(|e| io_error(e, "readfile", &path))?;
+    // The size of what was opened, not of a path looked at earlier.
+    let metadata = file.metadata().await.map_err(|e| io_error(e, "readfile", &path))?;
     if metadata.is_dir() {
         return Err(JsErrorBox::new(
             "IsADirectory",
@@ -47,13 +76,43 @@ async fn read_bytes(state: Rc<RefCell<OpState>>, path: String) -> Result<Vec<u8>
         ));
     }
     if metadata.len() > MAX_READ_BYTES {
-        return Err(JsErrorBox::range_error(format!(
-            "{} is {} bytes; files above {MAX_READ_BYTES} bytes cannot be read at once",
-            path.shown,
-            metadata.len()
-        )));
+        return Err(too_big(&path, metadata.len()));
     }
-    tokio::fs::read(&path.host).await.map_err(|e| io_error(e, "readfile", &path))
+    let what = format!("reading {}", path.shown);
+    let mut grant = budget.take(metadata.len(), &what)?;
+    let mut bytes: Vec<u8> = Vec::new();
+    bytes.try_reserve_exact(metadata.len() as usize).map_err(|_| grant_failed(metadata.len(), &what))?;
+    loop {
+        if bytes.len() == bytes.capacity() {
+            // Full: is there more (a growing file, a special file)? Look with one byte.
+            let mut probe = [0u8; 1];
+            if file.read(&mut probe).await.map_err(|e| io_error(e, "read", &path))? == 0 {
+                break;
+            }
+            // Bigger than it looked: charge before growing.
+            let wanted = bytes.len() as u64 + READ_CHUNK_BYTES;
+            if wanted > MAX_READ_BYTES + READ_CHUNK_BYTES {
+                return Err(too_big(&path, bytes.len() as u64));
+            }
+            grant.grow_to(wanted, &what)?;
+            bytes.try_reserve_exact(READ_CHUNK_BYTES as usize).map_err(|_| grant_failed(wanted, &what))?;
+            bytes.push(probe[0]);
+        }
+        let spare = (bytes.capacity() - bytes.len()) as u64;
+        let read = (&mut file).take(spare).read_buf(&mut bytes).await.map_err(|e| io_error(e, "read", &path))?;
+        if read == 0 {
+            break;
+        }
+    }
+    if bytes.len() as u64 > MAX_READ_BYTES {
+        return Err(too_big(&path, bytes.len() as u64));
+    }
+    Ok((bytes, grant, path))
+}
+
+/// The allocator refused what the budget allowed (the process is short of memory).
+fn grant_failed(bytes: u64, what: &str) -> JsErrorBox {
+    JsErrorBox::range_error(format!("memory limit exceeded: {what} could not allocate {bytes} bytes"))
 }
 
 /// `Deno.readFile`.
@@ -63,7 +122,8 @@ pub(crate) async fn op_cb_read_file(
     state: Rc<RefCell<OpState>>,
     #[string] path: String,
 ) -> Result<Vec<u8>, JsErrorBox> {
-    read_bytes(state, path).await
+    let (bytes, _grant, _path) = read_bytes(&state, path).await?;
+    Ok(bytes)
 }
 
 /// `Deno.readTextFile` (invalid UTF-8 is replaced, as Deno's decoder does).
@@ -73,8 +133,47 @@ pub(crate) async fn op_cb_read_text_file(
     state: Rc<RefCell<OpState>>,
     #[string] path: String,
 ) -> Result<String, JsErrorBox> {
-    let bytes = read_bytes(state, path).await?;
-    Ok(String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
+    let (bytes, mut grant, path) = read_bytes(&state, path).await?;
+    match String::from_utf8(bytes) {
+        Ok(text) => Ok(text),
+        Err(invalid) => {
+            // The replaced text is a second buffer as big again.
+            let doubled = grant.bytes().saturating_add(invalid.as_bytes().len() as u64);
+            grant.grow_to(doubled, &format!("decoding {}", path.shown))?;
+            Ok(String::from_utf8_lossy(invalid.as_bytes()).into_owned())
+        }
+    }
+}
+
+/// The quota of the session's workspace when `path` is in it (granted host paths outside
+/// it are the operator's to size).
+fn quota_for(state: &Rc<RefCell<OpState>>, path: &ResolvedPath) -> Result<Option<WorkspaceQuota>, JsErrorBox> {
+    let state = state.borrow();
+    let session = session(&state)?;
+    Ok(path.host.starts_with(session.permissions.workspace()).then(|| session.quota.clone()))
+}
+
+/// A quota refusal in Deno's manner: `QuotaExceeded: workspace quota of 256 MiB exceeded
+/// writing /workspace/x`.
+fn quota_error(err: QuotaError) -> JsErrorBox {
+    match err {
+        QuotaError::Exceeded { .. } => JsErrorBox::new("QuotaExceeded", err.to_string()),
+        QuotaError::Measure { .. } => JsErrorBox::generic(err.to_string()),
+    }
+}
+
+/// Directories missing above and at `dir` (up to the first that exists).
+async fn missing_dirs(dir: &Path) -> u64 {
+    let mut missing = 0;
+    let mut probe = Some(dir);
+    while let Some(dir) = probe {
+        if tokio::fs::symlink_metadata(dir).await.is_ok() {
+            break;
+        }
+        missing += 1;
+        probe = dir.parent();
+    }
+    missing
 }
 
 /// `Deno.writeFile` / `Deno.writeTextFile` (the JS side encodes text): `append` adds to
@@ -89,8 +188,16 @@ pub(crate) async fn op_cb_write_file(
 ) -> Result<(), JsErrorBox> {
     use tokio::io::AsyncWriteExt as _;
     let path = check(&state, &path, Access::Write)?;
+    let _reservation: Option<Reservation> = match quota_for(&state, &path)? {
+        Some(quota) => {
+            let before = tokio::fs::metadata(&path.host).await.ok().filter(|m| m.is_file()).map(|m| m.len());
+            let after = if append { before.unwrap_or(0) } else { 0 }.saturating_add(data.len() as u64);
+            Some(quota.reserve(&path.shown, before, after).map_err(quota_error)?)
+        }
+        None => None,
+    };
     let mut options = tokio::fs::OpenOptions::new();
-    options.write(true).create(create);
+    options.write(true).create(create).mode(PRIVATE_FILE_MODE);
     if append {
         options.append(true);
     } else {
@@ -122,6 +229,12 @@ pub(crate) async fn op_cb_read_dir(
     let mut listing = tokio::fs::read_dir(&path.host).await.map_err(|e| io_error(e, "readdir", &path))?;
     let mut entries = Vec::new();
     while let Some(entry) = listing.next_entry().await.map_err(|e| io_error(e, "readdir", &path))? {
+        if entries.len() == MAX_DIR_ENTRIES {
+            return Err(JsErrorBox::range_error(format!(
+                "{} has more than {MAX_DIR_ENTRIES} entries; Deno.readDir lists at most that many",
+                path.shown
+            )));
+        }
         let kind = entry.file_type().await.map_err(|e| io_error(e, "readdir", &path))?;
         entries.push(DirEntry {
             name: entry.file_name().to_string_lossy().into_owned(),
@@ -142,9 +255,16 @@ pub(crate) async fn op_cb_mkdir(
     recursive: bool,
 ) -> Result<(), JsErrorBox> {
     let path = check(&state, &path, Access::Write)?;
-    let made =
-        if recursive { tokio::fs::create_dir_all(&path.host).await } else { tokio::fs::create_dir(&path.host).await };
-    made.map_err(|e| io_error(e, "mkdir", &path))
+    let _reservation: Option<Reservation> = match quota_for(&state, &path)? {
+        Some(quota) => {
+            let missing = if recursive { missing_dirs(&path.host).await } else { 1 };
+            Some(quota.reserve_dirs(&path.shown, missing).map_err(quota_error)?)
+        }
+        None => None,
+    };
+    let mut builder = tokio::fs::DirBuilder::new();
+    builder.recursive(recursive).mode(PRIVATE_DIR_MODE);
+    builder.create(&path.host).await.map_err(|e| io_error(e, "mkdir", &path))
 }
 
 /// `Deno.remove` (`recursive` removes a directory with its content).

@@ -5,6 +5,7 @@
 //! Every op that touches the host checks the session's [`Permissions`] first. Ops never
 //! panic: a panic inside an op aborts the whole process.
 
+mod budget;
 mod console;
 mod env;
 mod fs;
@@ -14,19 +15,65 @@ mod url;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use codebeaker::OutputCollector;
+use codebeaker::workspace::WorkspaceQuota;
+use codebeaker::{NetPolicy, OutputCollector, SessionLimits};
 use deno_core::{v8, OpState};
 use deno_error::JsErrorBox;
+use serde::{Deserialize, Serialize};
+
+pub(crate) use budget::BufferBudget;
 
 use crate::permissions::{Denied, Permissions};
 
-/// What a session gave its runtime: permissions, its own environment map, its HTTP client.
+/// The part of the operator's [`SessionLimits`] the ops enforce; plain data, so it can
+/// travel with the session's setup to wherever the runtime runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct OpLimits {
+    /// The session's `memoryLimitMB` (sizes the op-buffer budget).
+    pub memory_mb: u64,
+    /// The workspace's quota, in bytes.
+    pub workspace_bytes: u64,
+    /// Where `fetch` may connect.
+    pub net: NetPolicy,
+}
+
+impl From<&SessionLimits> for OpLimits {
+    fn from(limits: &SessionLimits) -> Self {
+        OpLimits { memory_mb: limits.memory_mb, workspace_bytes: limits.workspace_bytes, net: limits.net.clone() }
+    }
+}
+
+/// What a session gave its runtime: permissions, its own environment map, its HTTP client,
+/// and the budgets its ops charge.
 pub(crate) struct SessionContext {
     pub permissions: Rc<Permissions>,
     pub env: HashMap<String, String>,
     /// Created on first `fetch`, on the runtime's own thread (a client's connections live
     /// on the tokio runtime that opened them).
     pub http: Option<reqwest::Client>,
+    /// Memory the ops may hold outside the JS heap.
+    pub buffers: BufferBudget,
+    /// The disk quota of `/workspace`, shared with the host's file commands through the
+    /// directory itself.
+    pub quota: WorkspaceQuota,
+    /// The network rules of `fetch`.
+    pub net: net::NetState,
+}
+
+impl SessionContext {
+    /// The context of a session with `permissions` under `limits`.
+    pub fn new(permissions: Rc<Permissions>, limits: &OpLimits) -> Self {
+        let quota = WorkspaceQuota::new(permissions.workspace(), limits.workspace_bytes);
+        let net = net::NetState::new(&permissions, &limits.net);
+        SessionContext {
+            permissions,
+            env: HashMap::new(),
+            http: None,
+            buffers: BufferBudget::for_memory_limit(limits.memory_mb),
+            quota,
+            net,
+        }
+    }
 }
 
 /// Output of the command that runs now (`None` between commands: output is dropped).

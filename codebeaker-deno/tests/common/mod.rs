@@ -9,11 +9,12 @@ use codebeaker::{
 };
 use codebeaker_deno::{DenoBackend, DenoConfig};
 
-/// A backend with a small pool, workspaces under a fresh temporary directory.
+/// A backend with a small pool, workspaces under a fresh temporary directory (a new
+/// directory in it: the backend creates its root private, and refuses an open one).
 pub fn backend() -> (tempfile::TempDir, Arc<DenoBackend>) {
     let root = tempfile::tempdir().expect("temp dir");
-    let backend =
-        DenoBackend::new(DenoConfig { pool_size: 2, workspace_root: root.path().to_path_buf() }).expect("deno backend");
+    let workspace_root = root.path().join("deno");
+    let backend = DenoBackend::new(DenoConfig { pool_size: 2, workspace_root }).expect("deno backend");
     (root, backend)
 }
 
@@ -64,4 +65,17 @@ pub async fn error(manager: &SessionManager, id: &str, code: &str) -> String {
     let outcome = run(manager, id, code).await;
     assert!(!outcome.success, "expected failure for {code:?}: {:?}", outcome.to_json());
     outcome.to_json()["error"].as_str().unwrap_or_default().to_owned()
+}
+
+/// A manager over a fresh backend whose sessions get `policy`'s limits.
+pub fn manager_with_policy(policy: codebeaker::Policy) -> (tempfile::TempDir, Arc<DenoBackend>, SessionManager) {
+    let (root, backend) = backend();
+    let manager = SessionManager::new(vec![backend.clone()], ManagerConfig { policy, ..ManagerConfig::default() });
+    (root, backend, manager)
+}
+
+/// The host directory of session `id`'s workspace.
+pub fn workspace_of(backend: &DenoBackend, manager: &SessionManager, id: &str) -> std::path::PathBuf {
+    let sandbox = manager.list().into_iter().find(|s| s.session_id == id).expect("the session is listed").container_id;
+    backend.workspaces_dir().join(sandbox)
 }

@@ -4,6 +4,7 @@
 
 mod expiry;
 mod registry;
+mod run;
 mod session;
 mod stream;
 mod turns;
@@ -16,7 +17,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
-use crate::backend::{Backend, BackendHealth, ExecContext, OutputSink, Sandbox, DEFAULT_OUTPUT_LIMIT};
+use crate::backend::{Backend, BackendHealth, OutputSink, DEFAULT_OUTPUT_LIMIT};
 use crate::command::Command;
 use crate::config::SessionConfig;
 use crate::error::{Error, Result};
@@ -24,13 +25,15 @@ use crate::language::Language;
 use crate::observer::{CloseReason, SessionObserver};
 use crate::policy::Policy;
 use crate::result::{CommandOutcome, CommandResult};
-use crate::workspace::WorkspacePath;
 
 use self::registry::{Caps, Registry, Reservation};
+use self::run::{elapsed_ms, guarded};
 use self::session::Session;
 pub use self::session::{SessionInfo, SessionState};
 pub use self::stream::{ExecEvent, ExecutionStream};
-use self::turns::Ticket;
+
+/// The backend name reported to the observer when no backend runs the language asked for.
+const NO_BACKEND: &str = "none";
 
 /// Limits and timings of a [`SessionManager`].
 #[derive(Clone)]
@@ -141,17 +144,24 @@ impl SessionManager {
     /// so a caller that gives up half-way leaves a registered session (closed by its idle
     /// timeout), never an orphaned sandbox.
     pub async fn create_as(&self, tenant: Option<&str>, config: SessionConfig) -> Result<SessionInfo> {
-        let limits = self.inner.config.policy.limits_for(&config)?;
-        let backend = self.inner.backend_for(config.language)?;
-        let reservation = match self.inner.reserve(tenant) {
-            Ok(reservation) => reservation,
+        let backend = match self.inner.backend_for(config.language) {
+            Ok(backend) => backend,
+            Err(error) => {
+                self.inner.observe(|o| o.session_create_failed(NO_BACKEND, &error));
+                return Err(error);
+            }
+        };
+        let checked = self.inner.config.policy.limits_for(&config);
+        let reserved = checked.and_then(|limits| Ok((limits, self.inner.reserve(tenant)?)));
+        let (limits, reservation) = match reserved {
+            Ok(reserved) => reserved,
             Err(error) => {
                 self.inner.observe(|o| o.session_create_failed(backend.name(), &error));
                 return Err(error);
             }
         };
         let inner = self.inner.clone();
-        let task = tokio::spawn(async move {
+        let task = async move {
             let span = tracing::info_span!("session.create", language = %config.language, backend = backend.name());
             let started = Instant::now();
             let sandbox = match backend.create_sandbox(&config, &limits).instrument(span.clone()).await {
@@ -181,7 +191,9 @@ impl SessionManager {
             let error = shutting_down();
             inner.observe(|o| o.session_create_failed(backend.name(), &error));
             Err(error)
-        });
+        };
+        // In the caller's span, so the manager's spans nest beneath the request's.
+        let task = tokio::spawn(task.in_current_span());
         task.await.map_err(|e| Error::Internal(format!("session creation task failed: {e}")))?
     }
 
@@ -221,7 +233,8 @@ impl SessionManager {
             let (session, ticket) = queued?;
             let abandoned = CancellationToken::new();
             let _abandon_when_dropped = abandoned.clone().drop_guard();
-            let task = tokio::spawn(inner.run(session, ticket, command, options, abandoned));
+            // In the caller's span: the command's span nests beneath the request's.
+            let task = tokio::spawn(inner.run(session, ticket, command, options, abandoned).in_current_span());
             task.await.map_err(|e| Error::Internal(format!("command task failed: {e}")))?
         }
     }
@@ -316,7 +329,7 @@ impl SessionManager {
         let context = self.inner.context(&config, timeout, None)?;
         let grace = self.inner.config.policy.stop_grace();
         // A task of its own: the sandbox is removed even if the caller goes away.
-        let task = tokio::spawn(async move {
+        let task = async move {
             let _reservation = reservation;
             let started = Instant::now();
             let limit = context.timeout;
@@ -331,7 +344,9 @@ impl SessionManager {
                 Err(error) => Err(error),
             };
             Ok(CommandOutcome::from_run(result, elapsed_ms(started), limit))
-        });
+        };
+        // In the caller's span, so the manager's spans nest beneath the request's.
+        let task = tokio::spawn(task.in_current_span());
         task.await.map_err(|e| Error::Internal(format!("one-shot run failed: {e}")))?
     }
 
@@ -391,118 +406,6 @@ impl Inner {
             }
         })
     }
-
-    fn timeout_for(&self, config: &SessionConfig, requested: Option<Duration>) -> Result<Duration> {
-        let timeout = requested.unwrap_or_else(|| config.default_timeout());
-        let max = self.config.policy.max_command_timeout();
-        if timeout.is_zero() || timeout > max {
-            return Err(Error::InvalidInput(format!(
-                "timeoutMs must be between 1 and {}, got {}",
-                max.as_millis(),
-                timeout.as_millis()
-            )));
-        }
-        Ok(timeout)
-    }
-
-    /// One command, from its turn to its outcome. Runs in a task of its own (see
-    /// [`SessionManager::execute_as`]): `abandoned` fires when the caller went away, which
-    /// matters only while the command still waits for its turn.
-    async fn run(
-        self: Arc<Self>,
-        session: Arc<Session>,
-        ticket: Ticket,
-        command: Command,
-        options: ExecOptions,
-        abandoned: CancellationToken,
-    ) -> Result<CommandOutcome> {
-        let kind = command.kind();
-        let span = tracing::info_span!("command", session = %session.id, kind);
-        async move {
-            tokio::select! {
-                biased;
-                _ = session.closing.cancelled() => return Err(Error::SessionClosed(session.id.clone())),
-                _ = abandoned.cancelled() => return Err(Error::Internal("the caller went away".into())),
-                _ = ticket.wait() => {}
-            }
-            if session.closing.is_cancelled() {
-                return Err(Error::SessionClosed(session.id.clone()));
-            }
-            let started = Instant::now();
-            let (result, limit) = {
-                let _busy = session.busy();
-                match self.context(&session.config, options.timeout, options.output) {
-                    Ok(context) => {
-                        let limit = context.timeout;
-                        (self.dispatch(&session, command, context).await, Some(limit))
-                    }
-                    Err(error) => (Err(error), None),
-                }
-            };
-            drop(ticket);
-            let elapsed = started.elapsed();
-            let outcome = match (result, limit) {
-                (Err(Error::SessionClosed(id)), _) => return Err(Error::SessionClosed(id)),
-                (result, Some(limit)) => CommandOutcome::from_run(result, elapsed_ms(started), limit),
-                (result, None) => CommandOutcome::from_result(result, elapsed_ms(started)),
-            };
-            self.observe(|o| o.command_finished(&session.info(), kind, &outcome, elapsed));
-            if let Some(Error::SandboxFailed(reason)) = &outcome.error {
-                // A dead sandbox cannot serve the session again: close it now, and say why.
-                tracing::warn!(%reason, "sandbox failed; closing its session");
-                if self.registry().remove(&session.id).is_some() {
-                    self.retire(&session, CloseReason::Failed).await;
-                }
-            }
-            tracing::debug!(success = outcome.success, duration_ms = outcome.duration_ms, "command finished");
-            Ok(outcome)
-        }
-        .instrument(span)
-        .await
-    }
-
-    async fn dispatch(&self, session: &Session, command: Command, context: ExecContext) -> Result<CommandResult> {
-        for path in command.paths() {
-            WorkspacePath::parse(path)?;
-        }
-        tokio::select! {
-            _ = session.closing.cancelled() => Err(Error::SessionClosed(session.id.clone())),
-            ran = guarded(session.sandbox.as_ref(), command, context, self.config.policy.stop_grace()) => ran,
-        }
-    }
-
-    /// How a command runs: its checked timeout, the output limit, and where to stream.
-    fn context(
-        &self,
-        config: &SessionConfig,
-        timeout: Option<Duration>,
-        output: Option<OutputSink>,
-    ) -> Result<ExecContext> {
-        Ok(ExecContext { timeout: self.timeout_for(config, timeout)?, output_limit: self.config.output_limit, output })
-    }
-}
-
-/// Runs a command with the manager's backstop: a sandbox that has not stopped the command
-/// `grace` after its own timeout is taken for broken.
-async fn guarded(
-    sandbox: &dyn Sandbox,
-    command: Command,
-    context: ExecContext,
-    grace: Duration,
-) -> Result<CommandResult> {
-    let timeout = context.timeout;
-    match tokio::time::timeout(timeout + grace, sandbox.execute(command, context)).await {
-        Ok(result) => result,
-        Err(_) => Err(Error::SandboxFailed(format!(
-            "the sandbox did not stop the command within {} ms of its {} ms timeout",
-            grace.as_millis(),
-            timeout.as_millis()
-        ))),
-    }
-}
-
-fn elapsed_ms(started: Instant) -> u64 {
-    started.elapsed().as_millis().try_into().unwrap_or(u64::MAX)
 }
 
 fn shutting_down() -> Error {

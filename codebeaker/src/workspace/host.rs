@@ -4,11 +4,15 @@
 //! Every operation goes through a `cap_std` directory handle opened on the workspace
 //! root, so the kernel-level lookup refuses `..` and symlinks that lead outside it
 //! (absolute symlink targets included), even when sandboxed code planted the link.
+//!
+//! What it creates is private to the server's user (directories 0700, files 0600), and
+//! with [`HostWorkspace::with_quota`] every write path (`write_file`, `copy_file`,
+//! `create_directory`) asks the workspace's [`WorkspaceQuota`] first.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use cap_std::fs::{Dir, OpenOptions};
+use cap_std::fs::{Dir, DirBuilder, DirBuilderExt as _, OpenOptions, OpenOptionsExt as _};
 
 use crate::command::{Command, CopyFile, CreateDirectory, DeleteFile, ListDirectory, ReadFile, WriteFile, WriteMode};
 use crate::error::{Error, Result};
@@ -16,23 +20,46 @@ use crate::result::{
     CommandResult, CopyFileResult, CreateDirectoryResult, DeleteFileResult, DirEntry, EntryType, ListDirectoryResult,
     ReadFileResult, WriteFileResult,
 };
-use crate::workspace::{WorkspacePath, MAX_TRANSFER_BYTES};
+use crate::workspace::{QuotaError, Reservation, WorkspacePath, WorkspaceQuota, MAX_TRANSFER_BYTES};
+
+/// Mode of the directories a workspace creates (its root included).
+pub const PRIVATE_DIR_MODE: u32 = 0o700;
+/// Mode of the files a workspace creates.
+pub const PRIVATE_FILE_MODE: u32 = 0o600;
 
 /// A workspace directory on the host, accessed only through a capability handle.
 #[derive(Debug)]
 pub struct HostWorkspace {
     root: PathBuf,
     dir: Dir,
+    quota: Option<WorkspaceQuota>,
 }
 
 impl HostWorkspace {
-    /// Opens (creating if needed) `root` as a workspace.
+    /// Opens (creating if needed, mode 0700) `root` as a workspace without a quota.
     pub fn open(root: impl AsRef<Path>) -> Result<Self> {
+        use std::os::unix::fs::DirBuilderExt as _;
         let root = root.as_ref().to_path_buf();
         let shown = root.display().to_string();
-        std::fs::create_dir_all(&root).map_err(|e| Error::from_io(&shown, &e))?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(PRIVATE_DIR_MODE)
+            .create(&root)
+            .map_err(|e| Error::from_io(&shown, &e))?;
         let dir = Dir::open_ambient_dir(&root, cap_std::ambient_authority()).map_err(|e| Error::from_io(&shown, &e))?;
-        Ok(HostWorkspace { root, dir })
+        Ok(HostWorkspace { root, dir, quota: None })
+    }
+
+    /// Limits what the file commands may store in the workspace to `bytes` in all.
+    pub fn with_quota(mut self, bytes: u64) -> Self {
+        self.quota = Some(WorkspaceQuota::new(self.root.clone(), bytes));
+        self
+    }
+
+    /// The workspace's quota, when it has one (shared with other writers of the directory
+    /// through its clones).
+    pub fn quota(&self) -> Option<&WorkspaceQuota> {
+        self.quota.as_ref()
     }
 
     /// The host directory standing for `/workspace`.
@@ -59,9 +86,15 @@ impl HostWorkspace {
         let path = WorkspacePath::parse(&command.path)?;
         let bytes = command.decoded_content()?;
         check_size(&path, bytes.len() as u64)?;
-        self.create_parents(&path)?;
+        let before = self.file_len(&path);
+        let after = match command.mode {
+            WriteMode::Create => bytes.len() as u64,
+            WriteMode::Append => before.unwrap_or(0).saturating_add(bytes.len() as u64),
+        };
+        let _parents = self.create_parents(&path)?;
+        let _reservation = self.reserve(&path, before, after)?;
         let mut options = OpenOptions::new();
-        options.write(true).create(true);
+        options.write(true).create(true).mode(PRIVATE_FILE_MODE);
         match command.mode {
             WriteMode::Create => options.truncate(true),
             WriteMode::Append => options.append(true),
@@ -87,7 +120,7 @@ impl HostWorkspace {
     /// `create_directory` (parents included; an existing directory is fine).
     pub fn create_directory(&self, command: &CreateDirectory) -> Result<CreateDirectoryResult> {
         let path = WorkspacePath::parse(&command.path)?;
-        self.dir.create_dir_all(path.relative_or_dot()).map_err(|e| io_error(&path, &e))?;
+        self.create_dirs(&path)?;
         Ok(CreateDirectoryResult { path: path.to_string() })
     }
 
@@ -100,11 +133,8 @@ impl HostWorkspace {
             return Err(Error::InvalidInput(format!("{source} is a directory; copy_file copies files")));
         }
         check_size(&source, metadata.len())?;
-        self.create_parents(&destination)?;
-        let bytes = self
-            .dir
-            .copy(source.relative_or_dot(), &self.dir, destination.relative_or_dot())
-            .map_err(|e| io_error(&destination, &e))?;
+        let _parents = self.create_parents(&destination)?;
+        let bytes = self.copy_contents(&source, &destination, metadata.len())?;
         Ok(CopyFileResult { source_path: source.to_string(), destination_path: destination.to_string(), bytes })
     }
 
@@ -148,18 +178,77 @@ impl HostWorkspace {
         Ok(ListDirectoryResult { path: path.to_string(), entries })
     }
 
-    fn create_parents(&self, path: &WorkspacePath) -> Result<()> {
-        let Some(parent) = path.parent().filter(|p| !p.is_root()) else { return Ok(()) };
-        // Look before creating: an existing parent may be a symlink, which `metadata`
-        // follows (refusing escapes) and `create_dir_all` would misreport as existing.
-        match self.dir.metadata(parent.relative()) {
-            Ok(metadata) if metadata.is_dir() => Ok(()),
-            Ok(_) => Err(Error::InvalidInput(format!("{parent} is not a directory"))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                self.dir.create_dir_all(parent.relative()).map_err(|e| io_error(&parent, &e))
+    /// Copies `source` (`len` bytes when looked at) over `destination`, reading no more
+    /// than was counted: a file that grew meanwhile is cut at `len`.
+    fn copy_contents(&self, source: &WorkspacePath, destination: &WorkspacePath, len: u64) -> Result<u64> {
+        use std::io::Read as _;
+        let mut from = self.dir.open(source.relative_or_dot()).map_err(|e| io_error(source, &e))?;
+        let from_meta = from.metadata().map_err(|e| io_error(source, &e))?;
+        if let Ok(to_meta) = self.dir.metadata(destination.relative_or_dot()) {
+            use cap_std::fs::MetadataExt as _;
+            if (to_meta.dev(), to_meta.ino()) == (from_meta.dev(), from_meta.ino()) {
+                return Ok(from_meta.len());
             }
-            Err(e) => Err(io_error(&parent, &e)),
         }
+        let _reservation = self.reserve(destination, self.file_len(destination), len)?;
+        let mut options = OpenOptions::new();
+        options.write(true).create(true).truncate(true).mode(PRIVATE_FILE_MODE);
+        let mut to =
+            self.dir.open_with(destination.relative_or_dot(), &options).map_err(|e| io_error(destination, &e))?;
+        std::io::copy(&mut (&mut from).take(len), &mut to).map_err(|e| io_error(destination, &e))
+    }
+
+    /// Size of the file at `path`, `None` when there is none.
+    fn file_len(&self, path: &WorkspacePath) -> Option<u64> {
+        self.dir.metadata(path.relative_or_dot()).ok().filter(|m| m.is_file()).map(|m| m.len())
+    }
+
+    fn reserve(&self, path: &WorkspacePath, before: Option<u64>, after: u64) -> Result<Option<Reservation>> {
+        let Some(quota) = &self.quota else { return Ok(None) };
+        quota.reserve(&path.to_string(), before, after).map(Some).map_err(quota_error)
+    }
+
+    /// Creates `path` and its missing parents (0700), each counted against the quota.
+    fn create_dirs(&self, path: &WorkspacePath) -> Result<Option<Reservation>> {
+        let mut missing = 0u64;
+        let mut probe = Some(path.clone());
+        while let Some(dir) = probe.filter(|p| !p.is_root()) {
+            match self.dir.metadata(dir.relative()) {
+                Ok(metadata) if metadata.is_dir() => break,
+                Ok(_) => return Err(Error::InvalidInput(format!("{dir} is not a directory"))),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => missing += 1,
+                Err(e) => return Err(io_error(&dir, &e)),
+            }
+            probe = dir.parent();
+        }
+        if missing == 0 {
+            return Ok(None);
+        }
+        let reservation = match &self.quota {
+            Some(quota) => Some(quota.reserve_dirs(&path.to_string(), missing).map_err(quota_error)?),
+            None => None,
+        };
+        let mut builder = DirBuilder::new();
+        builder.recursive(true).mode(PRIVATE_DIR_MODE);
+        self.dir.create_dir_with(path.relative(), &builder).map_err(|e| io_error(path, &e))?;
+        Ok(reservation)
+    }
+
+    fn create_parents(&self, path: &WorkspacePath) -> Result<Option<Reservation>> {
+        // Looking before creating (in `create_dirs`) matters: an existing parent may be a
+        // symlink, which `metadata` follows (refusing escapes) and `create_dir_all` would
+        // misreport as existing.
+        match path.parent().filter(|p| !p.is_root()) {
+            Some(parent) => self.create_dirs(&parent),
+            None => Ok(None),
+        }
+    }
+}
+
+fn quota_error(err: QuotaError) -> Error {
+    match err {
+        QuotaError::Exceeded { .. } => Error::LimitReached(err.to_string()),
+        QuotaError::Measure { .. } => Error::Internal(err.to_string()),
     }
 }
 
@@ -259,5 +348,52 @@ mod tests {
             assert!(matches!(err, Error::InvalidInput(_)), "{root}: {err:?}");
         }
         assert!(ws.root().exists());
+    }
+
+    #[test]
+    fn what_the_workspace_creates_is_private() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let (_tmp, ws) = workspace();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        ws.write_file(&WriteFile {
+            path: "a/b/c.txt".into(),
+            content: "x".into(),
+            mode: WriteMode::Create,
+            encoding: Encoding::Utf8,
+        })
+        .unwrap();
+        ws.create_directory(&CreateDirectory { path: "d/e".into() }).unwrap();
+        ws.copy_file(&CopyFile { source_path: "a/b/c.txt".into(), destination_path: "d/e/f.txt".into() }).unwrap();
+        for dir in ["", "a", "a/b", "d", "d/e"] {
+            assert_eq!(mode(&ws.root().join(dir)), 0o700, "{dir}");
+        }
+        for file in ["a/b/c.txt", "d/e/f.txt"] {
+            assert_eq!(mode(&ws.root().join(file)), 0o600, "{file}");
+        }
+    }
+
+    #[test]
+    fn every_write_path_respects_the_quota() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ws = HostWorkspace::open(tmp.path().join("ws")).unwrap().with_quota(64 * 1024);
+        let write = |path: &str, len: usize, mode: WriteMode| {
+            ws.write_file(&WriteFile { path: path.into(), content: "x".repeat(len), mode, encoding: Encoding::Utf8 })
+        };
+        write("a", 40 * 1024, WriteMode::Create).unwrap();
+        let err = write("b", 40 * 1024, WriteMode::Create).unwrap_err();
+        assert_eq!(err, Error::LimitReached("workspace quota of 65536 bytes exceeded writing /workspace/b".into()));
+        let err = write("a", 30 * 1024, WriteMode::Append).unwrap_err();
+        assert!(matches!(err, Error::LimitReached(_)), "{err:?}");
+        let err = ws.copy_file(&CopyFile { source_path: "a".into(), destination_path: "a2".into() }).unwrap_err();
+        assert!(matches!(err, Error::LimitReached(_)), "{err:?}");
+        let deep = (0..10).map(|i| format!("d{i}")).collect::<Vec<_>>().join("/");
+        let err = ws.create_directory(&CreateDirectory { path: deep }).unwrap_err();
+        assert!(matches!(err, Error::LimitReached(_)), "{err:?}");
+        // Replacing a file is judged by the size it ends with.
+        write("a", 50 * 1024, WriteMode::Create).unwrap();
+        assert!(ws.quota().unwrap().usage().unwrap() <= 64 * 1024);
+        // Space freed outside the file commands is seen.
+        std::fs::remove_file(ws.root().join("a")).unwrap();
+        write("b", 40 * 1024, WriteMode::Create).unwrap();
     }
 }

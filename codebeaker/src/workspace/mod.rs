@@ -6,9 +6,11 @@
 
 mod host;
 mod path;
+mod quota;
 
-pub use host::HostWorkspace;
+pub use host::{HostWorkspace, PRIVATE_DIR_MODE, PRIVATE_FILE_MODE};
 pub use path::{WorkspacePath, WORKSPACE_ROOT};
+pub use quota::{charge_of, QuotaError, Reservation, WorkspaceQuota, PAGE_BYTES};
 
 /// Largest file `read_file`, `write_file` and `copy_file` move in one command (16 MiB):
 /// results travel in one JSON message, so bigger files belong in several commands.

@@ -1,0 +1,67 @@
+//! Path grants are the operator's to give: a session's `allowRead`/`allowWrite` may name
+//! its own workspace, or paths beneath the policy's `grantable_paths`; anything else is
+//! refused at `session.create`, before any runtime gets the grant.
+
+mod common;
+
+use codebeaker::{DenoPermissions, Error, Language, Policy, SessionConfig};
+use common::*;
+
+fn grants(read: &[&str], write: &[&str]) -> SessionConfig {
+    let mut config = SessionConfig::new(Language::Deno);
+    config.permissions = DenoPermissions {
+        allow_read: read.iter().map(|p| p.to_string()).collect(),
+        allow_write: write.iter().map(|p| p.to_string()).collect(),
+        ..DenoPermissions::default()
+    };
+    config
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn host_paths_are_refused_by_default() {
+    let (_root, backend, manager) = manager();
+    for (read, write) in [
+        (&["/"][..], &[][..]),
+        (&[], &["/"]),
+        (&["/etc"], &[]),
+        (&[], &["/tmp"]),
+        (&["../"], &[]),
+        (&["/workspace/../etc"], &[]),
+        (&["/workspace", "/root"], &["/workspace"]),
+    ] {
+        let refused = manager.create(grants(read, write)).await.err();
+        let Some(Error::InvalidInput(message)) = refused else {
+            panic!("{read:?} {write:?} was not refused as invalid input: {refused:?}")
+        };
+        let list = if write.iter().any(|p| *p != "/workspace") { "allowWrite" } else { "allowRead" };
+        assert!(message.contains(list) && message.contains("grantable-paths"), "{message}");
+    }
+    assert!(codebeaker::Backend::live_sandboxes(&*backend).await.unwrap().is_empty(), "nothing was created");
+    assert!(std::fs::read_dir(backend.workspaces_dir()).unwrap().next().is_none(), "no workspace was made");
+    // The workspace itself, and paths in it, may always be named.
+    let ok = manager.create(grants(&["/workspace", "/workspace/data", "notes"], &["/workspace/out"])).await.unwrap();
+    manager.close(&ok.session_id).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_operator_can_make_host_paths_grantable() {
+    let shared = tempfile::tempdir().unwrap();
+    std::fs::create_dir(shared.path().join("data")).unwrap();
+    std::fs::write(shared.path().join("data/input.csv"), "a,b").unwrap();
+    std::os::unix::fs::symlink("/etc", shared.path().join("data/etc")).unwrap();
+    let data = shared.path().join("data");
+    let policy = Policy { grantable_paths: vec![data.clone()], ..Policy::default() };
+    let (_root, _backend, manager) = manager_with_policy(policy);
+    let shown = data.display().to_string();
+    let id = manager.create(grants(&[&shown], &[])).await.unwrap().session_id;
+    assert_eq!(
+        output(&manager, &id, &format!("console.log(await Deno.readTextFile('{shown}/input.csv'))")).await,
+        "a,b"
+    );
+    manager.close(&id).await.unwrap();
+    for escape in [format!("{shown}/.."), format!("{shown}/etc"), format!("{shown}/etc/passwd"), "/".to_owned()] {
+        let refused = manager.create(grants(&[&escape], &[])).await.err();
+        let Some(Error::InvalidInput(message)) = refused else { panic!("{escape}: {refused:?}") };
+        assert!(message.contains(&shown), "the policy is named: {message}");
+    }
+}

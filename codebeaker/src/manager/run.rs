@@ -1,0 +1,135 @@
+//! One command's way through the manager: its turn in the session's queue, its checked
+//! timeout, the sandbox call under the manager's backstop, and the outcome reported to
+//! the observer. Every command, on every backend, takes this path.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
+
+use super::session::Session;
+use super::turns::Ticket;
+use super::{ExecOptions, Inner};
+use crate::backend::{ExecContext, OutputSink, Sandbox};
+use crate::command::Command;
+use crate::config::SessionConfig;
+use crate::error::{Error, Result};
+use crate::observer::CloseReason;
+use crate::result::{CommandOutcome, CommandResult};
+use crate::workspace::WorkspacePath;
+
+impl Inner {
+    fn timeout_for(&self, config: &SessionConfig, requested: Option<Duration>) -> Result<Duration> {
+        let timeout = requested.unwrap_or_else(|| config.default_timeout());
+        let max = self.config.policy.max_command_timeout();
+        if timeout.is_zero() || timeout > max {
+            return Err(Error::InvalidInput(format!(
+                "timeoutMs must be between 1 and {}, got {}",
+                max.as_millis(),
+                timeout.as_millis()
+            )));
+        }
+        Ok(timeout)
+    }
+
+    /// One command, from its turn to its outcome. Runs in a task of its own (see
+    /// [`SessionManager::execute_as`]): `abandoned` fires when the caller went away, which
+    /// matters only while the command still waits for its turn.
+    pub(super) async fn run(
+        self: Arc<Self>,
+        session: Arc<Session>,
+        ticket: Ticket,
+        command: Command,
+        options: ExecOptions,
+        abandoned: CancellationToken,
+    ) -> Result<CommandOutcome> {
+        let kind = command.kind();
+        let span = tracing::info_span!("command", session = %session.id, kind);
+        async move {
+            tokio::select! {
+                biased;
+                _ = session.closing.cancelled() => return Err(Error::SessionClosed(session.id.clone())),
+                _ = abandoned.cancelled() => return Err(Error::Internal("the caller went away".into())),
+                _ = ticket.wait() => {}
+            }
+            if session.closing.is_cancelled() {
+                return Err(Error::SessionClosed(session.id.clone()));
+            }
+            let started = Instant::now();
+            let (result, limit) = {
+                let _busy = session.busy();
+                match self.context(&session.config, options.timeout, options.output) {
+                    Ok(context) => {
+                        let limit = context.timeout;
+                        (self.dispatch(&session, command, context).await, Some(limit))
+                    }
+                    Err(error) => (Err(error), None),
+                }
+            };
+            drop(ticket);
+            let elapsed = started.elapsed();
+            let outcome = match (result, limit) {
+                (Err(Error::SessionClosed(id)), _) => return Err(Error::SessionClosed(id)),
+                (result, Some(limit)) => CommandOutcome::from_run(result, elapsed_ms(started), limit),
+                (result, None) => CommandOutcome::from_result(result, elapsed_ms(started)),
+            };
+            self.observe(|o| o.command_finished(&session.info(), kind, &outcome, elapsed));
+            if let Some(Error::SandboxFailed(reason)) = &outcome.error {
+                // A dead sandbox cannot serve the session again: close it now, and say why.
+                tracing::warn!(%reason, "sandbox failed; closing its session");
+                if self.registry().remove(&session.id).is_some() {
+                    self.retire(&session, CloseReason::Failed).await;
+                }
+            }
+            tracing::debug!(success = outcome.success, duration_ms = outcome.duration_ms, "command finished");
+            Ok(outcome)
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn dispatch(&self, session: &Session, command: Command, context: ExecContext) -> Result<CommandResult> {
+        for path in command.paths() {
+            WorkspacePath::parse(path)?;
+        }
+        tokio::select! {
+            _ = session.closing.cancelled() => Err(Error::SessionClosed(session.id.clone())),
+            ran = guarded(session.sandbox.as_ref(), command, context, self.config.policy.stop_grace()) => ran,
+        }
+    }
+
+    /// How a command runs: its checked timeout, the output limit, and where to stream.
+    pub(super) fn context(
+        &self,
+        config: &SessionConfig,
+        timeout: Option<Duration>,
+        output: Option<OutputSink>,
+    ) -> Result<ExecContext> {
+        Ok(ExecContext { timeout: self.timeout_for(config, timeout)?, output_limit: self.config.output_limit, output })
+    }
+}
+
+/// Runs a command with the manager's backstop: a sandbox that has not stopped the command
+/// `grace` after its own timeout is taken for broken.
+pub(super) async fn guarded(
+    sandbox: &dyn Sandbox,
+    command: Command,
+    context: ExecContext,
+    grace: Duration,
+) -> Result<CommandResult> {
+    let timeout = context.timeout;
+    match tokio::time::timeout(timeout + grace, sandbox.execute(command, context)).await {
+        Ok(result) => result,
+        Err(_) => Err(Error::SandboxFailed(format!(
+            "the sandbox did not stop the command within {} ms of its {} ms timeout",
+            grace.as_millis(),
+            timeout.as_millis()
+        ))),
+    }
+}
+
+pub(super) fn elapsed_ms(started: Instant) -> u64 {
+    started.elapsed().as_millis().try_into().unwrap_or(u64::MAX)
+}
