@@ -24,7 +24,7 @@ use crate::rate::{Rate, RateArgs};
 /// The tenant `--token` stands for when `--api-keys` is given too.
 pub const TOKEN_TENANT: &str = "default";
 
-/// Default listen address, as PROTOCOL.md documents it.
+/// Default listen address, as `docs/protocol.md` documents it.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:5000";
 
 /// Everything a [`crate::Server`] needs besides its backends.

@@ -1,4 +1,4 @@
-//! The CodeBeaker server: the WebSocket JSON-RPC 2.0 protocol of `PROTOCOL.md` over the
+//! The CodeBeaker server: the WebSocket JSON-RPC 2.0 protocol of `docs/protocol.md` over the
 //! [`codebeaker::SessionManager`], with `GET /health` on the same port.
 //!
 //! The binary `codebeaker-server` is a thin wrapper over this library; tests, benches

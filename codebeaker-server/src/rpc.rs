@@ -70,7 +70,7 @@ impl RpcError {
     }
 }
 
-/// The message the specification (or PROTOCOL.md, for the extension codes) gives a code.
+/// The message the specification (or `docs/protocol.md`, for the extension codes) gives a code.
 fn standard_message(code: i64) -> &'static str {
     match code {
         PARSE_ERROR => "Parse error",

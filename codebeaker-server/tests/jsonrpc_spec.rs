@@ -1,5 +1,5 @@
 //! The JSON-RPC 2.0 specification's own examples (section 7), adapted to CodeBeaker's
-//! methods, its edge cases, and every error code of PROTOCOL.md, over a real WebSocket.
+//! methods, its edge cases, and every error code of `docs/protocol.md`, over a real WebSocket.
 //!
 //! These test the protocol's mechanics, so most run on the temp-dir test backend.
 

@@ -2,7 +2,7 @@
 //!
 //! JSON shape: an object tagged by `type` (`write_file`, `read_file`, …) with camelCase
 //! fields. Unknown fields are refused so that a typo such as `workingDir` fails loudly
-//! instead of silently running somewhere else. Defaults follow PROTOCOL.md
+//! instead of silently running somewhere else. Defaults follow `docs/protocol.md`
 //! (`mode: Create`, `args: []`, `workingDirectory: /workspace`); extension fields
 //! (`encoding`, `env`, `stdin`) are left out when they hold their default, so clients
 //! written against the original guide see the shapes they know.
