@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bollard::Docker;
-use codebeaker::{Backend, BackendHealth, Error, Language, Result, Sandbox, SessionConfig, SessionLimits};
+use codebeaker::{
+    Allowlist, Backend, BackendHealth, EgressRules, Error, Language, Result, Sandbox, SessionConfig, SessionLimits,
+};
 use tokio::task::JoinHandle;
 use tracing::{info, info_span, warn, Instrument};
 
@@ -173,6 +175,10 @@ impl Backend for DockerBackend {
                 Some(spare) => spare,
                 None => container::create_and_start(&self.docker, &spec, &self.config, Role::Session).await?,
             };
+            if let Some(link) = &started.agent {
+                let rules = EgressRules::for_session(&limits.net, spec.language, &Allowlist::All);
+                link.set_egress(Arc::new(rules)).await;
+            }
             tracing::debug!(container = %short(&started.id), "sandbox ready");
             self.live.lock().unwrap_or_else(|p| p.into_inner()).insert(started.id.clone());
             let sandbox =
