@@ -150,8 +150,9 @@ impl Workspace {
     }
 
     fn resolve(&self, target: &Target, flags: libc::c_int, mode: u32) -> Result<OwnedFd, ErrorReply> {
-        sys::open_beneath(self.root(), &target.relative, flags | libc::O_NOCTTY, mode)
-            .map_err(|e| fail(&target.shown, &e))
+        // openat2 refuses any flag beside O_PATH but O_DIRECTORY/O_NOFOLLOW/O_CLOEXEC.
+        let flags = if flags & libc::O_PATH != 0 { flags } else { flags | libc::O_NOCTTY };
+        sys::open_beneath(self.root(), &target.relative, flags, mode).map_err(|e| fail(&target.shown, &e))
     }
 
     /// Opens a regular file for reading, refusing directories, FIFOs, devices and files

@@ -9,6 +9,7 @@
 pub mod files;
 mod interp;
 mod process;
+mod proxy;
 mod sys;
 
 use std::collections::HashMap;
@@ -48,6 +49,8 @@ pub struct AgentConfig {
     pub node: String,
     /// Environment every command and interpreter starts with (requests add to it).
     pub base_env: Vec<(String, String)>,
+    /// Where the egress proxy listens (the container's loopback); `None`: no proxy.
+    pub proxy: Option<std::net::SocketAddr>,
 }
 
 impl AgentConfig {
@@ -75,9 +78,13 @@ impl AgentConfig {
             python: "python3".to_owned(),
             node: "node".to_owned(),
             base_env,
+            proxy: Some(std::net::SocketAddr::from(([127, 0, 0, 1], DEFAULT_PROXY_PORT))),
         }
     }
 }
+
+/// The port of the egress proxy on the container's loopback.
+pub const DEFAULT_PROXY_PORT: u16 = 3128;
 
 /// Why serving stopped.
 #[derive(Debug, thiserror::Error)]
@@ -125,13 +132,27 @@ where
 {
     let workspace = Workspace::open(&config.workspace, config.user)
         .map_err(|source| ServeError::Workspace { path: config.workspace.clone(), source })?;
-    let runtime = Arc::new(Runtime {
-        workspace,
-        user: config.user,
-        base_env: config.base_env.clone(),
-        interpreters: interp::Interpreters::new(&config),
-    });
+    let mut base_env = config.base_env.clone();
+    let listener = match config.proxy {
+        Some(addr) => match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => Some(listener),
+            Err(e) => {
+                tracing::warn!(%addr, "egress proxy not started: {e}");
+                None
+            }
+        },
+        None => None,
+    };
+    if let Some(addr) = listener.as_ref().and_then(|l| l.local_addr().ok()) {
+        base_env.retain(|(key, _)| !key.to_ascii_lowercase().ends_with("_proxy"));
+        base_env.extend(proxy::proxy_env(addr));
+    }
+    let proxied = listener.is_some();
+    let runtime =
+        Arc::new(Runtime { workspace, user: config.user, base_env, interpreters: interp::Interpreters::new(&config) });
     let (out, outgoing) = mpsc::channel::<Frame>(256);
+    let tunnels = Arc::new(proxy::Tunnels::default());
+    let proxy_task = listener.map(|listener| tokio::spawn(proxy::serve(listener, tunnels.clone(), out.clone())));
     let writer_task = tokio::spawn(write_loop(FrameWriter::new(writer, config.max_frame), outgoing, config.max_frame));
     let mut frames = FrameReader::new(reader, config.max_frame);
     let running: Arc<Mutex<HashMap<u64, mpsc::Sender<Control>>>> = Arc::default();
@@ -153,7 +174,11 @@ where
                         continue;
                     }
                 };
-                dispatch(&runtime, &out, &running, &fs_slots, frame.id, message).await;
+                match message {
+                    HostMessage::TunnelReply(reply) => tunnels.route(frame.id, proxy::TunnelEvent::Reply(reply)),
+                    HostMessage::TunnelClose { reason } => tunnels.route(frame.id, proxy::TunnelEvent::Close(reason)),
+                    message => dispatch(&runtime, &out, &running, &fs_slots, proxied, frame.id, message).await,
+                }
             }
             FrameKind::Stdin => {
                 let control = running.lock().unwrap_or_else(PoisonError::into_inner).get(&frame.id).cloned();
@@ -162,10 +187,17 @@ where
                     let _ = control.send(Control::Stdin(frame.body, end)).await;
                 }
             }
+            FrameKind::TunnelData => {
+                let end = frame.is_end();
+                tunnels.route(frame.id, proxy::TunnelEvent::Data(frame.body, end));
+            }
             other => tracing::warn!(id = frame.id, kind = ?other, "ignored a frame only the agent sends"),
         }
     };
     runtime.interpreters.shutdown();
+    if let Some(task) = proxy_task {
+        task.abort();
+    }
     drop(out);
     let _ = writer_task.await;
     result
@@ -176,6 +208,7 @@ async fn dispatch(
     out: &Outbox,
     running: &Arc<Mutex<HashMap<u64, mpsc::Sender<Control>>>>,
     fs_slots: &Arc<Semaphore>,
+    proxied: bool,
     id: u64,
     message: HostMessage,
 ) {
@@ -186,7 +219,11 @@ async fn dispatch(
                 AgentMessage::Hello(AgentHello {
                     protocol: PROTOCOL_VERSION,
                     agent: env!("CARGO_PKG_VERSION").to_owned(),
-                    capabilities: ["exec", "fs", "python", "javascript"].map(str::to_owned).to_vec(),
+                    capabilities: ["exec", "fs", "python", "javascript", "egress_proxy"]
+                        .into_iter()
+                        .filter(|c| proxied || *c != "egress_proxy")
+                        .map(str::to_owned)
+                        .collect(),
                 })
             } else {
                 AgentMessage::Error(ErrorReply::new(
@@ -234,9 +271,7 @@ async fn dispatch(
                 let _ = control.try_send(Control::Cancel);
             }
         }
-        HostMessage::TunnelReply(_) | HostMessage::TunnelClose { .. } => {
-            tracing::debug!(id, "tunnel message for no open tunnel");
-        }
+        HostMessage::TunnelReply(_) | HostMessage::TunnelClose { .. } => {}
     }
 }
 

@@ -130,8 +130,8 @@ impl ExecStream {
         }
         let event = loop {
             match self.call.next().await {
-                Ok(Inbound::Data { kind: FrameKind::Stdout, bytes }) => break Ok(ExecEvent::Stdout(bytes)),
-                Ok(Inbound::Data { kind: FrameKind::Stderr, bytes }) => break Ok(ExecEvent::Stderr(bytes)),
+                Ok(Inbound::Data { kind: FrameKind::Stdout, bytes, .. }) => break Ok(ExecEvent::Stdout(bytes)),
+                Ok(Inbound::Data { kind: FrameKind::Stderr, bytes, .. }) => break Ok(ExecEvent::Stderr(bytes)),
                 Ok(Inbound::Data { .. }) => continue,
                 Ok(Inbound::Message(AgentMessage::Started { pid })) => break Ok(ExecEvent::Started { pid }),
                 Ok(Inbound::Message(AgentMessage::Exited(exited))) => {
@@ -227,8 +227,8 @@ impl CodeStream {
         }
         let event = loop {
             match self.call.next().await {
-                Ok(Inbound::Data { kind: FrameKind::Stdout, bytes }) => break Ok(CodeEvent::Stdout(bytes)),
-                Ok(Inbound::Data { kind: FrameKind::Stderr, bytes }) => break Ok(CodeEvent::Stderr(bytes)),
+                Ok(Inbound::Data { kind: FrameKind::Stdout, bytes, .. }) => break Ok(CodeEvent::Stdout(bytes)),
+                Ok(Inbound::Data { kind: FrameKind::Stderr, bytes, .. }) => break Ok(CodeEvent::Stderr(bytes)),
                 Ok(Inbound::Data { .. }) => continue,
                 Ok(Inbound::Message(AgentMessage::CodeDone(done))) => {
                     self.call.finished = true;

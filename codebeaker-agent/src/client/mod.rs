@@ -7,6 +7,7 @@
 //! every waiting call receives, and no call can hang once the channel is gone.
 
 mod calls;
+mod tunnel;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -92,6 +93,8 @@ pub enum Inbound {
         kind: FrameKind,
         /// The bytes.
         bytes: Vec<u8>,
+        /// The last data of its stream (`FLAG_END`).
+        end: bool,
     },
 }
 
@@ -380,7 +383,7 @@ async fn read_loop<R: AsyncRead + Unpin>(mut reader: FrameReader<R>, shared: std
                 Err(e) => break format!("the agent broke the protocol: {e}"),
             }
         } else if matches!(frame.kind, FrameKind::Stdout | FrameKind::Stderr | FrameKind::TunnelData) {
-            Inbound::Data { kind: frame.kind, bytes: frame.body }
+            Inbound::Data { kind: frame.kind, end: frame.is_end(), bytes: frame.body }
         } else {
             break format!("the agent sent a {:?} frame, which only the host sends", frame.kind);
         };
