@@ -11,9 +11,7 @@
 use std::sync::Arc;
 
 use codebeaker::{EgressRules, Language};
-use codebeaker_agent::client::{AgentClient, Inbound, TunnelRequest};
-use codebeaker_agent::protocol::{AgentMessage, FrameKind, MAX_DATA_CHUNK};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use codebeaker_agent::client::{AgentClient, TunnelRequest};
 use tokio::task::JoinHandle;
 use tracing::debug;
 
@@ -34,62 +32,29 @@ pub(crate) fn serve(client: &AgentClient, rules: Arc<EgressRules>) -> JoinHandle
     })
 }
 
-/// One tunnel: refused by the rules, or connected and pumped until either side ends.
+/// One tunnel: refused by the rules, or connected and relayed until either side ends.
+/// The byte cap is the rules' own (per session, counted by the connection).
 async fn tunnel(client: AgentClient, rules: Arc<EgressRules>, request: TunnelRequest) {
     let (host, port) = (request.open.host.clone(), request.open.port);
-    let stream = match rules.connect(&host, port).await {
-        Ok(stream) => stream,
+    match rules.connect(&host, port).await {
+        Ok(stream) => {
+            if let Err(e) = client.relay_tunnel(request.id, stream, u64::MAX).await {
+                debug!(%host, port, error = %e, "egress tunnel ended with an error");
+            }
+        }
         Err(denied) => {
             debug!(%host, port, %denied, "egress refused");
             let _ = client.refuse_tunnel(request.id, denied.to_string()).await;
-            return;
         }
-    };
-    let Ok(mut from_agent) = client.accept_tunnel(request.id).await else { return };
-    let (mut remote_read, mut remote_write) = tokio::io::split(stream);
-    let id = request.id;
-    let upstream = async {
-        while let Some(item) = from_agent.recv().await {
-            match item {
-                Inbound::Data { kind: FrameKind::TunnelData, bytes } => {
-                    if remote_write.write_all(&bytes).await.is_err() {
-                        break;
-                    }
-                }
-                Inbound::Message(AgentMessage::TunnelClose { .. }) => break,
-                Inbound::Data { .. } | Inbound::Message(_) => {}
-            }
-        }
-        let _ = remote_write.shutdown().await;
-    };
-    let downstream = async {
-        let mut buffer = vec![0u8; MAX_DATA_CHUNK];
-        loop {
-            match remote_read.read(&mut buffer).await {
-                Ok(0) => {
-                    let _ = client.send_tunnel_data(id, Vec::new(), true).await;
-                    return None;
-                }
-                Ok(n) => {
-                    if client.send_tunnel_data(id, buffer[..n].to_vec(), false).await.is_err() {
-                        return None;
-                    }
-                }
-                // The byte cap, or the remote side failing: the program is told why.
-                Err(e) => return Some(e.to_string()),
-            }
-        }
-    };
-    let (_, failure) = tokio::join!(upstream, downstream);
-    let _ = client.close_tunnel(id, failure).await;
+    }
 }
 
-/// Environment of every command in a session whose egress goes through the proxy:
-/// the proxy variables, the package managers' own settings, and the extra CA bundle.
-pub(crate) fn session_env(language: Language, egress: bool, ca_bundle: bool) -> Vec<(String, String)> {
+/// Environment of every command in a session with the agent's proxy: the proxy
+/// variables, the package managers' own settings, and the extra CA bundle.
+pub(crate) fn session_env(language: Language, proxy: bool, ca_bundle: bool) -> Vec<(String, String)> {
     let mut env = Vec::new();
     let mut set = |name: &str, value: &str| env.push((name.to_owned(), value.to_owned()));
-    if egress {
+    if proxy {
         for name in ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"] {
             set(name, PROXY_URL);
         }
@@ -126,6 +91,6 @@ mod tests {
         assert_eq!(get("npm_config_https_proxy"), Some(PROXY_URL));
         assert_eq!(get("NODE_EXTRA_CA_CERTS"), Some(CA_BUNDLE_PATH));
         assert!(get("NO_PROXY").is_some_and(|v| v.contains("127.0.0.1")));
-        assert!(session_env(Language::Python, false, false).is_empty(), "egress off: no proxy to point at");
+        assert!(session_env(Language::Python, false, false).is_empty(), "no agent: no proxy to point at");
     }
 }

@@ -54,8 +54,6 @@ pub(crate) struct SandboxSpec {
     pub workspace_bytes: u64,
     /// The operator's stop grace, in ms (how long a timed-out command may take to stop).
     pub stop_grace_ms: u64,
-    /// Egress through the agent's proxy is on (the session's package managers point at it).
-    pub egress: bool,
     /// The operator's extra CA bundle on the host, mounted read-only for TLS interception.
     pub ca_bundle: Option<std::path::PathBuf>,
 }
@@ -71,7 +69,6 @@ impl SandboxSpec {
             nano_cpus: limits.nano_cpus(),
             workspace_bytes: limits.workspace_bytes,
             stop_grace_ms: u64::try_from(limits.stop_grace.as_millis()).unwrap_or(u64::MAX),
-            egress: limits.net.egress,
             ca_bundle: limits.net.ca_bundle.clone(),
         }
     }
@@ -150,8 +147,9 @@ pub(crate) fn container_body(spec: &SandboxSpec, config: &DockerConfig, role: Ro
             ..Default::default()
         });
     }
-    // Proxy settings only where a proxy answers (the agent's).
-    let env: Vec<String> = egress::session_env(spec.language, agent && spec.egress, agent && spec.ca_bundle.is_some())
+    // Proxy settings wherever the agent's proxy answers: with egress off it refuses at
+    // once, saying so, instead of a program waiting on a network that is not there.
+    let env: Vec<String> = egress::session_env(spec.language, agent, agent && spec.ca_bundle.is_some())
         .into_iter()
         .map(|(name, value)| format!("{name}={value}"))
         .collect();
