@@ -16,21 +16,32 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bollard::Docker;
-use codebeaker::Error;
+use codebeaker::{EgressRules, Error};
 use codebeaker_agent::client::{AgentClient, AgentError, ClientConfig};
 use codebeaker_agent::protocol::ErrorKind;
 use tracing::{debug, info};
 
 use crate::attach;
 use crate::container::{self, short, ContainerState, BACKEND};
+use crate::egress;
 
 /// How long the handshake with a freshly started or re-attached agent may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// One live connection: the client, and whether the engine's side of its stream ended.
+/// One live connection: the client, whether the engine's side of its stream ended, and
+/// the task serving its egress tunnels.
 struct Connection {
     client: AgentClient,
     ended: Arc<AtomicBool>,
+    tunnels: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        if let Some(task) = self.tunnels.take() {
+            task.abort();
+        }
+    }
 }
 
 /// A session's connection to its agent (see the module docs).
@@ -39,6 +50,9 @@ pub(crate) struct AgentLink {
     container: String,
     config: ClientConfig,
     memory_limit_mb: u64,
+    /// The session's egress rules, once it has an owner (spares have none: a tunnel
+    /// request is then refused as egress off).
+    egress: std::sync::Mutex<Option<Arc<EgressRules>>>,
     current: tokio::sync::Mutex<Connection>,
 }
 
@@ -71,7 +85,7 @@ async fn connect(docker: &Docker, container: &str, config: &ClientConfig, start:
         }
     };
     debug!(container = %short(container), agent = %hello.agent, capabilities = ?hello.capabilities, "agent ready");
-    Ok(Connection { client, ended })
+    Ok(Connection { client, ended, tunnels: None })
 }
 
 impl AgentLink {
@@ -88,8 +102,16 @@ impl AgentLink {
             container: container.to_owned(),
             config,
             memory_limit_mb,
+            egress: std::sync::Mutex::new(None),
             current: tokio::sync::Mutex::new(connection),
         })
+    }
+
+    /// Serves the agent's egress tunnels under `rules` from now on (and after a re-attach).
+    pub(crate) async fn set_egress(&self, rules: Arc<EgressRules>) {
+        *self.egress.lock().unwrap_or_else(|p| p.into_inner()) = Some(rules.clone());
+        let mut current = self.current.lock().await;
+        current.tunnels = Some(egress::serve(&current.client, rules));
     }
 
     /// Whether the channel is still open (for spares waiting in the pool).
@@ -112,7 +134,11 @@ impl AgentLink {
                 return Err(Error::BackendUnavailable { backend: BACKEND.into(), reason })
             }
         }
-        let connection = connect(&self.docker, &self.container, &self.config, false).await?;
+        let mut connection = connect(&self.docker, &self.container, &self.config, false).await?;
+        let rules = self.egress.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(rules) = rules {
+            connection.tunnels = Some(egress::serve(&connection.client, rules));
+        }
         info!(container = %short(&self.container), "re-attached to the agent after the connection to the engine was lost");
         *current = connection;
         Ok(current.client.clone())

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bollard::Docker;
-use codebeaker::{Backend, BackendHealth, Error, Language, Result, Sandbox, SessionConfig, SessionLimits};
+use codebeaker::{
+    Allowlist, Backend, BackendHealth, EgressRules, Error, Language, Result, Sandbox, SessionConfig, SessionLimits,
+};
 use tokio::task::JoinHandle;
 use tracing::{info, info_span, warn, Instrument};
 
@@ -31,10 +33,20 @@ impl DockerBackend {
     /// removes containers an earlier run with the same [`DockerConfig::owner`] left
     /// behind, and starts filling the warm pool in the background.
     ///
-    /// Fails with [`Error::BackendUnavailable`] when no engine answers. Must be called
-    /// inside a Tokio runtime, which then hosts the pool's refill task.
+    /// Fails with [`Error::BackendUnavailable`] when no engine answers or the configured
+    /// agent binary is missing. Must be called inside a Tokio runtime, which then hosts
+    /// the pool's refill task.
     pub async fn connect(config: DockerConfig) -> Result<Arc<Self>> {
         let unavailable = |reason: String| Error::BackendUnavailable { backend: BACKEND.into(), reason };
+        if let AgentBinary::Host(path) = &config.agent {
+            if !path.is_file() {
+                return Err(unavailable(format!(
+                    "the agent binary {} does not exist; build it with scripts/build-agent.sh or set {}",
+                    path.display(),
+                    crate::config::AGENT_ENV
+                )));
+            }
+        }
         let docker = Docker::connect_with_local_defaults()
             .map_err(|e| unavailable(format!("cannot set up a docker client: {e}")))?;
         let docker = docker.negotiate_version().await.map_err(|e| {
@@ -177,6 +189,10 @@ impl Backend for DockerBackend {
                 Some(spare) => spare,
                 None => container::create_and_start(&self.docker, &spec, &self.config, Role::Session).await?,
             };
+            if let Some(link) = &started.agent {
+                let rules = EgressRules::for_session(&limits.net, spec.language, &Allowlist::All);
+                link.set_egress(Arc::new(rules)).await;
+            }
             tracing::debug!(container = %short(&started.id), "sandbox ready");
             self.live.lock().unwrap_or_else(|p| p.into_inner()).insert(started.id.clone());
             let sandbox =

@@ -30,6 +30,7 @@ use bollard::models::{
 use codebeaker::{Language, SessionLimits, WORKSPACE_ROOT};
 
 use crate::config::{AgentBinary, DockerConfig, AGENT_PATH_IN_CONTAINER};
+use crate::egress;
 
 /// Label naming the backend instance (see [`DockerConfig::owner`]).
 pub const LABEL_OWNER: &str = "org.codebeaker.owner";
@@ -53,6 +54,8 @@ pub(crate) struct SandboxSpec {
     pub workspace_bytes: u64,
     /// The operator's stop grace, in ms (how long a timed-out command may take to stop).
     pub stop_grace_ms: u64,
+    /// The operator's extra CA bundle on the host, mounted read-only for TLS interception.
+    pub ca_bundle: Option<std::path::PathBuf>,
 }
 
 impl SandboxSpec {
@@ -66,6 +69,7 @@ impl SandboxSpec {
             nano_cpus: limits.nano_cpus(),
             workspace_bytes: limits.workspace_bytes,
             stop_grace_ms: u64::try_from(limits.stop_grace.as_millis()).unwrap_or(u64::MAX),
+            ca_bundle: limits.net.ca_bundle.clone(),
         }
     }
 }
@@ -134,6 +138,21 @@ pub(crate) fn container_body(spec: &SandboxSpec, config: &DockerConfig, role: Ro
             ..Default::default()
         });
     }
+    if let (true, Some(bundle)) = (agent, &spec.ca_bundle) {
+        mounts.push(Mount {
+            target: Some(egress::CA_BUNDLE_PATH.to_owned()),
+            source: Some(bundle.display().to_string()),
+            typ: Some(MountType::BIND),
+            read_only: Some(true),
+            ..Default::default()
+        });
+    }
+    // Proxy settings wherever the agent's proxy answers: with egress off it refuses at
+    // once, saying so, instead of a program waiting on a network that is not there.
+    let env: Vec<String> = egress::session_env(spec.language, agent, agent && spec.ca_bundle.is_some())
+        .into_iter()
+        .map(|(name, value)| format!("{name}={value}"))
+        .collect();
     // Custom images may have an entrypoint or a CMD that exits: the main process is ours.
     let (cmd, user) = if agent {
         (vec![AGENT_PATH_IN_CONTAINER.to_owned()], config.sandbox_user.clone())
@@ -144,6 +163,7 @@ pub(crate) fn container_body(spec: &SandboxSpec, config: &DockerConfig, role: Ro
         image: Some(spec.image.clone()),
         entrypoint: Some(vec![]),
         cmd: Some(cmd),
+        env: (!env.is_empty()).then_some(env),
         user: Some(user),
         // The agent's protocol rides stdin/stdout: open, never closed after one attach,
         // no TTY (so stdout and stderr stay apart), and nothing logged.

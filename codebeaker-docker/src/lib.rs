@@ -4,6 +4,21 @@
 //! - [`DockerBackend`] implements [`codebeaker::Backend`]: it labels every container with
 //!   its [`DockerConfig::owner`], removes leftovers of a crashed earlier run at start-up,
 //!   and keeps a [`WarmPool`] of started spares per language.
+//! - The container's main process is the in-container agent (`codebeaker-agent`, a
+//!   static binary, [`AgentBinary`]), bind-mounted read-only from the host or baked into
+//!   the image. The host talks to it over the container's attach stream (stdin/stdout,
+//!   no TTY, log driver `none`, attached before the start): no network, works with remote
+//!   engines. Every command goes through it: programs (argv, env, working directory,
+//!   stdin, streaming, rlimits, `usage`), python and javascript `execute_code` in a
+//!   persistent interpreter (state kept across commands, the trailing expression shown,
+//!   rich `outputs` such as matplotlib PNGs, `stateReset` after a forced restart), go and
+//!   csharp compile-and-run, and every file command (resolved beneath `/workspace` by the
+//!   agent). The agent is untrusted: a dead or babbling agent fails its session with a
+//!   clear error, never a stuck request.
+//! - An engine restart loses nothing: with live restore (`scripts/docker-engine.sh`)
+//!   containers keep running; the next command re-attaches to the agent and the session
+//!   keeps its files and interpreter state. A session whose container did not survive is
+//!   closed with the engine's reason.
 //! - Every limit comes from the operator's policy ([`codebeaker::SessionLimits`], given
 //!   to `create_sandbox`): memory without swap, a hard CPU quota (`NanoCpus`), the
 //!   workspace size and `RLIMIT_FSIZE`, the images a session may name, and the grace a
@@ -12,11 +27,11 @@
 //! - Containers are hardened by default ([`hardening`]): no network, pids limit, no
 //!   capabilities, `no-new-privileges`, non-root users, read-only root with a
 //!   size-limited tmpfs `/workspace` and `/tmp`, an init process.
-//! - File commands use the archive API with symlink checks, never a shell; every download
-//!   is capped while it streams and cancelled with its command; listing runs `find`
-//!   (names and sizes, never contents). Programs run with the exec API, with per-stream
-//!   output caps, streaming, and timeouts that kill the whole process tree while keeping
-//!   the session usable.
+//! - Without an agent build ([`AgentBinary::Off`]), the older path remains: programs run
+//!   with the exec API (a fresh interpreter per `execute_code`), file commands use the
+//!   archive API with symlink checks, every download capped while it streams and
+//!   cancelled with its command, and listing runs `find` (names and sizes, never
+//!   contents).
 //!
 //! Images: `codebeaker-<language>:latest`, built offline by `scripts/build-images.sh` or
 //! from `images/<language>/Dockerfile`.
@@ -47,6 +62,7 @@ mod backend;
 mod code;
 mod config;
 mod container;
+mod egress;
 mod error;
 mod exec;
 mod files;

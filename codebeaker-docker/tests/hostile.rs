@@ -128,7 +128,7 @@ async fn other_sessions_files(manager: &SessionManager) {
 async fn traversal_and_symlinks(manager: &SessionManager, container: &mut String) {
     let (id, container_id) = session(manager, 512).await;
     *container = container_id.clone();
-    let links = "mkdir -p data && echo inside > data/ok.txt && ln -s /etc etc-link && ln -s /etc/passwd pw && ln -s / root-link && ln -s ../../etc/hostname rel && ln -s /tmp tmp-link && ln -s /workspace/data data-link";
+    let links = "mkdir -p data && echo inside > data/ok.txt && ln -s /etc etc-link && ln -s /etc/passwd pw && ln -s / root-link && ln -s ../../etc/hostname rel && ln -s /tmp tmp-link && ln -s data data-link";
     assert_eq!(shell(&run(manager, &id, sh(links)).await).exit_code, 0);
     let attempts = [
         Command::read_file("pw"),
@@ -160,7 +160,8 @@ async fn traversal_and_symlinks(manager: &SessionManager, container: &mut String
     // Nothing landed in the container's root filesystem.
     let check = run(manager, &id, sh("ls /etc/evil /etc/evil-dir /usr/evil /tmp/evil 2>&1; true")).await;
     assert!(shell(&check).stdout.matches("No such file").count() == 4, "{:?}", check.to_json());
-    // Symlinks that stay inside work, and deleting a link removes the link only.
+    // Relative symlinks that stay inside work (the agent refuses absolute ones, even into
+    // /workspace), and deleting a link removes the link only.
     let via_link = run(manager, &id, Command::read_file("data-link/ok.txt")).await;
     assert_eq!(via_link.to_json()["result"]["content"], "inside\n", "{:?}", via_link.to_json());
     let listing = run(manager, &id, Command::list_directory(".")).await;

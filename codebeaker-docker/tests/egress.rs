@@ -1,0 +1,84 @@
+//! Packages through the egress tunnel, on the real engine and the real registries (PyPI
+//! and npm are the only destinations besides loopback): `pip install` then `import`,
+//! `npm install` then `require`, and refusals answered by the proxy with the policy's
+//! words (a name outside the allowlist, a loopback address, egress off).
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use codebeaker::{Backend, Command, Language, ManagerConfig, NetPolicy, Policy, SessionConfig, SessionManager};
+use common::{run_with, sh, shell};
+
+/// The machine's CA bundle, when it has one (this network intercepts TLS).
+fn ca_bundle() -> Option<std::path::PathBuf> {
+    let path = std::path::PathBuf::from("/etc/ssl/certs/ca-certificates.crt");
+    path.exists().then_some(path)
+}
+
+/// The registries' addresses as this machine resolves them. Here they resolve to a
+/// documentation range (the network's own routing), which the policy refuses unless the
+/// operator allows it: the test allows exactly those addresses, nothing more.
+fn registry_addresses() -> Vec<String> {
+    use std::net::ToSocketAddrs;
+    ["pypi.org:443", "files.pythonhosted.org:443", "registry.npmjs.org:443"]
+        .iter()
+        .filter_map(|host| host.to_socket_addrs().ok())
+        .flatten()
+        .map(|address| match address.ip() {
+            std::net::IpAddr::V4(ip) => format!("{ip}/32"),
+            std::net::IpAddr::V6(ip) => format!("{ip}/128"),
+        })
+        .collect()
+}
+
+fn manager(backend: &Arc<codebeaker_docker::DockerBackend>, egress: bool) -> SessionManager {
+    let net =
+        NetPolicy { egress, ca_bundle: ca_bundle(), allowed_private: registry_addresses(), ..NetPolicy::default() };
+    let policy = Policy { net, ..Policy::default() };
+    SessionManager::new(vec![backend.clone() as Arc<dyn Backend>], ManagerConfig { policy, ..Default::default() })
+}
+
+const LONG: Duration = Duration::from_secs(240);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn packages_install_through_the_egress_tunnel() {
+    let Some(backend) = common::agent_backend("egress", 0).await else { return };
+    let m = manager(&backend, true);
+    let python = m.create(SessionConfig::new(Language::Python)).await.expect("python").session_id;
+    let pip = run_with(&m, &python, Command::shell("pip", ["install", "--no-cache-dir", "requests"]), LONG).await;
+    assert_eq!(shell(&pip).exit_code, 0, "{:?}", pip.to_json());
+    let script = "import requests\nprint('requests version:', requests.__version__)";
+    let used = run_with(&m, &python, Command::code(script), LONG).await;
+    let output = used.to_json()["result"].as_str().unwrap_or_default().to_owned();
+    assert!(output.starts_with("requests version: "), "{:?}", used.to_json());
+
+    // A name outside the allowlist, and loopback: refused by the proxy, naming the rule
+    // (plain HTTP, so that the program sees the proxy's answer; a refused CONNECT shows
+    // as `Tunnel connection failed: 403`).
+    let probe = |url: &str| {
+        format!("python3 -c \"import urllib.request as u\ntry:\n    u.urlopen('{url}', timeout=20)\nexcept Exception as e:\n    print(e, getattr(e, 'read', lambda: b'')().decode())\"")
+    };
+    let outside = run_with(&m, &python, sh(&probe("http://example.org/")), LONG).await;
+    let said = &shell(&outside).stdout;
+    assert!(said.contains("403") && said.contains("example.org"), "{said}");
+    let loopback = run_with(&m, &python, sh(&probe("http://127.0.0.2:8080/")), LONG).await;
+    assert!(shell(&loopback).stdout.contains("403"), "{:?}", loopback.to_json());
+
+    let javascript = m.create(SessionConfig::new(Language::JavaScript)).await.expect("javascript").session_id;
+    let npm = run_with(&m, &javascript, Command::shell("npm", ["install", "is-number@7"]), LONG).await;
+    assert_eq!(shell(&npm).exit_code, 0, "{:?}", npm.to_json());
+    let required = run_with(&m, &javascript, Command::code("require('is-number')(5)"), LONG).await;
+    assert_eq!(required.to_json()["result"], "true", "{:?}", required.to_json());
+    m.shutdown().await;
+
+    // Egress off: the proxy says so at once.
+    let off = manager(&backend, false);
+    let id = off.create(SessionConfig::new(Language::Python)).await.expect("python").session_id;
+    let refused = run_with(&off, &id, sh(&probe("http://pypi.org/simple/")), LONG).await;
+    let said = &shell(&refused).stdout;
+    assert!(said.contains("403") && said.contains("egress is off"), "{said}");
+    off.shutdown().await;
+    common::finish(backend).await;
+}
