@@ -400,8 +400,11 @@ impl Cli {
     }
 
     /// The backends these flags select.
-    pub fn backend_options(&self) -> BackendOptions {
-        let mut docker = DockerConfig::default().with_owner(self.docker_owner.clone());
+    ///
+    /// `policy` is the operator's policy the server config resolved: the Docker backend
+    /// starts its warm spares under it, so they match the sessions it serves.
+    pub fn backend_options(&self, policy: &Policy) -> BackendOptions {
+        let mut docker = DockerConfig::default().with_owner(self.docker_owner.clone()).with_policy(policy.clone());
         docker.pool_size = DOCKER_LANGUAGES.iter().map(|&l: &Language| (l, self.docker_pool_size)).collect();
         BackendOptions {
             choice: if self.backends.is_empty() {
@@ -432,7 +435,7 @@ mod tests {
         assert_eq!(config.limits, Limits::default());
         assert_eq!(config.command_timeout, Duration::from_secs(60));
         assert_eq!(config.token, None);
-        assert_eq!(cli.backend_options().choice, BackendChoice::Auto);
+        assert_eq!(cli.backend_options(&Policy::default()).choice, BackendChoice::Auto);
     }
 
     #[test]
@@ -449,7 +452,10 @@ mod tests {
             "json",
         ])
         .unwrap();
-        assert_eq!(cli.backend_options().choice, BackendChoice::Only(vec![BackendKind::Deno, BackendKind::Docker]));
+        assert_eq!(
+            cli.backend_options(&Policy::default()).choice,
+            BackendChoice::Only(vec![BackendKind::Deno, BackendKind::Docker])
+        );
         assert_eq!(cli.server_config().unwrap().manager.max_sessions, 3);
         assert_eq!(cli.log_format, LogFormat::Json);
         assert!(Cli::try_parse_from(["codebeaker-server", "--backends", "lxc"]).is_err());

@@ -27,7 +27,7 @@ async fn serve() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let backends = match Backends::start(cli.backend_options()).await {
+    let backends = match Backends::start(cli.backend_options(&config.manager.policy)).await {
         Ok(backends) => backends,
         Err(error) => {
             tracing::error!(%error, "cannot start");

@@ -104,10 +104,15 @@ pub struct NetPolicy {
     pub max_connections: usize,
     /// Most bytes (both directions) one session may move over the network in all.
     pub max_bytes: u64,
-    /// An extra CA bundle (PEM) handed to sandboxes read-only, for networks that
-    /// intercept TLS.
+    /// A CA bundle (PEM) handed to sandboxes read-only and trusted by their package
+    /// managers and by Deno's `fetch`, for networks that intercept TLS. Default: the
+    /// host's own trust store ([`SYSTEM_CA_BUNDLE`]) when it exists, so sandboxes trust
+    /// what the host trusts.
     pub ca_bundle: Option<PathBuf>,
 }
+
+/// Where Debian (and most distributions) keep the host's trust store as one PEM file.
+pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 impl Default for NetPolicy {
     fn default() -> Self {
@@ -117,7 +122,7 @@ impl Default for NetPolicy {
             allowed_private: Vec::new(),
             max_connections: 32,
             max_bytes: 1024 * 1024 * 1024,
-            ca_bundle: None,
+            ca_bundle: Some(PathBuf::from(SYSTEM_CA_BUNDLE)).filter(|bundle| bundle.is_file()),
         }
     }
 }
