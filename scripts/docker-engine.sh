@@ -5,7 +5,7 @@
 #
 # CI machines ship only the docker CLI: install Debian's engine if it is missing and
 # start it without a bridge or iptables rules (sandboxes run with network mode `none`,
-# so no container networking is needed). See ../shared/ENVIRONMENT.md.
+# so no container networking is needed).
 #
 # The engine runs with --live-restore: stopping or restarting it leaves the session
 # containers (and the agents and interpreters in them) running, and the Docker backend

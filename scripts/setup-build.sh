@@ -2,7 +2,7 @@
 # Install what building CodeBeaker needs on a fresh Debian machine (idempotent).
 #
 # deno_core's QuickJS engine is built from source with CMake, and offline it needs
-# Debian's SIMDe headers (see build-support/offline.cmake and shared/ENVIRONMENT.md).
+# Debian's SIMDe headers (see build-support/offline.cmake).
 set -euo pipefail
 
 log() { printf '[setup-build] %s\n' "$*" >&2; }

@@ -1,4 +1,4 @@
-//! Every Deno example of the seed guide (`shared/seeds/000_*.txt`), as an agent sends it.
+//! Every Deno example of the original user guide (quoted in `docs/protocol.md`), as an agent sends it.
 
 mod common;
 

@@ -1,5 +1,5 @@
 //! Every Docker language: hello world through `execute_code`, and every example of the
-//! seed user guide (`shared/seeds/000_*.txt`) for python, javascript, go and csharp.
+//! original CodeBeaker user guide (its examples are quoted in `docs/protocol.md`) for python, javascript, go and csharp.
 
 mod common;
 

@@ -1,4 +1,4 @@
-//! Every request/response example of the seed user guide (`shared/seeds/000_*.txt`),
+//! Every request/response example of the original user guide (quoted in `docs/protocol.md`),
 //! sent as written (the guide's placeholder session ids swapped for real ones) to a
 //! live server over the real backends, and checked against the documented response.
 //!

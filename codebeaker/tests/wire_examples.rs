@@ -1,6 +1,6 @@
-//! Every command and session-config example of PROTOCOL.md and the original guide
-//! (shared/seeds), sent as written, parses; serializing it again gives the same JSON
-//! with the documented defaults filled in; and the guide's responses are reproduced by
+//! Every command and session-config example of `docs/protocol.md` and the original guide,
+//! sent as written, parses; serializing it again gives the same JSON with the documented
+//! defaults filled in; and the guide's responses are reproduced by
 //! the typed results.
 
 use codebeaker::result::{ReadFileResult, WriteFileResult};
