@@ -5,6 +5,7 @@
 mod common;
 
 use codebeaker::{Command, Error, Policy};
+use codebeaker_deno::DenoIsolation;
 use common::*;
 
 /// A policy with a small workspace (8 MiB), so the tests write little.
@@ -14,9 +15,8 @@ fn small_workspace() -> Policy {
 
 const QUOTA_ERROR: &str = "QuotaExceeded: workspace quota of 8 MiB exceeded writing";
 
-#[tokio::test(flavor = "multi_thread")]
-async fn runtime_writes_stop_at_the_quota() {
-    let (_root, backend, manager) = manager_with_policy(small_workspace());
+async fn runtime_writes_stop_at_the_quota(isolation: DenoIsolation) {
+    let (_root, backend, manager) = manager_with_policy_in(isolation, small_workspace());
     let id = session(&manager).await;
     // 16 files of 1 MiB at once: no more than eight fit, whatever the order they run in.
     let filled = output(
@@ -51,8 +51,17 @@ async fn runtime_writes_stop_at_the_quota() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn file_commands_and_the_runtime_share_one_quota() {
-    let (_root, backend, manager) = manager_with_policy(small_workspace());
+async fn runtime_writes_stop_at_the_quota_in_a_worker_process() {
+    runtime_writes_stop_at_the_quota(DenoIsolation::Process).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn runtime_writes_stop_at_the_quota_in_a_thread() {
+    runtime_writes_stop_at_the_quota(DenoIsolation::Thread).await;
+}
+
+async fn file_commands_and_the_runtime_share_one_quota(isolation: DenoIsolation) {
+    let (_root, backend, manager) = manager_with_policy_in(isolation, small_workspace());
     let id = session(&manager).await;
     let mib = "x".repeat(1 << 20);
     for i in 0..6 {
@@ -78,8 +87,17 @@ async fn file_commands_and_the_runtime_share_one_quota() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_default_quota_is_dockers_workspace_size() {
-    let (_root, _backend, manager) = manager();
+async fn file_commands_and_the_runtime_share_one_quota_in_a_worker_process() {
+    file_commands_and_the_runtime_share_one_quota(DenoIsolation::Process).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn file_commands_and_the_runtime_share_one_quota_in_a_thread() {
+    file_commands_and_the_runtime_share_one_quota(DenoIsolation::Thread).await;
+}
+
+async fn the_default_quota_is_dockers_workspace_size(isolation: DenoIsolation) {
+    let (_root, _backend, manager) = manager_in(isolation);
     let id = session(&manager).await;
     // 64 files of 32 MiB (2 GiB) went through before; now the ninth is refused.
     let outcome = output(
@@ -90,6 +108,16 @@ async fn the_default_quota_is_dockers_workspace_size() {
     .await;
     assert_eq!(outcome, "8 QuotaExceeded: workspace quota of 256 MiB exceeded writing /workspace/f8");
     manager.close(&id).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_default_quota_is_dockers_workspace_size_in_a_worker_process() {
+    the_default_quota_is_dockers_workspace_size(DenoIsolation::Process).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_default_quota_is_dockers_workspace_size_in_a_thread() {
+    the_default_quota_is_dockers_workspace_size(DenoIsolation::Thread).await;
 }
 
 /// Bytes the files under `dir` hold.

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use codebeaker::{Allowlist, DenoPermissions, NetPolicy, Policy};
+use codebeaker_deno::DenoIsolation;
 use common::*;
 
 /// A loopback HTTP server answering each request with `respond(request line)` (a full
@@ -65,11 +66,10 @@ fn loopback_allowed() -> NetPolicy {
     NetPolicy { allowed_private: vec!["127.0.0.1/32".into()], ..NetPolicy::default() }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn non_public_addresses_are_refused_by_default_before_any_traffic() {
+async fn non_public_addresses_are_refused_by_default_before_any_traffic(isolation: DenoIsolation) {
     let target = server(Duration::ZERO, |_| ok("secret"));
     let port = target.port;
-    let (_root, _backend, manager) = manager();
+    let (_root, _backend, manager) = manager_in(isolation);
     let id = session_with(&manager, any_host()).await;
     let refused = error(&manager, &id, &format!("await fetch('http://127.0.0.1:{port}/')")).await;
     assert!(
@@ -101,7 +101,16 @@ async fn non_public_addresses_are_refused_by_default_before_any_traffic() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_operator_can_allow_a_network_and_redirects_are_judged_again() {
+async fn non_public_addresses_are_refused_by_default_before_any_traffic_in_a_worker_process() {
+    non_public_addresses_are_refused_by_default_before_any_traffic(DenoIsolation::Process).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn non_public_addresses_are_refused_by_default_before_any_traffic_in_a_thread() {
+    non_public_addresses_are_refused_by_default_before_any_traffic(DenoIsolation::Thread).await;
+}
+
+async fn the_operator_can_allow_a_network_and_redirects_are_judged_again(isolation: DenoIsolation) {
     let target = server(Duration::ZERO, |line| ok(&format!("hello: {line}")));
     let (port, hits) = (target.port, target.hits.clone());
     let hops = server(Duration::ZERO, move |line| {
@@ -115,7 +124,7 @@ async fn the_operator_can_allow_a_network_and_redirects_are_judged_again() {
             redirect(&format!("http://127.0.0.1:{port}/landed"))
         }
     });
-    let (_root, _backend, manager) = manager_with_policy(policy(loopback_allowed()));
+    let (_root, _backend, manager) = manager_with_policy_in(isolation, policy(loopback_allowed()));
     let id = session_with(&manager, any_host()).await;
     let fetched = output(
         &manager,
@@ -152,18 +161,27 @@ async fn the_operator_can_allow_a_network_and_redirects_are_judged_again() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn egress_off_and_the_caps_give_clear_errors() {
+async fn the_operator_can_allow_a_network_and_redirects_are_judged_again_in_a_worker_process() {
+    the_operator_can_allow_a_network_and_redirects_are_judged_again(DenoIsolation::Process).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_operator_can_allow_a_network_and_redirects_are_judged_again_in_a_thread() {
+    the_operator_can_allow_a_network_and_redirects_are_judged_again(DenoIsolation::Thread).await;
+}
+
+async fn egress_off_and_the_caps_give_clear_errors(isolation: DenoIsolation) {
     let slow = server(Duration::from_millis(400), |_| ok(&"x".repeat(10_000)));
     let port = slow.port;
     let off = NetPolicy { egress: false, ..loopback_allowed() };
-    let (_root, _backend, manager) = manager_with_policy(policy(off));
+    let (_root, _backend, manager) = manager_with_policy_in(isolation, policy(off));
     let id = session_with(&manager, any_host()).await;
     let message = error(&manager, &id, &format!("await fetch('http://127.0.0.1:{port}/')")).await;
     assert!(message.starts_with("PermissionDenied") && message.contains("egress is off"), "{message}");
     manager.close(&id).await.unwrap();
 
     let capped = NetPolicy { max_connections: 1, max_bytes: 25_000, ..loopback_allowed() };
-    let (_root, _backend, manager) = manager_with_policy(policy(capped));
+    let (_root, _backend, manager) = manager_with_policy_in(isolation, policy(capped));
     let id = session_with(&manager, any_host()).await;
     let both = output(&manager, &id, &format!("const results = await Promise.allSettled([1, 2].map(() => fetch('http://127.0.0.1:{port}/').then((r) => r.text())));\nconsole.log(results.map((r) => r.status === 'fulfilled' ? r.value.length : String(r.reason)).join(' | '));")).await;
     assert!(both.contains("10000") && both.contains("already has 1 connections open (net.max-connections)"), "{both}");
@@ -172,4 +190,14 @@ async fn egress_off_and_the_caps_give_clear_errors() {
     let cut = error(&manager, &id, &format!("await (await fetch('http://127.0.0.1:{port}/')).text()")).await;
     assert!(cut.starts_with("PermissionDenied") && cut.contains("egress byte cap of 25000 bytes reached"), "{cut}");
     manager.close(&id).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn egress_off_and_the_caps_give_clear_errors_in_a_worker_process() {
+    egress_off_and_the_caps_give_clear_errors(DenoIsolation::Process).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn egress_off_and_the_caps_give_clear_errors_in_a_thread() {
+    egress_off_and_the_caps_give_clear_errors(DenoIsolation::Thread).await;
 }

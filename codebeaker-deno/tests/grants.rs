@@ -5,6 +5,7 @@
 mod common;
 
 use codebeaker::{DenoPermissions, Error, Language, Policy, SessionConfig};
+use codebeaker_deno::DenoIsolation;
 use common::*;
 
 fn grants(read: &[&str], write: &[&str]) -> SessionConfig {
@@ -17,9 +18,8 @@ fn grants(read: &[&str], write: &[&str]) -> SessionConfig {
     config
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn host_paths_are_refused_by_default() {
-    let (_root, backend, manager) = manager();
+async fn host_paths_are_refused_by_default(isolation: DenoIsolation) {
+    let (_root, backend, manager) = manager_in(isolation);
     for (read, write) in [
         (&["/"][..], &[][..]),
         (&[], &["/"]),
@@ -44,14 +44,23 @@ async fn host_paths_are_refused_by_default() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_operator_can_make_host_paths_grantable() {
+async fn host_paths_are_refused_by_default_in_a_worker_process() {
+    host_paths_are_refused_by_default(DenoIsolation::Process).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn host_paths_are_refused_by_default_in_a_thread() {
+    host_paths_are_refused_by_default(DenoIsolation::Thread).await;
+}
+
+async fn the_operator_can_make_host_paths_grantable(isolation: DenoIsolation) {
     let shared = tempfile::tempdir().unwrap();
     std::fs::create_dir(shared.path().join("data")).unwrap();
     std::fs::write(shared.path().join("data/input.csv"), "a,b").unwrap();
     std::os::unix::fs::symlink("/etc", shared.path().join("data/etc")).unwrap();
     let data = shared.path().join("data");
     let policy = Policy { grantable_paths: vec![data.clone()], ..Policy::default() };
-    let (_root, _backend, manager) = manager_with_policy(policy);
+    let (_root, _backend, manager) = manager_with_policy_in(isolation, policy);
     let shown = data.display().to_string();
     let id = manager.create(grants(&[&shown], &[])).await.unwrap().session_id;
     assert_eq!(
@@ -64,4 +73,14 @@ async fn the_operator_can_make_host_paths_grantable() {
         let Some(Error::InvalidInput(message)) = refused else { panic!("{escape}: {refused:?}") };
         assert!(message.contains(&shown), "the policy is named: {message}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_operator_can_make_host_paths_grantable_in_a_worker_process() {
+    the_operator_can_make_host_paths_grantable(DenoIsolation::Process).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_operator_can_make_host_paths_grantable_in_a_thread() {
+    the_operator_can_make_host_paths_grantable(DenoIsolation::Thread).await;
 }

@@ -5,13 +5,13 @@
 mod common;
 
 use codebeaker::{Language, SessionConfig};
+use codebeaker_deno::DenoIsolation;
 use common::*;
 
 const MIB: usize = 1 << 20;
 
-#[tokio::test(flavor = "multi_thread")]
-async fn parallel_reads_of_a_big_file_fail_clearly_and_the_session_lives() {
-    let (_root, backend, manager) = manager();
+async fn parallel_reads_of_a_big_file_fail_clearly_and_the_session_lives(isolation: DenoIsolation) {
+    let (_root, backend, manager) = manager_in(isolation);
     let id = session(&manager).await;
     output(&manager, &id, "globalThis.kept = 'still here';").await;
     std::fs::write(workspace_of(&backend, &manager, &id).join("big.bin"), vec![1u8; 64 * MIB]).unwrap();
@@ -57,8 +57,17 @@ async fn parallel_reads_of_a_big_file_fail_clearly_and_the_session_lives() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn module_sources_above_the_cap_are_refused() {
-    let (_root, backend, manager) = manager();
+async fn parallel_reads_of_a_big_file_fail_clearly_and_the_session_lives_in_a_worker_process() {
+    parallel_reads_of_a_big_file_fail_clearly_and_the_session_lives(DenoIsolation::Process).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn parallel_reads_of_a_big_file_fail_clearly_and_the_session_lives_in_a_thread() {
+    parallel_reads_of_a_big_file_fail_clearly_and_the_session_lives(DenoIsolation::Thread).await;
+}
+
+async fn module_sources_above_the_cap_are_refused(isolation: DenoIsolation) {
+    let (_root, backend, manager) = manager_in(isolation);
     let id = session(&manager).await;
     let workspace = workspace_of(&backend, &manager, &id);
     let mut huge = String::from("export const answer = 42;\n");
@@ -69,4 +78,14 @@ async fn module_sources_above_the_cap_are_refused() {
     assert!(message.contains("huge.js") && message.contains("larger than 8 MiB"), "{message}");
     assert_eq!(output(&manager, &id, "console.log((await import('./small.js')).answer)").await, "42");
     manager.close(&id).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn module_sources_above_the_cap_are_refused_in_a_worker_process() {
+    module_sources_above_the_cap_are_refused(DenoIsolation::Process).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn module_sources_above_the_cap_are_refused_in_a_thread() {
+    module_sources_above_the_cap_are_refused(DenoIsolation::Thread).await;
 }
