@@ -17,7 +17,8 @@ async fn python_passes_the_conformance_suite() {
         counts: "import time\nfor i in range(1, 6):\n    print(f'line {i}', flush=True)\n    time.sleep(0.05)".into(),
         define_state: "def answer():\n    return 42".into(),
         use_state: "print(answer())".into(),
-        rich: None,
+        // A trailing value with an HTML representation, as notebooks show tables.
+        rich: Some("class Table:\n    def _repr_html_(self):\n        return '<b>42</b>'\nTable()".into()),
     };
     let suite = Arc::new(Suite::new(backend.clone() as Arc<dyn Backend>, Language::Python, programs));
     // The checks are independent: run them side by side to keep CI fast. `lifecycle` and
