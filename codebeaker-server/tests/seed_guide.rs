@@ -112,6 +112,7 @@ async fn session_walkthrough_on_docker() {
     assert_eq!(
         keys,
         [
+            "capabilities",
             "containerId",
             "createdAt",
             "executionCount",

@@ -56,7 +56,9 @@ async def envelope(ws, request_id, session_id, command):
     response = await call(ws, request_id, "session.execute", {"sessionId": session_id, "command": command})
     result = response.get("result")
     check(isinstance(result, dict), f"{command['type']} answers a result", response)
-    check(set(result) == {"success", "result", "error", "durationMs"}, "the result envelope", response)
+    guide = {"success", "result", "error", "durationMs"}
+    extensions = {"usage", "outputs", "stateReset"}  # documented in docs/protocol.md
+    check(guide <= set(result) <= guide | extensions, "the result envelope", response)
     check(result["success"] is True and result["error"] is None, f"{command['type']} succeeds", response)
     return result["result"]
 
