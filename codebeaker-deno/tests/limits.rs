@@ -41,6 +41,28 @@ async fn infinite_loops_time_out_and_the_session_stays_usable_in(isolation: Deno
     manager.close(&id).await.unwrap();
 }
 
+/// A command stopped while it creates or fires timers (its deadline can land anywhere in
+/// them) must leave the next command's timers working: they still fire, and still hold the
+/// command open until they do.
+async fn timers_work_after_commands_stopped_inside_them_in(isolation: DenoIsolation) {
+    let (_root, _backend, manager) = manager_in(isolation);
+    let id = session(&manager).await;
+    let churn = "(async () => { for (;;) { await new Promise((r) => setTimeout(r, 0)); clearTimeout(setTimeout(() => {}, 1)); } })()";
+    for round in 0..40 {
+        let stopped = run_for(&manager, &id, churn, Duration::from_millis(20 + round % 7)).await;
+        assert!(matches!(stopped.error, Some(Error::TimedOut(_))), "round {round}: {:?}", stopped.to_json());
+        let later = run_for(
+            &manager,
+            &id,
+            "setTimeout(() => console.log('fired'), 5); let n = 0; const t = setInterval(() => { if (++n === 3) { clearInterval(t); console.log('ticked', n); } }, 2)",
+            Duration::from_secs(5),
+        )
+        .await;
+        assert_eq!(later.to_json()["result"], "fired\nticked 3", "round {round}: {:?}", later.to_json());
+    }
+    manager.close(&id).await.unwrap();
+}
+
 async fn atomics_wait_cannot_block_the_session_in(isolation: DenoIsolation) {
     let (_root, _backend, manager) = manager_in(isolation);
     let id = session(&manager).await;
@@ -119,6 +141,16 @@ async fn infinite_loops_time_out_and_the_session_stays_usable_in_processes() {
 #[tokio::test(flavor = "multi_thread")]
 async fn infinite_loops_time_out_and_the_session_stays_usable_in_threads() {
     infinite_loops_time_out_and_the_session_stays_usable_in(DenoIsolation::Thread).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn timers_work_after_commands_stopped_inside_them_in_processes() {
+    timers_work_after_commands_stopped_inside_them_in(DenoIsolation::Process).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn timers_work_after_commands_stopped_inside_them_in_threads() {
+    timers_work_after_commands_stopped_inside_them_in(DenoIsolation::Thread).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -6,8 +6,20 @@ const createTimer = core.createTimer;
 const cancelTimer = core.cancelTimer;
 
 // ---- timers ---------------------------------------------------------------------------
+// deno_core keeps a count of referenced timers in JS beside a flag on its native timer
+// handle, and the event loop waits only while that flag is set. A command terminated at its
+// deadline can stop between the two (inside `setTimeout`, or while a timer fires): the count
+// then stays too high, and every later timer would let its command end before it fires. So
+// a stopped command's timers are cancelled, the count is brought back to zero, and a timer
+// created before the stop that fires after it (a ghost) runs nothing and touches no count.
 const activeTimers = new Map();
 let nextTimerId = 1;
+// Bumped when a stopped command's timers are cancelled: older timers are ghosts.
+let timerEpoch = 0;
+const { getOwnPropertySymbols } = Object;
+const noop = () => {};
+// Longer than any list a user timer makes matter, shorter than deno_core's TIMEOUT_MAX.
+const PROBE_MS = 2 ** 30;
 
 function startTimer(callback, delay, args, repeat) {
   if (typeof callback !== "function") {
@@ -15,8 +27,15 @@ function startTimer(callback, delay, args, repeat) {
     callback = () => (0, eval)(source);
   }
   const id = nextTimerId++;
+  const epoch = timerEpoch;
   const ms = Math.max(0, Number(delay) || 0);
-  const timer = createTimer(() => {
+  const timer = createTimer(function fire() {
+    if (epoch !== timerEpoch) {
+      // `this` is the timer: a ghost leaves the count alone and never repeats.
+      this[refedKey(this)] = false;
+      this._idleTimeout = -1;
+      return;
+    }
     if (!repeat) activeTimers.delete(id);
     callback(...args);
   }, ms, undefined, repeat, true);
@@ -37,9 +56,47 @@ const setInterval = (callback, delay = 0, ...args) => startTimer(callback, delay
 const clearTimeout = (id) => stopTimer(id);
 const clearInterval = (id) => stopTimer(id);
 
-/** Cancels every pending timer (called from Rust after a command timed out). */
+/** deno_core's private "referenced" symbol: the one symbol a timer carries. */
+function refedKey(timer) {
+  return getOwnPropertySymbols(timer)[0];
+}
+
+/** Cancels every pending timer and repairs the count (called from Rust after a command stopped). */
 function cancelAllTimers() {
   for (const id of [...activeTimers.keys()]) stopTimer(id);
+  timerEpoch++;
+  resetTimerCount();
+}
+
+/** Brings deno_core's referenced-timer count to zero and unreferences its native handle. */
+function resetTimerCount() {
+  // With any timer list queued, `__processTimers(0)` answers with the count's sign: it
+  // returns the first expiry, positive while the count is above zero.
+  const probe = createTimer(noop, PROBE_MS, undefined, false, false, true);
+  const key = refedKey(probe);
+  const positive = () => core.__processTimers(0) > 0;
+  // Exact steps of one: a timer whose "referenced" mark disagrees with how it was created.
+  const step = (up) => {
+    const timer = createTimer(noop, PROBE_MS, undefined, false, up, true);
+    timer[key] = !up;
+    cancelTimer(timer);
+  };
+  for (let i = 0; i < 1_000_000 && positive(); i++) step(false);
+  // Below zero (never seen, but cheap to rule out): step up until one more would be positive.
+  for (let i = 0; i < 1_000_000; i++) {
+    step(true);
+    if (positive()) {
+      step(false);
+      break;
+    }
+  }
+  cancelTimer(probe);
+  // At zero, one referenced timer made and cancelled leaves the native handle unreferenced.
+  cancelTimer(createTimer(noop, PROBE_MS, undefined, false, true, true));
+  // The probe moved deno_core's idea of the next expiry, and a stop inside the timer
+  // callback lost the native wake-up: wake in 1 ms so the next command's event loop lets
+  // deno_core schedule its lists afresh.
+  core.ops.op_timer_schedule(1);
 }
 
 // ---- text encoding --------------------------------------------------------------------
