@@ -65,6 +65,14 @@ pub(crate) struct Ran {
     pub memory_exceeded: bool,
 }
 
+/// The single-threaded tokio runtime that drives an engine's event loop.
+fn event_loop() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime's event loop: {e}"))
+}
+
 /// A JS runtime and the tokio runtime that drives its event loop.
 pub(crate) struct Engine {
     runtime: JsRuntime,
@@ -76,10 +84,7 @@ pub(crate) struct Engine {
 impl Engine {
     /// Creates the runtime and runs the bootstrap. Call on the thread that will own it.
     pub fn new() -> Result<Self, String> {
-        let tokio = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| format!("cannot start the runtime's event loop: {e}"))?;
+        let tokio = event_loop()?;
         let permissions = SharedPermissions::default();
         let loader = WorkspaceModuleLoader { permissions: permissions.clone() };
         let _context = tokio.enter();
@@ -93,6 +98,23 @@ impl Engine {
         let mut engine = Engine { runtime, tokio, permissions, heap_limit: SPARE_HEAP_LIMIT };
         engine.install_heap_guard();
         Ok(engine)
+    }
+
+    /// Gives a worker forked from the zygote an event loop of its own. The inherited one's
+    /// epoll instance is shared with the zygote and every sibling, so it is never polled
+    /// again; it is forgotten rather than dropped, since its drop would deregister from
+    /// that shared instance.
+    pub fn renew_after_fork(&mut self) -> Result<(), String> {
+        std::mem::forget(std::mem::replace(&mut self.tokio, event_loop()?));
+        Ok(())
+    }
+
+    /// Collects garbage and hands the allocator's free pages back to the kernel: an idle
+    /// worker then keeps only what its session's state needs.
+    pub fn compact(&mut self) {
+        self.runtime.v8_isolate().low_memory_notification();
+        // SAFETY: malloc_trim only returns free memory; no pointer is invalidated.
+        unsafe { libc::malloc_trim(0) };
     }
 
     /// A handle other threads use to terminate what runs here.

@@ -15,21 +15,31 @@ use common::*;
 /// The tests here measure the whole process's CPU and memory: one at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// CPU time of this process, its reaped children and its live children, in ms.
+/// Process ids of every live descendant of `pid` (the zygote, and the workers it forked).
+fn descendants(pid: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten() {
+        let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        for child in children.split_whitespace() {
+            found.extend(descendants(child));
+            found.push(child.to_owned());
+        }
+    }
+    found
+}
+
+/// CPU time of this process and every live descendant, reaped ones included (a reaped
+/// worker's time moves into its parent's cutime/cstime), in ms.
 fn tree_cpu_ms() -> u64 {
     let ticks = |pid: &str| -> u64 {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
         let Some((_, rest)) = stat.rsplit_once(')') else { return 0 };
         let fields: Vec<&str> = rest.split_whitespace().collect();
         let field = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-        // utime, stime, cutime, cstime: a reaped worker's time moves into cutime/cstime.
+        // utime, stime, cutime, cstime.
         field(11) + field(12) + field(13) + field(14)
     };
-    let mut total = ticks("self");
-    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
-        let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
-        total += children.split_whitespace().map(ticks).sum::<u64>();
-    }
+    let total = ticks("self") + descendants("self").iter().map(|pid| ticks(pid)).sum::<u64>();
     total * 10
 }
 
@@ -190,6 +200,54 @@ async fn a_worker_killed_from_outside_is_replaced() {
     assert!(error_of(&outcome).contains("worker process failed"), "{}", outcome.to_json());
     assert_eq!(output(&manager, &id, "console.log(6 * 7)").await, "42");
     manager.close(&id).await.unwrap();
+}
+
+/// The parent of worker `pid`: the zygote that forked it.
+fn parent_of(pid: u32) -> u32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("worker stat");
+    let fields: Vec<&str> = stat.rsplit_once(')').expect("stat line").1.split_whitespace().collect();
+    fields[1].parse().expect("ppid")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_zygote_killed_from_outside_takes_its_workers_and_is_started_again() {
+    let _serial = SERIAL.lock().await;
+    let (_root, backend, manager) = manager();
+    let id = session(&manager).await;
+    output(&manager, &id, "globalThis.x = 1").await;
+    let worker = worker_pid(&manager, &backend, &id);
+    let zygote = parent_of(worker);
+    assert_ne!(zygote, std::process::id(), "workers are forked by a zygote, not by the host");
+    assert_eq!(unsafe { libc::kill(zygote as i32, libc::SIGKILL) }, 0);
+    // The kernel kills the workers with their zygote (their death signal).
+    assert_gone(worker, "killing the zygote").await;
+    // The live session resets on its next command, saying so; a new session works too.
+    let next = run(&manager, &id, "console.log(typeof x)").await;
+    assert_eq!(next.to_json()["result"], "undefined", "{}", next.to_json());
+    assert_eq!(next.to_json()["stateReset"], true, "{}", next.to_json());
+    let replaced = worker_pid(&manager, &backend, &id);
+    assert_ne!(parent_of(replaced), zygote);
+    let fresh = session(&manager).await;
+    assert_eq!(output(&manager, &fresh, "console.log(6 * 7)").await, "42");
+    manager.close(&id).await.unwrap();
+    manager.close(&fresh).await.unwrap();
+    assert_idle("a zygote restart").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sessions_forked_from_one_zygote_do_not_share_math_random() {
+    let _serial = SERIAL.lock().await;
+    let (_root, _backend, manager) = manager();
+    let draw = "console.log(JSON.stringify(Array.from({ length: 4 }, () => Math.random())))";
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let id = session(&manager).await;
+        let numbers: Vec<f64> = serde_json::from_str(&output(&manager, &id, draw).await).expect("numbers");
+        assert!(numbers.iter().all(|n| (0.0..1.0).contains(n)), "{numbers:?}");
+        seen.push(numbers);
+        manager.close(&id).await.unwrap();
+    }
+    assert!(seen[0] != seen[1] && seen[1] != seen[2] && seen[0] != seen[2], "{seen:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

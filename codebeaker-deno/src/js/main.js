@@ -23,6 +23,8 @@ for (const [name, value] of Object.entries(globals)) {
   Object.defineProperty(globalThis, name, { value, writable: true, enumerable: false, configurable: true });
 }
 
+Object.defineProperty(Math, "random", { value: random, writable: true, enumerable: false, configurable: true });
+
 // `Atomics.wait` blocks the session's only thread and no termination reaches it.
 Object.defineProperty(Atomics, "wait", {
   value: function wait() {

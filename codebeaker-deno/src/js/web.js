@@ -99,6 +99,36 @@ function resetTimerCount() {
   core.ops.op_timer_schedule(1);
 }
 
+// ---- Math.random ------------------------------------------------------------------------
+// The engine seeds its own generator from the clock when a runtime starts: guessable, and
+// the same in every worker forked from one zygote. This is xoshiro128** seeded from the
+// operating system the first time a session asks, so no two sessions share a sequence.
+const { op_cb_random_seed } = core.ops;
+let randomState = null;
+
+function rotl(x, k) {
+  return (x << k) | (x >>> (32 - k));
+}
+
+function next32() {
+  const s = randomState;
+  const result = Math.imul(rotl(Math.imul(s[1], 5), 7), 9) >>> 0;
+  const t = s[1] << 9;
+  s[2] ^= s[0];
+  s[3] ^= s[1];
+  s[1] ^= s[2];
+  s[0] ^= s[3];
+  s[2] ^= t;
+  s[3] = rotl(s[3], 11);
+  return result;
+}
+
+/** A double in [0, 1) with 53 random bits, as `Math.random` gives. */
+function random() {
+  if (randomState === null) randomState = new Uint32Array(op_cb_random_seed());
+  return ((next32() >>> 5) * 67108864 + (next32() >>> 6)) / 9007199254740992;
+}
+
 // ---- text encoding --------------------------------------------------------------------
 function toBytes(input) {
   if (input === undefined) return new Uint8Array(0);

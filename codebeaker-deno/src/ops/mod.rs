@@ -113,10 +113,29 @@ fn op_cb_register_hooks(state: &mut OpState, #[scoped] cancel_timers: v8::Global
     }
 }
 
+/// Four words from the operating system's generator: the seed of one session's
+/// `Math.random` (never all zero, which xoshiro cannot leave).
+#[deno_core::op2]
+#[serde]
+fn op_cb_random_seed() -> Result<Vec<u32>, JsErrorBox> {
+    let mut seed = [0u32; 4];
+    let len = std::mem::size_of_val(&seed);
+    // SAFETY: getrandom writes at most `len` bytes into the array we own.
+    let filled = unsafe { libc::getrandom(seed.as_mut_ptr().cast(), len, 0) };
+    if usize::try_from(filled).ok() != Some(len) {
+        return Err(JsErrorBox::generic(format!("cannot seed Math.random: {}", std::io::Error::last_os_error())));
+    }
+    if seed == [0; 4] {
+        seed[0] = 1;
+    }
+    Ok(seed.to_vec())
+}
+
 deno_core::extension!(
     codebeaker_deno,
     ops = [
         op_cb_register_hooks,
+        op_cb_random_seed,
         console::op_cb_print,
         fs::op_cb_read_file,
         fs::op_cb_read_text_file,

@@ -1,11 +1,13 @@
-//! The worker process's side: build an engine, say ready, take a session (raising its
-//! walls first), then run cells until the host closes the channel or kills the process.
+//! The worker process's side: forked from the zygote with an engine ready, it says ready,
+//! takes a session (raising its walls first), then runs cells until the host closes the
+//! channel or kills the process.
 //!
 //! The worker reads the channel only between cells: a cell is stopped by the worker's own
 //! watchdog at its deadline, or by the host's SIGKILL when the engine does not stop. Output
 //! chunks of a streaming cell go out from a forwarding thread while the cell runs; the
 //! result frame follows once that thread is done, so frames never interleave.
 
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
@@ -25,7 +27,7 @@ enum WorkerError {
     Ipc(#[from] IpcError),
     #[error("cannot raise the worker's walls: {0}")]
     Walls(#[from] walls::WallError),
-    #[error("cannot build the engine: {0}")]
+    #[error("cannot renew the engine after the fork: {0}")]
     Engine(String),
     #[error("the host sent {0} out of turn")]
     OutOfTurn(&'static str),
@@ -33,9 +35,20 @@ enum WorkerError {
     Watchdog(std::io::Error),
 }
 
-/// Serves the host on `channel` and exits the process: the worker's whole life.
-pub(crate) fn serve(channel: UnixStream) -> ! {
-    let code = match serve_session(channel) {
+/// The freshly forked child of the zygote (whose pid is `zygote`): serves the host on
+/// `channel` with the inherited `engine` and exits the process.
+pub(crate) fn serve_forked(engine: Engine, channel: UnixStream, zygote: u32, control: &UnixStream) -> ! {
+    // SAFETY: the zygote's control socket is not this process's business; the zygote's
+    // owner of it never runs again here (this function does not return).
+    unsafe { libc::close(control.as_raw_fd()) };
+    // SAFETY: prctl and getppid have no memory preconditions.
+    let orphaned =
+        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 || libc::getppid() as u32 != zygote };
+    if orphaned {
+        // The zygote went away before the death signal was armed.
+        std::process::exit(0);
+    }
+    let code = match serve_session(engine, channel) {
         Ok(()) | Err(WorkerError::Ipc(IpcError::Closed)) => 0,
         Err(error) => {
             eprintln!("codebeaker-deno worker {}: {error}", std::process::id());
@@ -45,9 +58,8 @@ pub(crate) fn serve(channel: UnixStream) -> ! {
     std::process::exit(code)
 }
 
-fn serve_session(mut channel: UnixStream) -> Result<(), WorkerError> {
-    walls::at_start()?;
-    let mut engine = Engine::new().map_err(WorkerError::Engine)?;
+fn serve_session(mut engine: Engine, mut channel: UnixStream) -> Result<(), WorkerError> {
+    engine.renew_after_fork().map_err(WorkerError::Engine)?;
     ipc::write_frame(&mut channel, &FromWorker::Ready).map_err(IpcError::from)?;
     let setup = match ipc::read_frame(&mut channel, MAX_REQUEST_FRAME)? {
         ToWorker::Assign(setup) => setup,

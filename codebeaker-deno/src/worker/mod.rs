@@ -1,22 +1,26 @@
 //! Process isolation: each Deno session's JavaScript runs in a worker process of its own,
 //! started ahead of need, walled in by the kernel and supervised by the host.
 //!
-//! A worker is the current executable started again with [`WORKER_ENV`] set (or
-//! [`DenoConfig::worker_program`](crate::DenoConfig::worker_program)): before `main` runs,
-//! [`run_worker_if_requested`] sees the variable and serves the host on fd [`WORKER_FD`]
-//! instead. The call is also made by a hook in the executable's start-up code, so test
-//! binaries, examples and benches need no line of their own.
+//! Workers are forked from a zygote: the current executable started again with
+//! [`WORKER_ENV`] set (or [`DenoConfig::worker_program`](crate::DenoConfig::worker_program)).
+//! Before `main` runs, [`run_worker_if_requested`] sees the variable and, instead of the
+//! program, builds one JS engine and forks a worker from it whenever the host asks on fd
+//! [`WORKER_FD`]. The call is also made by a hook in the executable's start-up code, so
+//! test binaries, examples and benches need no line of their own.
 //!
 //! | piece | module |
 //! |---|---|
 //! | the frames on the socketpair, hostile-input decoding | `ipc` |
-//! | starting and reaping processes | `spawn` |
+//! | starting zygotes and asking them for workers (host side) | `spawn` |
+//! | the zygote: one engine, a fork per worker | `zygote` |
+//! | a short message with a descriptor beside it | `fdpass` |
 //! | spare workers | `pool` |
 //! | the worker's side: engine, walls, cells | `child`, `walls` |
 //! | the host's handle, deadlines, kill | `supervisor` |
 //! | the session over successive workers | `sandbox` |
 
 mod child;
+mod fdpass;
 pub(crate) mod ipc;
 pub(crate) mod pool;
 pub(crate) mod sandbox;
@@ -25,17 +29,18 @@ pub(crate) mod supervisor;
 #[cfg(feature = "test-hooks")]
 mod test_hooks;
 mod walls;
+mod zygote;
 
 use std::os::fd::FromRawFd;
 use std::os::unix::net::UnixStream;
 
-/// Environment variable that makes a process a worker: `<fd>:<parent pid>`.
+/// Environment variable that makes a process a worker zygote: `<fd>:<parent pid>`.
 pub const WORKER_ENV: &str = "CODEBEAKER_DENO_WORKER";
 /// The file descriptor of a worker's end of its channel.
 pub(crate) const WORKER_FD: i32 = 3;
 
-/// Turns this process into a Deno worker when it was started as one, and never returns
-/// then; otherwise returns at once.
+/// Turns this process into a Deno worker zygote when it was started as one, and never
+/// returns then; otherwise returns at once.
 ///
 /// The crate calls this itself before `main` (an `.init_array` hook linked with
 /// [`DenoBackend`](crate::DenoBackend)), so most programs need nothing. A program that
@@ -65,8 +70,8 @@ pub fn run_worker_if_requested() {
         std::process::exit(0);
     }
     // SAFETY: the host handed us this descriptor; nothing else in this process owns it.
-    let channel = unsafe { UnixStream::from_raw_fd(fd) };
-    child::serve(channel)
+    let control = unsafe { UnixStream::from_raw_fd(fd) };
+    zygote::serve(control)
 }
 
 extern "C" fn worker_hook() {

@@ -41,9 +41,15 @@ impl WorkerPool {
         pool
     }
 
-    /// A started worker: the oldest spare, or a new one when none is left.
+    /// A started worker: the oldest live spare, or a new one when none is left. Spares that
+    /// died waiting (killed from outside, or with their zygote) are dropped on the way.
     pub async fn take(&self) -> std::io::Result<Spawned> {
-        let spare = self.shared.spares().pop_front();
+        let spare = loop {
+            match self.shared.spares().pop_front() {
+                Some(spare) if spare.process.killer().exited() => continue,
+                spare => break spare,
+            }
+        };
         let taken = match spare {
             Some(spare) => Ok(spare),
             None => procs().spawn_now(&self.program).await,

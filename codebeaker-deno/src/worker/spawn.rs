@@ -1,20 +1,26 @@
-//! Starting and reaping worker processes.
+//! Starting and killing worker processes.
 //!
-//! Every worker is started from one thread that lives as long as the process: a worker
-//! asks the kernel for `SIGKILL` when its parent goes (`PR_SET_PDEATHSIG`), and "parent"
-//! there means the thread that forked it, so a short-lived thread would take its workers
-//! with it. Killed workers are reaped by a second long-lived thread, so no zombie stays and
-//! no async task ever blocks in `waitpid`.
+//! Workers are forked by a zygote (see `zygote`), one per worker program, started the
+//! first time a worker of that program is asked for. Every zygote is started and spoken to
+//! from one thread that lives as long as the process: a zygote asks the kernel for
+//! `SIGKILL` when its parent goes (`PR_SET_PDEATHSIG`), and "parent" there means the thread
+//! that started it, so a short-lived thread would take it, and every worker, with it. A
+//! zygote found dead is started again on the next request.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::collections::HashMap;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
-use super::{WORKER_ENV, WORKER_FD};
+use super::{fdpass, WORKER_ENV, WORKER_FD};
+
+/// How long a fork may take, the zygote's first (which builds its engine) included.
+const FORK_WAIT: Duration = Duration::from_secs(60);
 
 /// A started worker: its process and the host's end of its channel.
 pub(crate) struct Spawned {
@@ -22,9 +28,8 @@ pub(crate) struct Spawned {
     pub channel: UnixStream,
 }
 
-/// A worker process, killed and reaped when dropped.
+/// A worker process, killed when dropped (its zygote reaps it).
 pub(crate) struct WorkerProcess {
-    child: Option<Child>,
     killer: Killer,
 }
 
@@ -51,6 +56,13 @@ impl Killer {
         }
     }
 
+    /// Whether the worker has ended (its pidfd reads as ready once it has).
+    pub fn exited(&self) -> bool {
+        let mut fds = [rustix::event::PollFd::new(&*self.pidfd, rustix::event::PollFlags::IN)];
+        let now = rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 };
+        matches!(rustix::event::poll(&mut fds, Some(&now)), Ok(ready) if ready > 0)
+    }
+
     /// The worker's process id.
     pub fn pid(&self) -> u32 {
         self.pid
@@ -67,9 +79,6 @@ impl WorkerProcess {
 impl Drop for WorkerProcess {
     fn drop(&mut self) {
         self.killer.kill();
-        if let Some(child) = self.child.take() {
-            procs().reap(child);
-        }
     }
 }
 
@@ -79,34 +88,27 @@ enum Job {
     Spawn(PathBuf, Reply),
 }
 
-/// The spawning and reaping threads.
+/// The spawning thread.
 pub(crate) struct Procs {
     spawn: Mutex<mpsc::Sender<Job>>,
-    reap: Mutex<mpsc::Sender<Child>>,
 }
 
-/// The process's one pair of threads, started on first use.
+/// The process's one spawning thread, started on first use.
 pub(crate) fn procs() -> &'static Procs {
     static PROCS: OnceLock<Procs> = OnceLock::new();
     PROCS.get_or_init(|| {
         raise_open_files_limit();
         let (spawn, jobs) = mpsc::channel::<Job>();
-        let (reap, dead) = mpsc::channel::<Child>();
         let spawner = std::thread::Builder::new().name("cb-deno-spawner".into()).spawn(move || {
+            let mut zygotes = HashMap::new();
             for Job::Spawn(program, reply) in jobs {
-                reply(start(&program));
+                reply(fork_worker(&mut zygotes, &program));
             }
         });
-        let reaper = std::thread::Builder::new().name("cb-deno-reaper".into()).spawn(move || {
-            for mut child in dead {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-        });
-        if let Err(error) = spawner.and(reaper) {
-            tracing::error!(%error, "cannot start the deno worker threads; workers cannot start");
+        if let Err(error) = spawner {
+            tracing::error!(%error, "cannot start the deno worker spawning thread; workers cannot start");
         }
-        Procs { spawn: Mutex::new(spawn), reap: Mutex::new(reap) }
+        Procs { spawn: Mutex::new(spawn) }
     })
 }
 
@@ -131,10 +133,6 @@ impl Procs {
         );
         rx.await.map_err(|_| std::io::Error::other("the deno worker spawning thread is gone"))?
     }
-
-    fn reap(&self, child: Child) {
-        let _ = self.reap.lock().unwrap_or_else(|p| p.into_inner()).send(child);
-    }
 }
 
 /// Each worker holds two descriptors in the host (its channel and its pidfd): lift the
@@ -155,45 +153,93 @@ fn raise_open_files_limit() {
     }
 }
 
-/// Forks and executes `program` with the worker end of a new socketpair as fd 3.
-fn start(program: &Path) -> std::io::Result<Spawned> {
-    let (host, worker) = UnixStream::pair()?;
-    let worker_fd = worker.as_raw_fd();
-    let mut command = Command::new(program);
-    command
-        .env(WORKER_ENV, format!("{WORKER_FD}:{}", std::process::id()))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
-    // SAFETY: only async-signal-safe calls between fork and exec.
-    unsafe {
-        command.pre_exec(move || {
-            if worker_fd == WORKER_FD {
-                if libc::fcntl(WORKER_FD, libc::F_SETFD, 0) < 0 {
+/// A worker of `program`, forked by its zygote; a zygote found dead is started again once.
+fn fork_worker(zygotes: &mut HashMap<PathBuf, Zygote>, program: &Path) -> std::io::Result<Spawned> {
+    if let Some(zygote) = zygotes.get_mut(program) {
+        let error = match zygote.fork() {
+            Ok(spawned) => return Ok(spawned),
+            Err(error) => error,
+        };
+        let late = matches!(error.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut);
+        if zygote.alive() && !late {
+            return Err(error);
+        }
+        // Dead, or so slow that its answer could come late and be taken for the next one's.
+        tracing::warn!(%error, program = %program.display(), "the deno worker zygote failed; starting another");
+        zygotes.remove(program);
+        if late {
+            return Err(error);
+        }
+    }
+    let zygote = zygotes.entry(program.to_path_buf()).or_insert(Zygote::start(program)?);
+    zygote.fork()
+}
+
+/// A zygote process and the host's end of its control socket.
+struct Zygote {
+    process: Child,
+    control: UnixStream,
+}
+
+impl Zygote {
+    /// Starts `program` as a zygote with its end of a new socketpair as fd 3.
+    fn start(program: &Path) -> std::io::Result<Zygote> {
+        let (host, zygote) = UnixStream::pair()?;
+        host.set_read_timeout(Some(FORK_WAIT))?;
+        let zygote_fd = zygote.as_raw_fd();
+        let mut command = Command::new(program);
+        command
+            .env(WORKER_ENV, format!("{WORKER_FD}:{}", std::process::id()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            command.pre_exec(move || {
+                if zygote_fd == WORKER_FD {
+                    if libc::fcntl(WORKER_FD, libc::F_SETFD, 0) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                } else if libc::dup2(zygote_fd, WORKER_FD) < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
-            } else if libc::dup2(worker_fd, WORKER_FD) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let process = command.spawn()?;
+        Ok(Zygote { process, control: host })
     }
-    let mut child = command.spawn()?;
-    drop(worker);
-    let pid = child.id();
-    // SAFETY: pidfd_open of our own unreaped child; a non-negative result is a new fd we own.
-    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if raw < 0 {
-        let error = std::io::Error::last_os_error();
-        let _ = child.kill();
-        let _ = child.wait();
-        return Err(error);
+
+    /// Asks for one worker: its channel goes to the zygote, its pid and pidfd come back.
+    fn fork(&mut self) -> std::io::Result<Spawned> {
+        let (host, worker) = UnixStream::pair()?;
+        fdpass::send(&self.control, &[1], Some(worker.as_fd()))?;
+        drop(worker);
+        let mut answer = [0u8; 4];
+        let (len, pidfd) = fdpass::receive(&self.control, &mut answer)?;
+        let pid = u32::from_le_bytes(answer);
+        match pidfd {
+            Some(pidfd) if len == answer.len() && pid != 0 => {
+                let killer = Killer { pidfd: Arc::new(pidfd), pid };
+                Ok(Spawned { process: WorkerProcess { killer }, channel: host })
+            }
+            _ if len == 0 => Err(std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the deno worker zygote exited")),
+            _ => Err(std::io::Error::other("the deno worker zygote could not fork a worker")),
+        }
     }
-    // SAFETY: the kernel just handed us this descriptor.
-    let pidfd = unsafe { OwnedFd::from_raw_fd(raw as i32) };
-    let killer = Killer { pidfd: Arc::new(pidfd), pid };
-    Ok(Spawned { process: WorkerProcess { child: Some(child), killer }, channel: host })
+
+    /// Whether the zygote is still running.
+    fn alive(&mut self) -> bool {
+        matches!(self.process.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Zygote {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
 }
