@@ -78,8 +78,9 @@ fn deno_benches(c: &mut Criterion) {
                 runtime.block_on(async {
                     let mut total = Duration::ZERO;
                     for _ in 0..iters {
-                        // Give the pool time to refill: this measures handing out a ready runtime.
-                        tokio::time::sleep(Duration::from_millis(80)).await;
+                        // Give the pool time to refill (a fork takes ~2 ms, a runtime thread
+                        // ~30 ms): this measures handing out a ready runtime.
+                        tokio::time::sleep(Duration::from_millis(40)).await;
                         let started = Instant::now();
                         let session = manager.create(SessionConfig::new(Language::Deno)).await.expect("create");
                         total += started.elapsed();

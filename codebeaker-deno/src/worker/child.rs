@@ -15,7 +15,7 @@ use std::time::Duration;
 use codebeaker::{OutputSink, OutputStream, Usage};
 
 use super::ipc::{self, FromWorker, IpcError, ToWorker, WorkerRun, WorkerSetup, MAX_REQUEST_FRAME};
-use super::walls;
+use super::walls::{self, SyscallFilters};
 use crate::engine::{Engine, Run, SessionSetup};
 use crate::rusage::{cpu_ms, peak_rss_kb};
 use crate::watchdog::Watchdog;
@@ -36,8 +36,14 @@ enum WorkerError {
 }
 
 /// The freshly forked child of the zygote (whose pid is `zygote`): serves the host on
-/// `channel` with the inherited `engine` and exits the process.
-pub(crate) fn serve_forked(engine: Engine, channel: UnixStream, zygote: u32, control: &UnixStream) -> ! {
+/// `channel` with the inherited `engine` and syscall `filters`, and exits the process.
+pub(crate) fn serve_forked(
+    engine: Engine,
+    filters: &SyscallFilters,
+    channel: UnixStream,
+    zygote: u32,
+    control: &UnixStream,
+) -> ! {
     // SAFETY: the zygote's control socket is not this process's business; the zygote's
     // owner of it never runs again here (this function does not return).
     unsafe { libc::close(control.as_raw_fd()) };
@@ -48,7 +54,7 @@ pub(crate) fn serve_forked(engine: Engine, channel: UnixStream, zygote: u32, con
         // The zygote went away before the death signal was armed.
         std::process::exit(0);
     }
-    let code = match serve_session(engine, channel) {
+    let code = match serve_session(engine, filters, channel) {
         Ok(()) | Err(WorkerError::Ipc(IpcError::Closed)) => 0,
         Err(error) => {
             eprintln!("codebeaker-deno worker {}: {error}", std::process::id());
@@ -58,14 +64,14 @@ pub(crate) fn serve_forked(engine: Engine, channel: UnixStream, zygote: u32, con
     std::process::exit(code)
 }
 
-fn serve_session(mut engine: Engine, mut channel: UnixStream) -> Result<(), WorkerError> {
+fn serve_session(mut engine: Engine, filters: &SyscallFilters, mut channel: UnixStream) -> Result<(), WorkerError> {
     engine.renew_after_fork().map_err(WorkerError::Engine)?;
     ipc::write_frame(&mut channel, &FromWorker::Ready).map_err(IpcError::from)?;
     let setup = match ipc::read_frame(&mut channel, MAX_REQUEST_FRAME)? {
         ToWorker::Assign(setup) => setup,
         ToWorker::Run(_) => return Err(WorkerError::OutOfTurn("a cell before the session")),
     };
-    if let Err(error) = walls::for_session(&setup) {
+    if let Err(error) = walls::for_session(&setup, filters) {
         let _ = ipc::write_frame(&mut channel, &FromWorker::Refused(error.to_string()));
         return Err(error.into());
     }

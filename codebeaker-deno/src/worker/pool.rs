@@ -42,7 +42,9 @@ impl WorkerPool {
     }
 
     /// A started worker: the oldest live spare, or a new one when none is left. Spares that
-    /// died waiting (killed from outside, or with their zygote) are dropped on the way.
+    /// died waiting (killed from outside, or with their zygote) are dropped on the way. The
+    /// caller refills once its worker has its session, so the zygote's fork of a new spare
+    /// does not compete with that for the CPU.
     pub async fn take(&self) -> std::io::Result<Spawned> {
         let spare = loop {
             match self.shared.spares().pop_front() {
@@ -54,7 +56,6 @@ impl WorkerPool {
             Some(spare) => Ok(spare),
             None => procs().spawn_now(&self.program).await,
         };
-        self.refill();
         taken
     }
 

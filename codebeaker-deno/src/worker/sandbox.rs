@@ -61,8 +61,13 @@ pub(crate) struct ProcessSandboxParts {
 /// Takes a spare from `pool` and gives it the session `setup`.
 pub(crate) async fn start_worker(pool: &WorkerPool, setup: &WorkerSetup) -> Result<Worker> {
     let unavailable = |reason: String| Error::BackendUnavailable { backend: "deno".into(), reason };
-    let spawned = pool.take().await.map_err(|e| unavailable(format!("cannot start a deno worker process: {e}")))?;
-    Worker::start(spawned, setup).await.map_err(|e| unavailable(format!("the deno worker did not start: {e}")))
+    let taken = pool.take().await;
+    let started = match taken {
+        Ok(spawned) => Worker::start(spawned, setup).await.map_err(|e| format!("the deno worker did not start: {e}")),
+        Err(e) => Err(format!("cannot start a deno worker process: {e}")),
+    };
+    pool.refill();
+    started.map_err(unavailable)
 }
 
 impl ProcessSandbox {

@@ -93,7 +93,7 @@ pub(crate) fn at_start() -> Result<(), WallError> {
 }
 
 /// Walls of one session, raised before its first cell. The worker must be single-threaded.
-pub(crate) fn for_session(setup: &WorkerSetup) -> Result<(), WallError> {
+pub(crate) fn for_session(setup: &WorkerSetup, filters: &SyscallFilters) -> Result<(), WallError> {
     let threads = std::fs::read_dir("/proc/self/task").map(|tasks| tasks.count()).unwrap_or(1);
     if threads > 1 {
         return Err(WallError::Threads(threads));
@@ -108,7 +108,7 @@ pub(crate) fn for_session(setup: &WorkerSetup) -> Result<(), WallError> {
     set_limit("RLIMIT_NOFILE", libc::RLIMIT_NOFILE, MAX_OPEN_FILES)?;
     let net = !matches!(setup.permissions.allow_net, Allowlist::None);
     confine_files(setup, net)?;
-    forbid_syscalls(net)
+    forbid_syscalls(filters, net)
 }
 
 /// Bytes of private writable memory the worker maps now (`VmData`), what `RLIMIT_DATA` counts.
@@ -169,8 +169,30 @@ fn filter(rules: BTreeMap<i64, Vec<SeccompRule>>, errno: i32) -> Result<BpfProgr
     Ok(filter.try_into()?)
 }
 
-/// Installs the syscall filter on every thread of the worker (TSYNC).
-fn forbid_syscalls(net: bool) -> Result<(), WallError> {
+/// The worker's syscall filters, compiled once by the zygote (compiling takes longer than
+/// installing): a worker only installs the pair its session needs.
+pub(crate) struct SyscallFilters {
+    offline: BpfProgram,
+    online: BpfProgram,
+    clone3: BpfProgram,
+}
+
+impl SyscallFilters {
+    /// Compiles the filters of sessions without and with `allowNet`.
+    pub fn compile() -> Result<Self, WallError> {
+        // clone3 carries its flags in memory a filter cannot read: refuse it as unknown,
+        // which makes the C library fall back to clone (checked below) for threads.
+        let clone3: BTreeMap<i64, Vec<SeccompRule>> = [(libc::SYS_clone3, Vec::new())].into_iter().collect();
+        Ok(SyscallFilters {
+            offline: forbidden(false)?,
+            online: forbidden(true)?,
+            clone3: filter(clone3, libc::ENOSYS)?,
+        })
+    }
+}
+
+/// The filter refusing, with `EPERM`, what no worker may do (and sockets without `net`).
+fn forbidden(net: bool) -> Result<BpfProgram, WallError> {
     let mut forbidden: BTreeMap<i64, Vec<SeccompRule>> = [
         libc::SYS_fork,
         libc::SYS_vfork,
@@ -197,10 +219,12 @@ fn forbid_syscalls(net: bool) -> Result<(), WallError> {
         forbidden.insert(libc::SYS_socket, Vec::new());
         forbidden.insert(libc::SYS_socketpair, Vec::new());
     }
-    seccompiler::apply_filter_all_threads(&filter(forbidden, libc::EPERM)?)?;
-    // clone3 carries its flags in memory a filter cannot read: refuse it as unknown, which
-    // makes the C library fall back to clone (checked above) for threads.
-    let clone3: BTreeMap<i64, Vec<SeccompRule>> = [(libc::SYS_clone3, Vec::new())].into_iter().collect();
-    seccompiler::apply_filter_all_threads(&filter(clone3, libc::ENOSYS)?)?;
+    filter(forbidden, libc::EPERM)
+}
+
+/// Installs the syscall filters on every thread of the worker (TSYNC).
+fn forbid_syscalls(filters: &SyscallFilters, net: bool) -> Result<(), WallError> {
+    seccompiler::apply_filter_all_threads(if net { &filters.online } else { &filters.offline })?;
+    seccompiler::apply_filter_all_threads(&filters.clone3)?;
     Ok(())
 }

@@ -47,6 +47,7 @@ pub(crate) fn serve(control: UnixStream) -> ! {
 
 fn run(control: &UnixStream) -> Result<(), ZygoteError> {
     walls::at_start()?;
+    let filters = walls::SyscallFilters::compile()?;
     wake_on_child_exit();
     let mut engine = Engine::new().map_err(ZygoteError::Engine)?;
     // What the bootstrap left as garbage is not copied into every worker.
@@ -70,7 +71,7 @@ fn run(control: &UnixStream) -> Result<(), ZygoteError> {
         // SAFETY: this process has one thread (the walls check so in every worker), so the
         // child gets a consistent copy of everything.
         match unsafe { libc::fork() } {
-            0 => child::serve_forked(engine, UnixStream::from(channel), zygote, control),
+            0 => child::serve_forked(engine, &filters, UnixStream::from(channel), zygote, control),
             -1 => {
                 eprintln!("codebeaker-deno zygote: fork: {}", std::io::Error::last_os_error());
                 fdpass::send(control, &0u32.to_le_bytes(), None)?;
