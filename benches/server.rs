@@ -6,10 +6,16 @@
 //! The server runs on its own 2-thread runtime, the clients on a single-thread one, as a
 //! separate client process would. A summary with medians is printed at the end.
 //! The Deno part is skipped, loudly, when the server has no Deno backend.
+//!
+//! With `SERVER_BENCH_REFERENCE=ws://host:port/ws/jsonrpc`, the same three calls are also
+//! made, in the same run, against that server (the hand-written stack this one replaced,
+//! built from an older commit; see `benches/README.md`), and the Deno hello against a
+//! second in-process server whose Deno backend runs in threads, as that stack's did.
 
 use std::time::{Duration, Instant};
 
 use codebeaker::{Command, ExecOptions, Language, SessionConfig, SessionManager};
+use codebeaker_deno::{DenoConfig, DenoIsolation};
 use codebeaker_server::{BackendChoice, BackendKind, BackendOptions, Backends, Server, ServerConfig, ServerHandle};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use futures::{SinkExt as _, StreamExt as _};
@@ -69,10 +75,13 @@ async fn sample_round_trips(ws: &mut Ws, request: &str, n: usize) -> Duration {
     median(samples)
 }
 
-fn start_server(runtime: &tokio::runtime::Runtime) -> (ServerHandle, bool) {
+fn start_server(runtime: &tokio::runtime::Runtime, isolation: DenoIsolation) -> (ServerHandle, bool) {
     runtime.block_on(async {
-        let options =
-            BackendOptions { choice: BackendChoice::Only(vec![BackendKind::Deno]), ..BackendOptions::default() };
+        let options = BackendOptions {
+            choice: BackendChoice::Only(vec![BackendKind::Deno]),
+            deno: DenoConfig { isolation, ..DenoConfig::default() },
+            ..BackendOptions::default()
+        };
         let (backends, deno) = match Backends::start(options).await {
             Ok(backends) => (backends, true),
             Err(error) => {
@@ -89,7 +98,7 @@ fn server_benches(c: &mut Criterion) {
     let server_runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     let client_runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    let (server, deno) = start_server(&server_runtime);
+    let (server, deno) = start_server(&server_runtime, DenoIsolation::default());
     let manager: SessionManager = server.manager().clone();
     let url = server.ws_url();
     let mut ws = client_runtime.block_on(connect(&url));
@@ -139,22 +148,13 @@ fn server_benches(c: &mut Criterion) {
     let per_iteration = CONNECTIONS as u64 * 50;
     group.throughput(Throughput::Elements(per_iteration));
     group.bench_function(format!("session.list throughput, {CONNECTIONS} connections"), |b| {
-        b.iter_custom(|iters| {
-            client_runtime.block_on(async {
-                let started = Instant::now();
-                for _ in 0..iters {
-                    futures::future::join_all(clients.iter_mut().map(|ws| async move {
-                        for _ in 0..per_iteration / CONNECTIONS as u64 {
-                            round_trip(ws, list).await;
-                        }
-                    }))
-                    .await;
-                }
-                started.elapsed()
-            })
-        })
+        b.iter_custom(|iters| client_runtime.block_on(spread(&mut clients, list, iters * per_iteration)))
     });
     group.finish();
+    let reference = std::env::var("SERVER_BENCH_REFERENCE").ok().map(|url| {
+        reference_benches(c, &server_runtime, &client_runtime, &url);
+        url
+    });
 
     // The summary the issue asks for: medians and the protocol's overhead.
     let in_process_list = server_runtime.block_on(sample(2000, || async {
@@ -178,18 +178,101 @@ fn server_benches(c: &mut Criterion) {
             over_ws.saturating_sub(in_process)
         );
     }
-    let total = CONNECTIONS * 500;
-    let started = Instant::now();
-    client_runtime.block_on(futures::future::join_all(clients.iter_mut().map(|ws| async move {
-        for _ in 0..total / CONNECTIONS {
-            round_trip(ws, list).await;
-        }
-    })));
-    let rate = total as f64 / started.elapsed().as_secs_f64();
+    let total = CONNECTIONS as u64 * 500;
+    let rate = total as f64 / client_runtime.block_on(spread(&mut clients, list, total)).as_secs_f64();
     eprintln!("  session.list throughput, {CONNECTIONS} connections: {rate:.0} requests/s\n");
+    if reference.is_none() {
+        eprintln!("(no SERVER_BENCH_REFERENCE: the reference stack was not measured)\n");
+    }
 
     drop(clients);
     server_runtime.block_on(server.shutdown());
+}
+
+/// `total` round trips of `request`, spread over `clients` (one at a time on each): the
+/// time they took together.
+async fn spread(clients: &mut [Ws], request: &str, total: u64) -> Duration {
+    let each = total / clients.len() as u64;
+    let started = Instant::now();
+    futures::future::join_all(clients.iter_mut().map(|ws| async move {
+        for _ in 0..each {
+            round_trip(ws, request).await;
+        }
+    }))
+    .await;
+    started.elapsed()
+}
+
+/// The reference stack at `url`, beside a second in-process server whose Deno backend runs
+/// in threads (as the reference's does): the same calls, in the same run.
+fn reference_benches(
+    c: &mut Criterion,
+    server_runtime: &tokio::runtime::Runtime,
+    client_runtime: &tokio::runtime::Runtime,
+    url: &str,
+) {
+    let list = r#"{"jsonrpc":"2.0","id":1,"method":"session.list","params":{}}"#;
+    let create = r#"{"jsonrpc":"2.0","id":3,"method":"session.create","params":{"language":"deno"}}"#;
+    let (threads, _) = start_server(server_runtime, DenoIsolation::Thread);
+    let mut targets = Vec::new();
+    for (name, url) in [("reference stack", url.to_owned()), ("this server, Deno in threads", threads.ws_url())] {
+        let mut ws = client_runtime.block_on(connect(&url));
+        let created = client_runtime.block_on(round_trip(&mut ws, create));
+        let id = created["result"]["sessionId"].as_str().unwrap_or_else(|| panic!("{name}: {created}")).to_owned();
+        let hello = json!({"jsonrpc": "2.0", "id": 2, "method": "session.execute",
+            "params": {"sessionId": id, "command": {"type": "execute_code", "code": "console.log('hello')"}}})
+        .to_string();
+        targets.push((name, url, ws, hello));
+    }
+    let mut group = c.benchmark_group("server-reference");
+    for (name, url, ws, hello) in &mut targets {
+        if *name == "reference stack" {
+            group.bench_function(format!("{name}: session.list over loopback WebSocket"), |b| {
+                b.iter(|| client_runtime.block_on(round_trip(ws, list)))
+            });
+            let mut clients: Vec<Ws> =
+                client_runtime.block_on(futures::future::join_all((0..CONNECTIONS).map(|_| connect(url))));
+            let per_iteration = CONNECTIONS as u64 * 50;
+            group.throughput(Throughput::Elements(per_iteration));
+            group.bench_function(format!("{name}: session.list throughput, {CONNECTIONS} connections"), |b| {
+                b.iter_custom(|iters| client_runtime.block_on(spread(&mut clients, list, iters * per_iteration)))
+            });
+            group.throughput(Throughput::Elements(1));
+        }
+        group.bench_function(format!("{name}: Deno execute_code hello over loopback WebSocket"), |b| {
+            b.iter(|| {
+                let response = client_runtime.block_on(round_trip(ws, hello));
+                assert_eq!(response["result"]["result"], "hello");
+            })
+        });
+    }
+    group.finish();
+    // Criterion runs one benchmark after the other, and this machine drifts between them by
+    // more than the difference sought: the summary alternates the two servers call by call.
+    let [(reference, _, reference_ws, reference_hello), (ours, _, ours_ws, ours_hello)] = &mut targets[..] else {
+        unreachable!("two targets")
+    };
+    let (mut theirs_list, mut ours_list, mut theirs_hello, mut ours_hello_times) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    client_runtime.block_on(async {
+        for _ in 0..2000 {
+            theirs_list.push(timed(round_trip(reference_ws, list)).await);
+            ours_list.push(timed(round_trip(ours_ws, list)).await);
+            theirs_hello.push(timed(round_trip(reference_ws, reference_hello)).await);
+            ours_hello_times.push(timed(round_trip(ours_ws, ours_hello)).await);
+        }
+    });
+    eprintln!("\nsummary, alternating call by call (medians of 2000 each):");
+    eprintln!("  session.list: {reference} {:?}, {ours} {:?}", median(theirs_list), median(ours_list));
+    eprintln!("  Deno hello: {reference} {:?}, {ours} {:?}\n", median(theirs_hello), median(ours_hello_times));
+    server_runtime.block_on(threads.shutdown());
+}
+
+/// How long `call` took.
+async fn timed<T>(call: impl std::future::Future<Output = T>) -> Duration {
+    let started = Instant::now();
+    call.await;
+    started.elapsed()
 }
 
 criterion_group!(benches, server_benches);
