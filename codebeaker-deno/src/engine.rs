@@ -63,6 +63,8 @@ pub(crate) struct Ran {
     /// It was stopped at the heap limit: memory held by globals may keep the runtime at the
     /// limit, so the session's state is reset (a fresh runtime replaces this one).
     pub memory_exceeded: bool,
+    /// Destinations the egress policy refused while it ran.
+    pub egress_refused: u64,
 }
 
 /// The single-threaded tokio runtime that drives an engine's event loop.
@@ -180,7 +182,8 @@ impl Engine {
             Outcome::TimedOut => collector.into_code_result(-1, None, duration_ms, true),
             Outcome::Failed(message) => collector.into_code_result(1, Some(message), duration_ms, false),
         };
-        Ran { result, memory_exceeded }
+        let egress_refused = ops::session(&self.runtime.op_state().borrow()).map_or(0, |s| s.net.take_refused());
+        Ran { result, memory_exceeded, egress_refused }
     }
 
     fn evaluate(&mut self, script: String, timeout: Duration, started: Instant, watchdog: &Watchdog) -> Outcome {

@@ -92,6 +92,7 @@ impl StartingRuntime {
                                 cpu_ms: cpu_ms(libc::RUSAGE_THREAD).saturating_sub(before),
                                 max_rss_kb: peak_rss_kb(),
                                 output_bytes: (result.stdout.len() + result.stderr.len()) as u64,
+                                egress_refused: ran.egress_refused,
                             });
                             let _ = reply.send(ran);
                         }

@@ -114,6 +114,11 @@ impl AgentLink {
         current.tunnels = Some(egress::serve(&current.client, rules));
     }
 
+    /// Destinations the session's egress rules refused since the last call.
+    pub(crate) fn take_egress_refused(&self) -> u64 {
+        self.egress.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map_or(0, |rules| rules.take_refused())
+    }
+
     /// Whether the channel is still open (for spares waiting in the pool).
     pub(crate) async fn is_open(&self) -> bool {
         self.current.lock().await.client.closed_reason().is_none()

@@ -146,6 +146,10 @@ impl DockerSandbox {
         match (&self.agent, result) {
             // The agent link already asked the engine what a broken channel means.
             (Some(_), Err(Error::SandboxFailed(reason))) => Err(self.mark_failed(reason)),
+            (Some(link), Ok(mut result)) if is_program => {
+                result.count_egress_refused(link.take_egress_refused());
+                Ok(result)
+            }
             (Some(_), other) => other,
             (
                 None,

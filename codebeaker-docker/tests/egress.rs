@@ -43,8 +43,11 @@ async fn packages_install_through_the_egress_tunnel() {
     let outside = run_with(&m, &python, sh(&probe("http://example.org/")), LONG).await;
     let said = &shell(&outside).stdout;
     assert!(said.contains("403") && said.contains("example.org"), "{said}");
+    // Each refusal is reported with the command that met it (and counted by the server).
+    assert_eq!(outside.to_json()["usage"]["egressRefused"], 1, "{:?}", outside.to_json());
     let loopback = run_with(&m, &python, sh(&probe("http://127.0.0.2:8080/")), LONG).await;
     assert!(shell(&loopback).stdout.contains("403"), "{:?}", loopback.to_json());
+    assert_eq!(loopback.to_json()["usage"]["egressRefused"], 1, "{:?}", loopback.to_json());
 
     let javascript = m.create(SessionConfig::new(Language::JavaScript)).await.expect("javascript").session_id;
     let npm = run_with(&m, &javascript, Command::shell("npm", ["install", "is-number@7"]), LONG).await;
@@ -59,6 +62,7 @@ async fn packages_install_through_the_egress_tunnel() {
     let refused = run_with(&off, &id, sh(&probe("http://pypi.org/simple/")), LONG).await;
     let said = &shell(&refused).stdout;
     assert!(said.contains("403") && said.contains("egress is off"), "{said}");
+    assert_eq!(refused.to_json()["usage"]["egressRefused"], 1, "{:?}", refused.to_json());
     off.shutdown().await;
     common::finish(backend).await;
 }

@@ -181,11 +181,7 @@ impl Api {
                 Err(error) => Err(ApiError::from(error)),
             };
             if let Some(entry) = entry {
-                let audited = match &outcome {
-                    Ok(outcome) => audit::command_outcome(outcome),
-                    Err(error) => error.audit_outcome(),
-                };
-                entry.finish(None, audited);
+                entry.finish_command(outcome.as_ref().map_err(ApiError::audit_outcome));
             }
             outcome
         }
@@ -224,11 +220,7 @@ impl Api {
         let entry = self.audit(caller, "execution.run", None, command.as_ref());
         let outcome = self.run_unaudited(caller, language, code, timeout).await;
         if let Some(entry) = entry {
-            let audited = match &outcome {
-                Ok(outcome) => audit::command_outcome(outcome),
-                Err(error) => error.audit_outcome(),
-            };
-            entry.finish(None, audited);
+            entry.finish_command(outcome.as_ref().map_err(ApiError::audit_outcome));
         }
         outcome
     }

@@ -63,6 +63,9 @@ pub struct AuditRecord {
     pub outcome: String,
     /// How long the request took, in ms.
     pub duration_ms: u64,
+    /// Network destinations the egress policy refused during the command, when any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub egress_refused: Option<u64>,
     /// The command or code as sent; only with `--audit-log-payloads`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub payload: Option<Value>,
@@ -117,6 +120,17 @@ pub struct AuditEntry {
 }
 
 impl AuditEntry {
+    /// Queues the record of a command (`session.execute`, `execution.run`) that ran, or
+    /// of one refused with `error_outcome`, with the egress refusals it reported.
+    pub fn finish_command(mut self, outcome: Result<&CommandOutcome, &str>) {
+        let (outcome, refused) = match outcome {
+            Ok(ran) => (command_outcome(ran), ran.usage().map_or(0, |usage| usage.egress_refused)),
+            Err(error_outcome) => (error_outcome, 0),
+        };
+        self.record.egress_refused = (refused > 0).then_some(refused);
+        self.finish(None, outcome);
+    }
+
     /// Queues the record with its outcome and duration; `session` fills in the session
     /// when it became known only now (a created session).
     pub fn finish(mut self, session: Option<String>, outcome: &str) {
@@ -178,6 +192,7 @@ impl AuditLog {
             command: command.map(Command::kind),
             outcome: String::new(),
             duration_ms: 0,
+            egress_refused: None,
             payload: if self.payloads { command.and_then(|c| serde_json::to_value(c).ok()) } else { None },
         };
         AuditEntry { log: self.clone(), started: Instant::now(), record }
@@ -327,6 +342,7 @@ mod tests {
             command: Some("execute_code"),
             outcome: "ok".into(),
             duration_ms: 3,
+            egress_refused: None,
             payload: Some(serde_json::json!({"code": "secret()"})),
         }
     }

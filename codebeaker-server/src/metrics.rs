@@ -136,6 +136,7 @@ pub struct Metrics {
     warm_pool: Family<SessionLabels, Gauge>,
     connections: Family<TransportLabels, Gauge>,
     refused: Family<RefusedLabels, Counter>,
+    egress_refused: Family<BackendLabels, Counter>,
     audit_dropped: Counter,
     audit_write_errors: Counter,
 }
@@ -210,6 +211,12 @@ impl Metrics {
             "Requests refused before reaching a session, by reason (auth, origin, limit, rate)",
             Family::clone(&refused),
         );
+        let egress_refused = Family::default();
+        registry.register(
+            "egress_refused",
+            "Network destinations of sandboxed programs the egress policy refused, by backend",
+            Family::clone(&egress_refused),
+        );
         let audit_dropped = Counter::default();
         registry.register(
             "audit_records_dropped",
@@ -233,6 +240,7 @@ impl Metrics {
             warm_pool,
             connections,
             refused,
+            egress_refused,
             audit_dropped,
             audit_write_errors,
         };
@@ -387,6 +395,10 @@ impl SessionObserver for Metrics {
             outcome: outcome_label(outcome).into(),
         };
         self.commands.get_or_create(&labels).inc();
+        let refused = outcome.usage().map_or(0, |usage| usage.egress_refused);
+        if refused > 0 {
+            self.egress_refused.get_or_create(&BackendLabels { backend: session.backend.into() }).inc_by(refused);
+        }
         let duration = DurationLabels { command: kind.into(), backend: session.backend.into() };
         self.command_duration.get_or_create(&duration).observe(elapsed.as_secs_f64());
     }

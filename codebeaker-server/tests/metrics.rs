@@ -89,3 +89,50 @@ async fn metrics_need_their_token_and_count_sessions_and_commands() {
     }
     server.stop().await;
 }
+
+/// A destination the egress policy refuses is told to the program, reported in the
+/// command's `usage.egressRefused`, counted in `codebeaker_egress_refused_total` and noted
+/// on the command's audit line. No traffic leaves: one address is outside the session's
+/// `allowNet`, the other is loopback, which the operator's policy refuses by default.
+#[tokio::test]
+async fn refused_egress_is_reported_counted_and_audited() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("audit.jsonl");
+    let server = Spawned::start(&["--metrics-token", TOKEN, "--audit-log", log.to_str().unwrap()]).await;
+    let mut client = Client::connect(&server.ws_url()).await;
+    let session = client.create(json!({"language": "deno", "permissions": {"allowNet": ["127.0.0.1"]}})).await;
+    let code = "for (const url of ['http://10.1.2.3/', 'http://127.0.0.1:9/']) {\n\
+                  try { await fetch(url); console.log('reached', url); } catch (e) { console.log(String(e)); }\n\
+                }";
+    let ran = client.execute(&session, json!({"type": "execute_code", "code": code})).await;
+    assert_eq!(ran["success"], true, "{ran}");
+    let printed = ran["result"].as_str().unwrap_or_default();
+    assert!(!printed.contains("reached"), "{ran}");
+    assert!(printed.contains("10.1.2.3") && printed.contains("127.0.0.1:9"), "{ran}");
+    assert_eq!(ran["usage"]["egressRefused"], 2, "{ran}");
+    let quiet = client.execute(&session, json!({"type": "execute_code", "code": "console.log(1)"})).await;
+    assert!(quiet["usage"].get("egressRefused").is_none(), "{quiet}");
+    client.call("session.close", json!({"sessionId": session})).await;
+    client.close().await;
+
+    let body = scrape(&server).await;
+    let after = samples(&body);
+    assert_eq!(after.get("codebeaker_egress_refused_total{backend=\"deno\"}"), Some(&2.0), "{body}");
+    let text = {
+        let mut text = String::new();
+        for _ in 0..100 {
+            text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text.lines().filter(|l| l.contains("execute_code")).count() >= 2 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        text
+    };
+    let lines: Vec<Value> = text.lines().map(|line| serde_json::from_str(line).expect("JSON line")).collect();
+    let executes: Vec<&Value> = lines.iter().filter(|l| l["command"] == "execute_code").collect();
+    assert_eq!(executes.len(), 2, "{text}");
+    assert_eq!(executes[0]["egressRefused"], 2, "{text}");
+    assert!(executes[1].get("egressRefused").is_none(), "{text}");
+    server.stop().await;
+}

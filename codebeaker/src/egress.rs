@@ -41,6 +41,7 @@ mod stream;
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -195,6 +196,8 @@ struct Rules {
     operator: Option<Vec<HostPattern>>,
     allowed_private: Vec<Cidr>,
     budget: Arc<Budget>,
+    /// Policy refusals since the last [`EgressRules::take_refused`].
+    refused: AtomicU64,
 }
 
 impl EgressRules {
@@ -245,6 +248,7 @@ impl EgressRules {
                 operator,
                 allowed_private,
                 budget: Arc::new(Budget::new(net.max_connections, net.max_bytes)),
+                refused: AtomicU64::new(0),
             }),
         }
     }
@@ -267,7 +271,27 @@ impl EgressRules {
     /// Checks the destination by name alone, before any lookup: egress on, host and
     /// port on the allowlist, and for an IP literal, a permitted address.
     pub fn check_name(&self, host: &str, port: u16) -> Result<(), EgressDenied> {
-        self.vet_name(host, port).map(drop)
+        self.recorded(self.vet_name(host, port).map(drop))
+    }
+
+    /// Counts one refusal the caller made under these rules itself (a permission or a cap
+    /// of its own), beside the ones these checks count.
+    pub fn record_refusal(&self) {
+        self.inner.refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many destinations the policy refused since the last call (network failures of
+    /// allowed destinations do not count): a sandbox reports them with each command
+    /// (`usage.egressRefused`), and the server counts them in its metrics and audit log.
+    pub fn take_refused(&self) -> u64 {
+        self.inner.refused.swap(0, Ordering::Relaxed)
+    }
+
+    fn recorded<T>(&self, result: Result<T, EgressDenied>) -> Result<T, EgressDenied> {
+        if result.as_ref().is_err_and(EgressDenied::is_policy) {
+            self.record_refusal();
+        }
+        result
     }
 
     fn vet_name(&self, raw: &str, port: u16) -> Result<Host, EgressDenied> {
@@ -300,8 +324,11 @@ impl EgressRules {
     /// Checks the name, resolves it, and checks every address; the addresses returned
     /// are the only ones a connection may use.
     pub async fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, EgressDenied> {
-        let host = self.vet_name(host, port)?;
-        self.resolve_vetted(&host, port).await
+        let resolved = match self.vet_name(host, port) {
+            Ok(host) => self.resolve_vetted(&host, port).await,
+            Err(denied) => Err(denied),
+        };
+        self.recorded(resolved)
     }
 
     async fn resolve_vetted(&self, host: &Host, port: u16) -> Result<Vec<SocketAddr>, EgressDenied> {
@@ -331,6 +358,11 @@ impl EgressRules {
     /// place under `net.max-connections`, resolves and vets the addresses, and connects
     /// to the first vetted address that answers (never resolving again).
     pub async fn connect(&self, host: &str, port: u16) -> Result<EgressStream, EgressDenied> {
+        let connected = self.open(host, port).await;
+        self.recorded(connected)
+    }
+
+    async fn open(&self, host: &str, port: u16) -> Result<EgressStream, EgressDenied> {
         let vetted = self.vet_name(host, port)?;
         let budget = &self.inner.budget;
         if budget.used() >= budget.max_bytes {

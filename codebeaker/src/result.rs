@@ -38,6 +38,14 @@ pub struct Usage {
     pub max_rss_kb: u64,
     /// Bytes of output the command produced (before any truncation).
     pub output_bytes: u64,
+    /// Network destinations the egress policy refused while the command ran (or, for a
+    /// background process, since the session's previous command); absent when none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub egress_refused: u64,
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
 }
 
 /// A rich result of running code (extension `outputs`): a PNG of a figure, the HTML of
@@ -223,6 +231,29 @@ pub enum CommandResult {
 }
 
 impl CommandResult {
+    /// What running code or a shell command cost, when measured (extension `usage`).
+    pub fn usage(&self) -> Option<&Usage> {
+        match self {
+            CommandResult::ExecuteCode(code) => code.usage.as_ref(),
+            CommandResult::ExecuteShell(shell) => shell.usage.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// Adds `refused` egress refusals to the usage of a code or shell result (a file
+    /// command has no usage: its refusals wait for the session's next run).
+    pub fn count_egress_refused(&mut self, refused: u64) {
+        if refused == 0 {
+            return;
+        }
+        let usage = match self {
+            CommandResult::ExecuteCode(code) => &mut code.usage,
+            CommandResult::ExecuteShell(shell) => &mut shell.usage,
+            _ => return,
+        };
+        usage.get_or_insert_with(Usage::default).egress_refused += refused;
+    }
+
     /// The JSON value of the envelope's `result` field.
     pub fn to_json(&self) -> serde_json::Value {
         let value = match self {
@@ -292,6 +323,12 @@ impl CommandOutcome {
         Self::from_run(result, duration_ms, Duration::from_millis(duration_ms))
     }
 
+    /// What the command cost, when it ran code or a shell command on a backend that
+    /// measures it (extension `usage`).
+    pub fn usage(&self) -> Option<&Usage> {
+        self.result.as_ref().and_then(CommandResult::usage)
+    }
+
     /// The envelope as wire JSON, with the extensions `usage`, `outputs` and
     /// `stateReset` where the result has them.
     pub fn to_json(&self) -> serde_json::Value {
@@ -301,12 +338,11 @@ impl CommandOutcome {
             "error": self.error.as_ref().map(Error::to_string),
             "durationMs": self.duration_ms,
         });
-        let (usage, outputs, state_reset) = match &self.result {
-            Some(CommandResult::ExecuteCode(code)) => (code.usage.as_ref(), code.outputs.as_slice(), code.state_reset),
-            Some(CommandResult::ExecuteShell(shell)) => (shell.usage.as_ref(), &[][..], false),
-            _ => (None, &[][..], false),
+        let (outputs, state_reset) = match &self.result {
+            Some(CommandResult::ExecuteCode(code)) => (code.outputs.as_slice(), code.state_reset),
+            _ => (&[][..], false),
         };
-        if let Some(usage) = usage {
+        if let Some(usage) = self.usage() {
             envelope["usage"] = serde_json::to_value(usage).unwrap_or_default();
         }
         if !outputs.is_empty() {

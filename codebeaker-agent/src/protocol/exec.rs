@@ -123,6 +123,8 @@ impl From<Usage> for codebeaker::result::Usage {
             cpu_ms: usage.cpu_ms,
             max_rss_kb: usage.max_rss_kb,
             output_bytes: usage.output_bytes,
+            // Egress is judged on the host, which adds its count.
+            egress_refused: 0,
         }
     }
 }

@@ -57,6 +57,11 @@ pub(crate) struct NetState {
 }
 
 impl NetState {
+    /// Destinations refused since the last call (see [`EgressRules::take_refused`]).
+    pub fn take_refused(&self) -> u64 {
+        self.rules.take_refused()
+    }
+
     /// The network state of a session with `permissions` under the operator's `net`.
     pub fn new(permissions: &Permissions, net: &NetPolicy) -> Self {
         NetState {
@@ -128,9 +133,10 @@ fn check_hop(
     url: &reqwest::Url,
 ) -> Result<(), Refusal> {
     let (host, port) = host_and_port(url)?;
-    permissions
-        .check_net(&host, url.port())
-        .map_err(|denied| Refusal { class: "PermissionDenied", message: denied.0 })?;
+    permissions.check_net(&host, url.port()).map_err(|denied| {
+        rules.record_refusal();
+        Refusal { class: "PermissionDenied", message: denied.0 }
+    })?;
     rules.check_name(&host, port).map_err(|denied| refusal(&format!("{host}:{port}"), &denied))?;
     ports.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(host.to_ascii_lowercase(), port);
     Ok(())
@@ -216,6 +222,8 @@ struct Metered {
     bytes: Arc<AtomicU64>,
     max_bytes: u64,
     target: String,
+    /// Where a cap's refusal is counted.
+    rules: EgressRules,
 }
 
 impl Metered {
@@ -225,11 +233,17 @@ impl Metered {
             .open
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| (open < net.max_connections).then_some(open + 1));
         if taken.is_err() {
+            net.rules.record_refusal();
             let denied = EgressDenied::ConnectionCap { host: host.to_owned(), port, limit: net.max_connections };
             return Err(refusal(&target, &denied));
         }
-        let metered =
-            Metered { _slot: Slot(net.open.clone()), bytes: net.bytes.clone(), max_bytes: net.max_bytes, target };
+        let metered = Metered {
+            _slot: Slot(net.open.clone()),
+            bytes: net.bytes.clone(),
+            max_bytes: net.max_bytes,
+            target,
+            rules: net.rules.clone(),
+        };
         metered.charge(0, host, port)?;
         Ok(metered)
     }
@@ -238,6 +252,7 @@ impl Metered {
     fn charge(&self, bytes: u64, host: &str, port: u16) -> Result<(), Refusal> {
         let used = self.bytes.fetch_add(bytes, Ordering::AcqRel).saturating_add(bytes);
         if used > self.max_bytes || (bytes == 0 && used >= self.max_bytes) {
+            self.rules.record_refusal();
             let denied = EgressDenied::ByteCap { host: host.to_owned(), port, limit: self.max_bytes };
             return Err(refusal(&self.target, &denied));
         }

@@ -148,6 +148,11 @@ fn run_cell(
     let cpu_total_ms = cpu_ms(libc::RUSAGE_SELF);
     let mut result = ran.result;
     let output_bytes = (result.stdout.len() + result.stderr.len()) as u64;
-    result.usage = Some(Usage { cpu_ms: cpu_total_ms.saturating_sub(before), max_rss_kb: peak_rss_kb(), output_bytes });
+    result.usage = Some(Usage {
+        cpu_ms: cpu_total_ms.saturating_sub(before),
+        max_rss_kb: peak_rss_kb(),
+        output_bytes,
+        egress_refused: ran.egress_refused,
+    });
     Ok(FromWorker::Done { result, memory_exceeded: ran.memory_exceeded, cpu_total_ms })
 }

@@ -150,7 +150,8 @@ impl Worker {
     fn usage_now(&self, output_bytes: u64) -> Usage {
         let pid = self.process.killer().pid();
         let (cpu_total_ms, max_rss_kb) = proc_usage(pid).unwrap_or((self.cpu_total_ms, 0));
-        Usage { cpu_ms: cpu_total_ms.saturating_sub(self.cpu_total_ms), max_rss_kb, output_bytes }
+        // What the worker counted of egress refusals died with it.
+        Usage { cpu_ms: cpu_total_ms.saturating_sub(self.cpu_total_ms), max_rss_kb, output_bytes, egress_refused: 0 }
     }
 }
 
