@@ -151,10 +151,10 @@ fn server_benches(c: &mut Criterion) {
         b.iter_custom(|iters| client_runtime.block_on(spread(&mut clients, list, iters * per_iteration)))
     });
     group.finish();
-    let reference = std::env::var("SERVER_BENCH_REFERENCE").ok().map(|url| {
-        reference_benches(c, &server_runtime, &client_runtime, &url);
-        url
-    });
+    let reference = std::env::var("SERVER_BENCH_REFERENCE").ok();
+    if let Some(url) = &reference {
+        reference_benches(c, &server_runtime, &client_runtime, url);
+    }
 
     // The summary the issue asks for: medians and the protocol's overhead.
     let in_process_list = server_runtime.block_on(sample(2000, || async {
