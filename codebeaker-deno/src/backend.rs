@@ -207,6 +207,14 @@ impl Backend for DenoBackend {
         &LANGUAGES
     }
 
+    fn warm_pool(&self) -> Vec<(Language, usize)> {
+        let ready = match &self.runtimes {
+            Runtimes::Process(pool) => pool.ready(),
+            Runtimes::Thread(pool) => pool.ready(),
+        };
+        vec![(Language::Deno, ready)]
+    }
+
     fn capabilities(&self, _language: Language) -> codebeaker::Capabilities {
         codebeaker::Capabilities { persistent_state: true, streaming: true, ..codebeaker::Capabilities::default() }
     }

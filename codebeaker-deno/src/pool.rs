@@ -54,6 +54,11 @@ impl WarmPool {
         }
     }
 
+    /// Spares waiting (some may still be building their engine).
+    pub fn ready(&self) -> usize {
+        self.spares().len()
+    }
+
     /// Drops every spare (their threads end when their job channel closes).
     pub fn drain(&self) {
         self.spares().clear();

@@ -43,6 +43,18 @@ async fn metrics_need_their_token_and_count_sessions_and_commands() {
 
     let before = samples(&scrape(&server).await);
     assert_eq!(before.get("codebeaker_connections{transport=\"websocket\"}"), Some(&0.0), "{before:?}");
+    // The Deno backend's spare workers show as its warm pool once started.
+    let mut spares = None;
+    for _ in 0..100 {
+        spares = samples(&scrape(&server).await)
+            .get("codebeaker_warm_pool_size{backend=\"deno\",language=\"deno\"}")
+            .copied();
+        if spares.is_some_and(|n| n > 0.0) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(spares.is_some_and(|n| n > 0.0), "no Deno spares in the warm-pool gauge: {spares:?}");
     assert_eq!(before.get("codebeaker_requests_refused_total{reason=\"auth\"}"), Some(&2.0), "{before:?}");
 
     let mut client = Client::connect(&server.ws_url()).await;

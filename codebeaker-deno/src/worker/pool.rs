@@ -83,6 +83,11 @@ impl WorkerPool {
         }
     }
 
+    /// Spare workers waiting.
+    pub fn ready(&self) -> usize {
+        self.shared.spares().len()
+    }
+
     /// Kills every spare and stops refilling.
     pub fn drain(&self) {
         self.shared.drained.store(true, Ordering::Release);
