@@ -63,7 +63,7 @@ pub(crate) enum WallError {
     #[error("cannot apply the Landlock ruleset: {0}")]
     Landlock(#[from] landlock::RulesetError),
     /// Another thread exists: it would escape the Landlock ruleset.
-    #[error("the worker has {0} threads before its walls are up; Landlock would not cover them")]
+    #[error("the process has {0} threads where it must have one (before a fork, or before the walls are up)")]
     Threads(usize),
 }
 
@@ -94,10 +94,7 @@ pub(crate) fn at_start() -> Result<(), WallError> {
 
 /// Walls of one session, raised before its first cell. The worker must be single-threaded.
 pub(crate) fn for_session(setup: &WorkerSetup, filters: &SyscallFilters) -> Result<(), WallError> {
-    let threads = std::fs::read_dir("/proc/self/task").map(|tasks| tasks.count()).unwrap_or(1);
-    if threads > 1 {
-        return Err(WallError::Threads(threads));
-    }
+    single_threaded()?;
     let heap = setup.memory_limit_mb.saturating_mul(1024 * 1024);
     set_limit(
         "RLIMIT_DATA",
@@ -112,6 +109,16 @@ pub(crate) fn for_session(setup: &WorkerSetup, filters: &SyscallFilters) -> Resu
 }
 
 /// Bytes of private writable memory the worker maps now (`VmData`), what `RLIMIT_DATA` counts.
+/// Fails when the process has more than one thread: Landlock would not cover the others,
+/// and a fork would copy only the calling one.
+pub(crate) fn single_threaded() -> Result<(), WallError> {
+    let threads = std::fs::read_dir("/proc/self/task").map(|tasks| tasks.count()).unwrap_or(1);
+    if threads > 1 {
+        return Err(WallError::Threads(threads));
+    }
+    Ok(())
+}
+
 fn data_in_use() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status

@@ -52,6 +52,8 @@ fn run(control: &UnixStream) -> Result<(), ZygoteError> {
     let mut engine = Engine::new().map_err(ZygoteError::Engine)?;
     // What the bootstrap left as garbage is not copied into every worker.
     engine.compact();
+    // An engine that started threads (V8's platform workers) cannot be forked safely.
+    walls::single_threaded()?;
     let zygote = std::process::id();
     loop {
         reap();
