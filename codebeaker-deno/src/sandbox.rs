@@ -45,8 +45,33 @@ pub(crate) struct DenoSandboxParts {
     pub live: LiveSandboxes,
 }
 
+/// One command of a Deno session, in either isolation: code goes to `execute_code`, file
+/// commands to the workspace, shell commands are refused.
+pub(crate) async fn dispatch<F, Fut>(
+    id: &str,
+    workspace: &Arc<HostWorkspace>,
+    command: Command,
+    execute_code: F,
+) -> Result<CommandResult>
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = Result<CommandResult>>,
+{
+    use tracing::Instrument as _;
+    let span = tracing::debug_span!("deno.execute", sandbox = %id, command = command.kind());
+    async move {
+        match command {
+            Command::ExecuteCode(code) => execute_code(code.code).await,
+            Command::ExecuteShell(shell) => Err(unsupported_shell(&shell)),
+            file => file_command(workspace.clone(), file).await,
+        }
+    }
+    .instrument(span)
+    .await
+}
+
 /// The answer to `execute_shell` in a Deno session.
-pub(crate) fn unsupported_shell(shell: &ExecuteShell) -> Error {
+fn unsupported_shell(shell: &ExecuteShell) -> Error {
     Error::Unsupported(format!(
         "execute_shell is not supported in deno sessions (asked to run {:?}); run JavaScript or TypeScript with execute_code",
         shell.command_name
@@ -54,7 +79,7 @@ pub(crate) fn unsupported_shell(shell: &ExecuteShell) -> Error {
 }
 
 /// Runs a file command on the session's workspace, off the async threads.
-pub(crate) async fn file_command(workspace: Arc<HostWorkspace>, command: Command) -> Result<CommandResult> {
+async fn file_command(workspace: Arc<HostWorkspace>, command: Command) -> Result<CommandResult> {
     tokio::task::spawn_blocking(move || workspace.execute(&command))
         .await
         .map_err(|e| Error::Internal(format!("file command task failed: {e}")))?
@@ -130,17 +155,7 @@ impl Sandbox for DenoSandbox {
     }
 
     async fn execute(&self, command: Command, context: ExecContext) -> Result<CommandResult> {
-        use tracing::Instrument as _;
-        let span = tracing::debug_span!("deno.execute", sandbox = %self.id, command = command.kind());
-        async move {
-            match command {
-                Command::ExecuteCode(code) => self.execute_code(code.code, context).await,
-                Command::ExecuteShell(shell) => Err(unsupported_shell(&shell)),
-                file => file_command(self.workspace.clone(), file).await,
-            }
-        }
-        .instrument(span)
-        .await
+        dispatch(&self.id, &self.workspace, command, |code| self.execute_code(code, context)).await
     }
 
     async fn close(&self) -> Result<()> {

@@ -19,7 +19,7 @@ use super::pool::WorkerPool;
 use super::spawn::Killer;
 use super::supervisor::{RunEnd, Worker};
 use crate::backend::{LiveSandboxes, WorkerPid};
-use crate::sandbox::{close_workspace, file_command, unsupported_shell, STATE_RESET};
+use crate::sandbox::{close_workspace, dispatch, STATE_RESET};
 
 /// How long a worker may go on after its timeout interrupted it before it is killed.
 const INTERRUPT_GRACE: Duration = Duration::from_millis(500);
@@ -180,17 +180,7 @@ impl Sandbox for ProcessSandbox {
     }
 
     async fn execute(&self, command: Command, context: ExecContext) -> Result<CommandResult> {
-        use tracing::Instrument as _;
-        let span = tracing::debug_span!("deno.execute", sandbox = %self.id, command = command.kind());
-        async move {
-            match command {
-                Command::ExecuteCode(code) => self.execute_code(code.code, context).await,
-                Command::ExecuteShell(shell) => Err(unsupported_shell(&shell)),
-                file => file_command(self.workspace.clone(), file).await,
-            }
-        }
-        .instrument(span)
-        .await
+        dispatch(&self.id, &self.workspace, command, |code| self.execute_code(code, context)).await
     }
 
     async fn close(&self) -> Result<()> {
