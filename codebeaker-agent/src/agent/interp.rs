@@ -96,9 +96,7 @@ pub(crate) async fn run(
         Ok(done) => AgentMessage::CodeDone(done),
         Err(reply) => AgentMessage::Error(reply),
     };
-    if let Ok(frame) = Frame::message(id, &message) {
-        let _ = out.send(frame).await;
-    }
+    super::reply_to(out, id, message).await;
 }
 
 async fn execute(

@@ -281,7 +281,8 @@ fn register(running: &Mutex<HashMap<u64, mpsc::Sender<Control>>>, id: u64) -> mp
     rx
 }
 
-async fn reply_to(out: &Outbox, id: u64, message: AgentMessage) {
+/// Sends one message answering request `id` (logged when it cannot be encoded).
+pub(crate) async fn reply_to(out: &Outbox, id: u64, message: AgentMessage) {
     match Frame::message(id, &message) {
         Ok(frame) => {
             let _ = out.send(frame).await;

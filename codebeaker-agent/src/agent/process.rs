@@ -39,9 +39,7 @@ pub(crate) async fn run(
         Ok(exited) => AgentMessage::Exited(exited),
         Err(reply) => AgentMessage::Error(reply),
     };
-    if let Ok(frame) = Frame::message(id, &message) {
-        let _ = out.send(frame).await;
-    }
+    super::reply_to(&out, id, message).await;
 }
 
 async fn execute(
