@@ -1,11 +1,35 @@
 //! The traits a sandbox backend implements: [`Backend`] makes sandboxes, [`Sandbox`] runs
 //! commands in one. The [`SessionManager`](crate::SessionManager) owns sessions,
 //! timeouts and limits; a backend only has to run what it is given, safely.
+//!
+//! # What a backend owns
+//!
+//! - Its **name** ([`Backend::name`]): what sessions name in `backend`, what the
+//!   operator's routing table ([`crate::Routes`]) names, and the key of its options and
+//!   policy table.
+//! - Its **options**: a session's `backendOptions.<name>`, which only the serving backend
+//!   may receive ([`SessionConfig::options_for`] parses them into the backend's own type,
+//!   refusing unknown keys), and its **policy** table, `[backends.<name>]` of the
+//!   operator's policy ([`SessionLimits::backend_policy`]). Core carries both opaquely.
+//! - Its **registration**: a [`BackendFactory`](crate::BackendFactory) that starts it from
+//!   the operator's configuration, registered in a program's
+//!   [`BackendRegistry`](crate::BackendRegistry).
+//!
+//! # Growing by capability
+//!
+//! [`Sandbox`] requires only what every backend has: [`Sandbox::execute`] and
+//! [`Sandbox::close`]. Anything more is an **extension**: a trait of its own here, reached
+//! through an accessor on [`Sandbox`] that returns `Option<&dyn Extension>` and is `None`
+//! by default, with the flag in [`Capabilities`] that declares it per session.
+//! [`FileStreams`] ([`Sandbox::file_streams`]) is the first. Adding one (processes,
+//! snapshots…) is: the trait, its defaulted accessor, its capability flag, and the
+//! manager's method that calls it in the session's turn; a backend that offers it
+//! overrides the accessor, and every other backend compiles and behaves as before.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::command::Command;
@@ -13,7 +37,9 @@ use crate::config::SessionConfig;
 use crate::error::Result;
 use crate::language::Language;
 use crate::policy::SessionLimits;
+use crate::process::{ProcessSignal, ProcessSink, ProcessSpec, PtySize};
 use crate::result::{Capabilities, CommandResult};
+use crate::workspace::{FileDownload, UploadBody, WorkspacePath};
 
 /// Default cap of each output stream of one command (1 MiB).
 pub const DEFAULT_OUTPUT_LIMIT: usize = 1024 * 1024;
@@ -41,7 +67,9 @@ impl BackendHealth {
 /// A source of sandboxes for some languages (Docker containers, Deno isolates…).
 #[async_trait]
 pub trait Backend: Send + Sync + 'static {
-    /// Short lowercase name, used in logs, errors and `/health` (`docker`, `deno`).
+    /// Short lowercase name (`docker`, `deno`): how sessions (`backend`) and the routing
+    /// table choose this backend, the key of its options and policy table, and its name
+    /// in logs, errors, metrics and `/health`. Unique among a program's backends.
     fn name(&self) -> &'static str;
 
     /// The languages this backend runs.
@@ -92,6 +120,145 @@ pub trait Sandbox: Send + Sync {
 
     /// Stops everything running and removes the sandbox and its files.
     async fn close(&self) -> Result<()>;
+
+    /// Streamed file transfers, when the backend offers them (the HTTP file routes);
+    /// `None` by default. The manager calls them in the session's turn, like commands.
+    /// An extension (see the [module docs](self)).
+    fn file_streams(&self) -> Option<&dyn FileStreams> {
+        None
+    }
+
+    /// Background processes and terminals, when the backend offers them
+    /// (`process.start`…); `None` by default. The manager calls them outside the
+    /// session's turn: a process runs beside the session's commands. An extension (see
+    /// the [module docs](self)).
+    fn processes(&self) -> Option<&dyn Processes> {
+        None
+    }
+
+    /// Pausing and resuming (`session.pause`/`session.resume`), when the backend offers
+    /// it; `None` by default. An extension (see the [module docs](self)).
+    fn pausing(&self) -> Option<&dyn Pausing> {
+        None
+    }
+
+    /// The workspace as a tar archive, out and in (snapshots, forks), when the backend
+    /// offers it; `None` by default. An extension (see the [module docs](self)).
+    fn archives(&self) -> Option<&dyn Archives> {
+        None
+    }
+
+    /// A live copy of the running sandbox, memory included (`session.fork` with state
+    /// kept), when the backend offers it; `None` by default (a fork then carries the
+    /// files only, through [`Sandbox::archives`]). An extension (see the [module docs](self)).
+    fn forking(&self) -> Option<&dyn Forking> {
+        None
+    }
+}
+
+/// The optional capability of stopping a sandbox's use of CPU while keeping its memory
+/// (see [`Sandbox::pausing`]), declared by [`Capabilities::pause`].
+#[async_trait]
+pub trait Pausing: Send + Sync {
+    /// Stops everything of the sandbox from running (Docker: the engine's pause, a
+    /// frozen cgroup; Deno: the worker stopped); its memory stays. Pausing a paused
+    /// sandbox does nothing.
+    async fn pause(&self) -> Result<()>;
+
+    /// Lets it run again where it was. Resuming a running sandbox does nothing.
+    async fn resume(&self) -> Result<()>;
+}
+
+/// The optional capability of copying a sandbox's workspace out and in as a tar archive
+/// (see [`Sandbox::archives`]), declared by [`Capabilities::snapshots`]: the files a
+/// session made and the packages it installed (they live beneath the workspace).
+#[async_trait]
+pub trait Archives: Send + Sync {
+    /// A tar archive (ustar/GNU, paths relative to the workspace root) of the whole
+    /// workspace: directories, regular files and symbolic links (as links, never
+    /// followed); fifos, sockets and devices are left out. Fails with
+    /// [`ErrorKind::LimitReached`](crate::ErrorKind::LimitReached) once it would exceed
+    /// `limit` bytes (the reader then ends with an error).
+    async fn export(&self, limit: u64) -> Result<FileDownload>;
+
+    /// Extracts `archive` into the workspace, beneath it only: an entry whose path
+    /// leaves the workspace (absolute, `..`, through a symbolic link), a hard link, a
+    /// device or a fifo is refused with [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput)
+    /// and nothing of the archive remains; the workspace's quota applies. Returns the
+    /// bytes of file content written.
+    async fn import(&self, archive: UploadBody) -> Result<u64>;
+}
+
+/// The optional capability of copying a running sandbox whole, memory included (see
+/// [`Sandbox::forking`]), declared by [`Capabilities::live_fork`].
+#[async_trait]
+pub trait Forking: Send + Sync {
+    /// A new sandbox that starts as this one is now (its interpreter state, globals,
+    /// module state, timers, and a copy of its workspace) and goes on independently.
+    /// `limits` are the new session's.
+    async fn fork(&self, limits: &SessionLimits) -> Result<Box<dyn Sandbox>>;
+}
+
+/// The optional capability of running programs in the background (see
+/// [`Sandbox::processes`]), declared by [`Capabilities::processes`] (and
+/// [`Capabilities::pty`] for terminals).
+#[async_trait]
+pub trait Processes: Send + Sync {
+    /// Starts `spec` and returns its pid and control once it runs. Its output goes to
+    /// `sink` as it comes, then how it ended ([`ProcessSink::exit`], exactly once, also
+    /// when it is killed or the sandbox goes away). `spec.command.cwd` has been checked
+    /// by [`WorkspacePath`]. The process runs until it ends, its `timeout_ms` passes, or
+    /// the sandbox closes ([`Sandbox::close`] kills it). A `pty` the backend cannot give
+    /// is [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported).
+    async fn spawn(&self, spec: &ProcessSpec, sink: ProcessSink) -> Result<SpawnedProcess>;
+}
+
+/// A process [`Processes::spawn`] started.
+pub struct SpawnedProcess {
+    /// Its pid in the sandbox.
+    pub pid: u32,
+    /// How to feed it, resize its terminal and signal it.
+    pub control: Box<dyn ProcessControl>,
+}
+
+impl std::fmt::Debug for SpawnedProcess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpawnedProcess").field("pid", &self.pid).finish_non_exhaustive()
+    }
+}
+
+/// What a client may do to a running background process. Each call returns once the
+/// backend has passed it on; what the process makes of it shows in its output and exit.
+#[async_trait]
+pub trait ProcessControl: Send + Sync {
+    /// Writes `data` to its stdin (its terminal's input, with a pty).
+    async fn write(&self, data: Vec<u8>) -> Result<()>;
+
+    /// Closes its stdin (with a pty: sends the terminal's end-of-file character).
+    async fn close_stdin(&self) -> Result<()>;
+
+    /// Resizes its terminal (the kernel tells it with `SIGWINCH`);
+    /// [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) without one.
+    async fn resize(&self, size: PtySize) -> Result<()>;
+
+    /// Sends `signal` to its process group.
+    async fn signal(&self, signal: ProcessSignal) -> Result<()>;
+}
+
+/// The optional capability of streaming files of any size in and out of a sandbox's
+/// workspace in bounded memory (see [`Sandbox::file_streams`]). Paths have been checked
+/// by [`WorkspacePath`]; the backend resolves them beneath the workspace as it does for
+/// file commands, and enforces the workspace's size limit on uploads.
+#[async_trait]
+pub trait FileStreams: Send + Sync {
+    /// Opens `path` for reading from `offset` (past the end: no bytes). The reader may
+    /// be read after this call returns, while the manager holds the session's turn.
+    async fn download(&self, path: &WorkspacePath, offset: u64) -> Result<FileDownload>;
+
+    /// Writes `body` to `path`, replacing it or appending; the bytes written. When it
+    /// fails, nothing of the upload remains (a replaced file is removed, an appended
+    /// one cut back to its previous length).
+    async fn upload(&self, path: &WorkspacePath, append: bool, body: UploadBody) -> Result<u64>;
 }
 
 /// How one command is to run.
@@ -120,7 +287,7 @@ impl ExecContext {
 }
 
 /// Which output stream a chunk came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum OutputStream {
     /// Standard output (Deno: `console.log`, `console.info`).

@@ -10,24 +10,27 @@
 //! 1. **The name** ([`EgressRules::check_name`]): egress must be on, and the host and
 //!    port must match the allowlist. Refused here, nothing is looked up.
 //! 2. **The addresses** ([`EgressRules::resolve`]): the name is resolved and *every*
-//!    address must be public, or inside the operator's `net.allowed-private`; a name
-//!    with one loopback, private, link-local, metadata (…) address is refused whole.
-//!    IP literals are judged the same way, without DNS.
+//!    address must be public and not the host's own, or inside the operator's
+//!    `net.allowed-private`; a name with one loopback, private, link-local, metadata,
+//!    documentation (…) address, or one address of the host or of a network attached to
+//!    it (read from its interfaces), is refused whole. IP literals are judged the same
+//!    way, without DNS.
 //! 3. **The connection** ([`EgressRules::connect`]): a connection is opened to an
 //!    address vetted in step 2 (never resolved again, so DNS rebinding cannot swap it),
 //!    under the session's caps on concurrent connections and on bytes moved.
 //!
 //! Which hosts are allowed:
 //! - Docker languages: `net.allowed-hosts`, or when it is empty the public package
-//!   registries of the language ([`default_registries`]), on ports 443 and 80 only.
+//!   registries of the language ([`default_registries`]: registry hosts only, no
+//!   general-purpose storage or CDN names), on ports 443 and 80 only.
 //! - Deno: the session's `allowNet` (`true`: any public host); when the operator set
 //!   `net.allowed-hosts`, a host must match it too.
 //!
 //! ```
 //! use codebeaker::egress::EgressRules;
-//! use codebeaker::{Allowlist, Language, NetPolicy};
+//! use codebeaker::{Language, NetPolicy};
 //!
-//! let rules = EgressRules::for_session(&NetPolicy::default(), Language::Python, &Allowlist::None);
+//! let rules = EgressRules::for_session(&NetPolicy::default(), Language::Python, None);
 //! assert!(rules.check_name("pypi.org", 443).is_ok());
 //! let refused = rules.check_name("example.org", 443).unwrap_err();
 //! assert_eq!(refused.to_string(), "egress to example.org:443 is not allowed by policy");
@@ -36,6 +39,8 @@
 //! ```
 
 mod address;
+mod local;
+mod opening;
 mod pattern;
 mod stream;
 
@@ -52,10 +57,13 @@ use crate::language::Language;
 use crate::policy::NetPolicy;
 
 pub use self::address::{classify, AddressClass, Cidr};
+pub use self::local::refresh as read_host_networks;
+pub use self::opening::MAX_OPENING;
+use self::opening::{Judged, Protocol};
 use self::pattern::Host;
 pub use self::pattern::HostPattern;
 use self::stream::Budget;
-pub use self::stream::EgressStream;
+pub use self::stream::{EgressMeter, EgressStream};
 
 /// How long a DNS lookup may take.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -65,14 +73,17 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const REGISTRY_PORTS: [u16; 2] = [443, 80];
 
 /// The public package registries a Docker session of `language` may reach when the
-/// operator set no `net.allowed-hosts` (ports 443 and 80).
+/// operator set no `net.allowed-hosts` (ports 443 and 80): the registries' own hosts
+/// only. A general-purpose host (object storage, a CDN serving anyone's files) would be
+/// a way out for data, so none is listed: Go's module proxy serves module zips itself
+/// (`GOPROXY=https://proxy.golang.org`), and an operator who needs more names them in
+/// `net.allowed-hosts`.
 pub fn default_registries(language: Language) -> &'static [&'static str] {
     match language {
         Language::Python => &["pypi.org", "files.pythonhosted.org"],
-        Language::JavaScript => &["registry.npmjs.org"],
-        Language::Go => &["proxy.golang.org", "sum.golang.org", "storage.googleapis.com"],
+        Language::JavaScript | Language::TypeScript => &["registry.npmjs.org"],
+        Language::Go => &["proxy.golang.org", "sum.golang.org"],
         Language::CSharp => &["api.nuget.org"],
-        Language::Deno => &[],
     }
 }
 
@@ -109,6 +120,27 @@ pub enum EgressDenied {
         address: IpAddr,
         /// What kind of address it is.
         class: AddressClass,
+    },
+    /// The program names another host to the destination than the one the tunnel was
+    /// allowed for (TLS SNI, HTTP `Host`): domain fronting.
+    #[error("egress to {host}:{port} is refused: {detail}")]
+    Fronting {
+        /// The tunnel's host.
+        host: String,
+        /// The tunnel's port.
+        port: u16,
+        /// What the program named instead, in words.
+        detail: String,
+    },
+    /// The host's own addresses could not be read, so no address can be judged.
+    #[error("egress to {host}:{port} is refused: {reason}")]
+    HostUnknown {
+        /// The host asked for.
+        host: String,
+        /// The port asked for.
+        port: u16,
+        /// Why the host's addresses are unknown.
+        reason: String,
     },
     /// The host is not a valid host name.
     #[error("egress to {host:?} is refused: {reason}")]
@@ -180,6 +212,29 @@ fn describe(host: &str, address: &IpAddr, class: AddressClass) -> String {
     }
 }
 
+/// What the first bytes a program sent into a tunnel say (see
+/// [`EgressRules::check_opening`]).
+#[derive(Debug)]
+pub enum Opening {
+    /// Not enough bytes yet to judge: hold them and ask again with more (at most
+    /// [`MAX_OPENING`] bytes are ever needed).
+    NeedMore,
+    /// Forward them.
+    Pass,
+    /// Forward these bytes instead of the ones held: an HTTP request made the
+    /// connection's only one (`Connection: close`), so that no later request on it, which
+    /// nobody judges, reaches the destination.
+    Rewritten(Vec<u8>),
+    /// Refused: send `answer` to the program (an HTTP 403 with the message, or a TLS
+    /// `access_denied` alert), forward nothing and close the tunnel.
+    Refused {
+        /// Why.
+        denied: EgressDenied,
+        /// What the program is answered.
+        answer: Vec<u8>,
+    },
+}
+
 /// One session's egress rules and the counters its connections share. Cheap to clone;
 /// clones share the counters, so hand the same rules to every connection of a session.
 #[derive(Debug, Clone)]
@@ -201,10 +256,13 @@ struct Rules {
 }
 
 impl EgressRules {
-    /// The rules of one session of `language` under the operator's `net` policy; for
-    /// Deno, `allow_net` is the session's `allowNet`. Entries of `net` that do not parse
-    /// are left out (refusing more, never less); [`crate::Policy::validate`] reports them.
-    pub fn for_session(net: &NetPolicy, language: Language, allow_net: &Allowlist) -> EgressRules {
+    /// The rules of one session of `language` under the operator's `net` policy.
+    /// `session_hosts` is what the session itself was granted when its backend lets
+    /// sessions choose (Deno's `allowNet`), bounded by the operator's `allowed-hosts`;
+    /// `None`: the operator's `allowed-hosts`, else the language's
+    /// [`default_registries`]. Entries of `net` that do not parse are left out
+    /// (refusing more, never less); [`crate::Policy::validate`] reports them.
+    pub fn for_session(net: &NetPolicy, language: Language, session_hosts: Option<&Allowlist>) -> EgressRules {
         let patterns = |texts: &[String]| -> Vec<HostPattern> {
             texts
                 .iter()
@@ -216,7 +274,7 @@ impl EgressRules {
                 .collect()
         };
         let operator_hosts = (!net.allowed_hosts.is_empty()).then(|| patterns(&net.allowed_hosts));
-        let (session, operator) = if language == Language::Deno {
+        let (session, operator) = if let Some(allow_net) = session_hosts {
             let session = match allow_net {
                 Allowlist::None => Some(Vec::new()),
                 Allowlist::All => None,
@@ -313,12 +371,61 @@ impl EgressRules {
     }
 
     fn vet_address(&self, host: &str, port: u16, address: IpAddr) -> Result<(), EgressDenied> {
-        match classify(address) {
-            Some(class) if !self.inner.allowed_private.iter().any(|cidr| cidr.contains(address)) => {
-                Err(EgressDenied::Address { host: host.to_owned(), port, address, class })
-            }
-            _ => Ok(()),
+        if self.inner.allowed_private.iter().any(|cidr| cidr.contains(address)) {
+            return Ok(());
         }
+        let refused = |class| EgressDenied::Address { host: host.to_owned(), port, address, class };
+        if let Some(class) = classify(address) {
+            return Err(refused(class));
+        }
+        let networks =
+            local::current().map_err(|reason| EgressDenied::HostUnknown { host: host.to_owned(), port, reason })?;
+        if networks.is_own(address) {
+            return Err(refused(AddressClass::HostAddress));
+        }
+        if networks.is_attached(address) {
+            return Err(refused(AddressClass::HostNetwork));
+        }
+        Ok(())
+    }
+
+    /// Judges the first bytes a program sent into a tunnel to `host:port` (which the
+    /// rules allowed) before any of them reaches the destination: a TLS ClientHello must
+    /// name `host` in its SNI (a ClientHello without SNI passes only to an IP literal),
+    /// an HTTP request must name it in `Host` (and in an absolute-form target) and is made
+    /// the connection's only request; other protocols pass. A refusal counts as a policy
+    /// refusal.
+    pub fn check_opening(&self, host: &str, port: u16, bytes: &[u8]) -> Opening {
+        let (name, literal) = match Host::parse(host) {
+            Ok(parsed) => (parsed.name, parsed.literal.is_some()),
+            Err(_) => (host.to_owned(), false),
+        };
+        let detail = match opening::judge(&name, port, literal, bytes) {
+            Judged::NeedMore => return Opening::NeedMore,
+            Judged::Pass if opening::protocol(bytes) == Some(Protocol::Http) => {
+                return Opening::Rewritten(opening::only_request(bytes))
+            }
+            Judged::Pass => return Opening::Pass,
+            Judged::Mismatch { field, named: Some(named) } => format!("the {field} names {named:?}, not {name}"),
+            Judged::Mismatch { field, named: None } => format!("the {field} names no host (it must name {name})"),
+            Judged::Unreadable(what) => format!("the connection opened with {what}"),
+        };
+        let denied = EgressDenied::Fronting { host: name, port, detail };
+        self.record_refusal();
+        let answer = match opening::protocol(bytes) {
+            Some(Protocol::Http) => {
+                let body = format!("{denied}\n");
+                format!(
+                    "HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+                .into_bytes()
+            }
+            // A fatal `access_denied` alert: the TLS client reports it as such.
+            Some(Protocol::Tls) => vec![0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x31],
+            _ => Vec::new(),
+        };
+        Opening::Refused { denied, answer }
     }
 
     /// Checks the name, resolves it, and checks every address; the addresses returned

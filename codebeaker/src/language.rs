@@ -1,42 +1,65 @@
 //! The languages a session can run, and the names the wire accepts for them.
+//!
+//! A [`Language`] names a language only; which backend runs it is decided apart from it
+//! (the `backend` of `session.create`, else the operator's routing table, see
+//! [`crate::manager::Routes`]). The one name that is not a language, `deno`, is still
+//! accepted on the wire for old clients: [`Language::parse_with_backend`] reads it as
+//! TypeScript on the `deno` backend.
 
 use std::fmt;
 use std::str::FromStr;
 
+use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 
-/// A session's language. It decides the backend (Docker or Deno) and how
-/// `execute_code` runs.
+/// A session's language. Backends declare the languages they run
+/// ([`crate::Backend::languages`]); routing picks one of them.
+///
+/// Non-exhaustive: languages are added without a breaking change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
 pub enum Language {
-    /// CPython 3 (Docker).
+    /// Python 3. Wire aliases: `python3`, `py`.
     Python,
-    /// Node.js (Docker). Wire aliases: `node`, `js`.
+    /// JavaScript. Wire aliases: `node`, `nodejs`, `js`.
     JavaScript,
-    /// Go (Docker).
+    /// TypeScript. Wire aliases: `ts` (and `deno`, which also picks the `deno` backend).
+    TypeScript,
+    /// Go. Wire alias: `golang`.
     Go,
-    /// C# (Docker).
+    /// C#. Wire aliases: `c#`, `cs`, `dotnet`.
     CSharp,
-    /// JavaScript and TypeScript on embedded deno_core. Wire aliases: `typescript`, `ts`.
-    Deno,
 }
+
+/// The backend the legacy language name `deno` picks.
+pub const DENO_BACKEND: &str = "deno";
 
 impl Language {
     /// Every language, in documentation order.
     pub const ALL: [Language; 5] =
-        [Language::Python, Language::JavaScript, Language::Go, Language::CSharp, Language::Deno];
+        [Language::Python, Language::JavaScript, Language::TypeScript, Language::Go, Language::CSharp];
 
-    /// The canonical wire name (`python`, `javascript`, `go`, `csharp`, `deno`).
+    /// The canonical wire name (`python`, `javascript`, `typescript`, `go`, `csharp`).
     pub fn as_str(self) -> &'static str {
         match self {
             Language::Python => "python",
             Language::JavaScript => "javascript",
+            Language::TypeScript => "typescript",
             Language::Go => "go",
             Language::CSharp => "csharp",
-            Language::Deno => "deno",
         }
+    }
+
+    /// Parses a wire name, with the backend it implies: `deno` (the name of a runtime
+    /// that earlier versions took for a language) is TypeScript on the `deno` backend;
+    /// every other name implies no backend.
+    pub fn parse_with_backend(name: &str) -> Result<(Language, Option<&'static str>), Error> {
+        if name.eq_ignore_ascii_case(DENO_BACKEND) {
+            return Ok((Language::TypeScript, Some(DENO_BACKEND)));
+        }
+        Ok((name.parse()?, None))
     }
 }
 
@@ -46,20 +69,78 @@ impl fmt::Display for Language {
     }
 }
 
+impl Language {
+    /// The other names the wire accepts for this language (case-insensitively, like the
+    /// canonical one).
+    pub fn aliases(self) -> &'static [&'static str] {
+        match self {
+            Language::Python => &["python3", "py"],
+            Language::JavaScript => &["node", "nodejs", "js"],
+            Language::Go => &["golang"],
+            Language::TypeScript => &["ts", "deno"],
+            Language::CSharp => &["c#", "cs", "dotnet"],
+        }
+    }
+}
+
 impl FromStr for Language {
     type Err = Error;
 
+    /// Parses a canonical name or an alias, case-insensitively. `deno` parses as
+    /// TypeScript; use [`Language::parse_with_backend`] to keep the backend it names.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "python" | "python3" | "py" => Ok(Language::Python),
-            "javascript" | "node" | "nodejs" | "js" => Ok(Language::JavaScript),
-            "go" | "golang" => Ok(Language::Go),
-            "csharp" | "c#" | "cs" | "dotnet" => Ok(Language::CSharp),
-            "deno" | "typescript" | "ts" => Ok(Language::Deno),
-            _ => Err(Error::InvalidInput(format!(
-                "unknown language {s:?}; expected one of python, javascript (node, js), go, csharp, deno (typescript, ts)"
+        let name = s.to_ascii_lowercase();
+        let known = |language: &Language| language.as_str() == name || language.aliases().contains(&name.as_str());
+        match Language::ALL.iter().find(|language| known(language)) {
+            Some(language) => Ok(*language),
+            None => Err(Error::invalid_input(format!(
+                "unknown language {s:?}; expected one of python, javascript (node, js), typescript (ts), go, csharp \
+                 (deno is accepted too: typescript on the deno backend)"
             ))),
         }
+    }
+}
+
+/// Replies carry the canonical name; requests may name a language by any of its names,
+/// matched case-insensitively (a pattern says exactly that; the names are listed in
+/// `examples`).
+impl JsonSchema for Language {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Language".into()
+    }
+
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let canonical: Vec<&str> = Language::ALL.iter().map(|language| language.as_str()).collect();
+        if generator.contract().is_serialize() {
+            return json_schema!({"description": "A language by its canonical name.", "type": "string", "enum": canonical});
+        }
+        let names: Vec<&str> = Language::ALL
+            .iter()
+            .flat_map(|language| std::iter::once(language.as_str()).chain(language.aliases().iter().copied()))
+            .collect();
+        // `[pP][yY]…`: JSON Schema patterns (ECMA-262) have no case-insensitive flag.
+        let either_case = |name: &str| -> String {
+            name.chars()
+                .map(|c| match c.is_ascii_alphabetic() {
+                    true => format!("[{}{}]", c.to_ascii_lowercase(), c.to_ascii_uppercase()),
+                    false => c.to_string(),
+                })
+                .collect()
+        };
+        let pattern = format!("^(?:{})$", names.into_iter().map(either_case).collect::<Vec<_>>().join("|"));
+        json_schema!({
+            "description": format!(
+                "A language by its canonical name or an alias, in any case: {}.",
+                Language::ALL
+                    .iter()
+                    .map(|language| format!("{} ({})", language.as_str(), language.aliases().join(", ")))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            "type": "string",
+            "pattern": pattern,
+            "examples": canonical
+        })
     }
 }
 
@@ -79,6 +160,7 @@ impl<'de> Deserialize<'de> for Language {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ErrorKind;
 
     #[test]
     fn aliases_map_to_canonical_names() {
@@ -86,10 +168,12 @@ mod tests {
             ("python", "python"),
             ("node", "javascript"),
             ("JS", "javascript"),
-            ("typescript", "deno"),
-            ("ts", "deno"),
+            ("typescript", "typescript"),
+            ("ts", "typescript"),
+            ("deno", "typescript"),
             ("csharp", "csharp"),
-            ("go", "go"),
+            ("c#", "csharp"),
+            ("golang", "go"),
         ] {
             let lang: Language = alias.parse().unwrap();
             assert_eq!(lang.as_str(), expected, "alias {alias}");
@@ -97,9 +181,20 @@ mod tests {
     }
 
     #[test]
+    fn deno_names_a_backend_too() {
+        assert_eq!(Language::parse_with_backend("Deno").unwrap(), (Language::TypeScript, Some("deno")));
+        assert_eq!(Language::parse_with_backend("ts").unwrap(), (Language::TypeScript, None));
+        assert_eq!(Language::parse_with_backend("node").unwrap(), (Language::JavaScript, None));
+    }
+
+    #[test]
     fn unknown_language_names_the_choices() {
         let err = "cobol".parse::<Language>().unwrap_err();
-        assert!(matches!(&err, Error::InvalidInput(m) if m.contains("cobol") && m.contains("deno")));
+        assert!(
+            err.kind() == ErrorKind::InvalidInput
+                && err.message().contains("cobol")
+                && err.message().contains("typescript")
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@
 //! let command: Command = serde_json::from_str(
 //!     r#"{"type": "write_file", "path": "hello.py", "content": "print('hi')"}"#,
 //! ).unwrap();
-//! assert_eq!(command, Command::write_file("hello.py", "print('hi')"));
+//! assert_eq!(command, Command::write_file("hello.py", "print('hi')").unwrap());
 //!
 //! // Sessions start from documented defaults.
 //! let config = SessionConfig::new(Language::Python);
@@ -23,10 +23,26 @@
 //! assert!(WorkspacePath::parse("../etc/passwd").is_err());
 //! ```
 //!
+//! # Errors
+//!
+//! Every fallible call returns [`Error`]: its [`ErrorKind`] is what code decides on (the
+//! server's wire codes derive from it alone), its message is for people and travels
+//! verbatim to clients, and the lower error that caused it (I/O, the Docker engine, the
+//! in-container agent's link) is kept as its `source`. See [`error`].
+//!
+//! ```
+//! use codebeaker::{Error, ErrorKind};
+//!
+//! let missing = Error::from_io("/workspace/a.txt", std::io::ErrorKind::NotFound.into());
+//! assert_eq!(missing.kind(), ErrorKind::NotFound);
+//! assert_eq!(missing.to_string(), "File not found: /workspace/a.txt");
+//! assert!(std::error::Error::source(&missing).is_some());
+//! ```
+//!
 //! # Trust and limits
 //!
 //! - The **operator** writes the [`Policy`] (caps on memory, CPU, lifetimes, command
-//!   timeouts, workspace size, images, grantable host paths, network) and hands it to
+//!   timeouts, workspace size, network, each backend's own table) and hands it to
 //!   the [`SessionManager`] through [`ManagerConfig::policy`]; every session request is
 //!   checked against it and turned into the [`SessionLimits`] backends enforce.
 //! - **Tenants** are the manager's clients. [`SessionManager::create_as`] and the other
@@ -41,15 +57,15 @@
 //!
 //! ```no_run
 //! # async fn demo(backend: std::sync::Arc<dyn codebeaker::Backend>) -> codebeaker::Result<()> {
-//! use codebeaker::{Command, ExecOptions, Language, ManagerConfig, SessionConfig, SessionManager};
+//! use codebeaker::{Language, ManagerConfig, SessionConfig, SessionManager};
 //!
 //! let manager = SessionManager::new(vec![backend], ManagerConfig::default());
-//! let session = manager.create(SessionConfig::new(Language::Deno)).await?;
-//! let outcome = manager
-//!     .execute(&session.session_id, Command::code("console.log(6 * 7)"), ExecOptions::default())
-//!     .await?;
-//! assert_eq!(outcome.to_json()["result"], "42");
-//! manager.close(&session.session_id).await?;
+//! let session = manager.open(SessionConfig::new(Language::TypeScript)).await?;
+//! let ran = session.run_code("console.log(6 * 7)").await?;
+//! assert_eq!(ran.output(), "42");
+//! session.write_file("notes.txt", "hello").await?;
+//! assert_eq!(session.read_file("notes.txt").await?.content, "hello");
+//! session.close().await?;
 //! # Ok(()) }
 //! ```
 
@@ -65,7 +81,12 @@ pub mod manager;
 pub mod observer;
 pub mod output;
 pub mod policy;
+pub mod process;
+pub mod registration;
 pub mod result;
+pub mod rpc_codes;
+pub mod session_id;
+pub mod snapshot;
 pub mod workspace;
 
 #[cfg(feature = "conformance")]
@@ -73,15 +94,30 @@ pub mod conformance;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use backend::{Backend, BackendHealth, ExecContext, OutputChunk, OutputSink, OutputStream, Sandbox};
+pub use backend::{
+    Archives, Backend, BackendHealth, ExecContext, FileStreams, Forking, OutputChunk, OutputSink, OutputStream,
+    Pausing, ProcessControl, Processes, Sandbox, SpawnedProcess,
+};
 pub use command::{Command, Encoding, WriteMode};
-pub use config::{Allowlist, DenoPermissions, SessionConfig};
+pub use config::{Allowlist, SessionConfig};
 pub use egress::{EgressDenied, EgressRules, EgressStream};
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};
 pub use language::Language;
-pub use manager::{ExecEvent, ExecOptions, ExecutionStream, ManagerConfig, SessionInfo, SessionManager, SessionState};
+pub use manager::{
+    Download, ExecEvent, ExecOptions, ExecutionStream, ManagerConfig, Process, Route, Routes, Session, SessionInfo,
+    SessionManager, SessionState,
+};
 pub use observer::{CloseReason, SessionObserver};
 pub use output::{DecodingSink, OutputCollector, Utf8Decoder};
-pub use policy::{NetPolicy, Policy, SessionLimits};
-pub use result::{Capabilities, CodeResult, CommandOutcome, CommandResult, RichOutput, ShellResult, Usage};
-pub use workspace::{HostWorkspace, WorkspacePath, WORKSPACE_ROOT};
+pub use policy::{Graces, NetPolicy, Policy, SessionLimits};
+pub use process::{
+    ProcessAttachment, ProcessCommand, ProcessEvent, ProcessExit, ProcessInfo, ProcessOutput, ProcessSignal,
+    ProcessSink, ProcessSpec, ProcessState, ProcessStream, PtySize,
+};
+pub use registration::{BackendFactory, BackendRegistry, Started};
+pub use result::{
+    Capabilities, CodeResult, CommandOutcome, CommandResult, CopyFileResult, CreateDirectoryResult, DeleteFileResult,
+    DirEntry, EntryType, ListDirectoryResult, ReadFileResult, RichOutput, ShellResult, Usage, WriteFileResult,
+};
+pub use session_id::SessionId;
+pub use workspace::{HostWorkspace, IntoWorkspacePath, WorkspacePath, WORKSPACE_ROOT};

@@ -13,30 +13,43 @@
 //! | `hang` | never finishes and ignores the timeout (a stuck sandbox) |
 //! | `flood BYTES` | writes `BYTES` bytes of `x` to stdout |
 //! | `throw TEXT` | fails with `Error: TEXT` |
-//! | `crash` | the sandbox dies (`Error::SandboxFailed`) |
+//! | `crash` | the sandbox dies (`ErrorKind::SandboxFailed`) |
+//! | `cat` | copies stdin to stdout until it is closed (background processes only) |
+//! | `yes TEXT` | writes `TEXT` and a newline to stdout, forever |
 //!
-//! `execute_shell` is [`Error::Unsupported`], as in a Deno session; the backend declares
-//! `streaming` only (see [`crate::conformance`] for what declarations promise).
+//! Background processes ([`crate::backend::Processes`]) run the same language:
+//! `process.start` with `commandName` `script` runs its `args` as the script's lines, on
+//! pipes (no terminal). `process.signal` ends one as that signal would (exit code
+//! `128 + n`), and closing the session ends them all with `KILL`.
+//!
+//! `execute_shell` is [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported), as in a Deno session; the backend declares
+//! `streaming` and `processes` only (see [`crate::conformance`] for what declarations promise).
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
-use crate::backend::{Backend, BackendHealth, ExecContext, OutputStream, Sandbox};
+use crate::backend::{
+    Backend, BackendHealth, ExecContext, OutputStream, ProcessControl, Processes, Sandbox, SpawnedProcess,
+};
 use crate::command::Command;
 use crate::config::SessionConfig;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::language::Language;
 use crate::output::OutputCollector;
+use crate::process::{ProcessExit, ProcessSignal, ProcessSink, ProcessSpec, ProcessStream, PtySize};
 use crate::result::CommandResult;
 use crate::workspace::HostWorkspace;
 
 /// A temp-dir backend for manager tests. See the module docs.
 pub struct TempDirBackend {
+    name: &'static str,
     languages: Vec<Language>,
     root: tempfile::TempDir,
     state: Arc<State>,
@@ -51,10 +64,16 @@ struct State {
 }
 
 impl TempDirBackend {
-    /// A backend serving `languages`, with its workspaces under a fresh temporary directory.
+    /// A backend named `tempdir` serving `languages`, with its workspaces under a fresh
+    /// temporary directory.
     pub fn new(languages: &[Language]) -> Arc<Self> {
+        Self::named("tempdir", languages)
+    }
+
+    /// A backend named `name` (e.g. to route between two of them) serving `languages`.
+    pub fn named(name: &'static str, languages: &[Language]) -> Arc<Self> {
         let root = tempfile::tempdir().unwrap_or_else(|e| panic!("cannot create a temporary directory: {e}"));
-        Arc::new(TempDirBackend { languages: languages.to_vec(), root, state: Arc::default() })
+        Arc::new(TempDirBackend { name, languages: languages.to_vec(), root, state: Arc::default() })
     }
 
     /// Makes the next `count` sandbox creations fail with `BackendUnavailable`.
@@ -76,7 +95,7 @@ impl TempDirBackend {
 #[async_trait]
 impl Backend for TempDirBackend {
     fn name(&self) -> &'static str {
-        "tempdir"
+        self.name
     }
 
     fn languages(&self) -> &[Language] {
@@ -84,26 +103,26 @@ impl Backend for TempDirBackend {
     }
 
     fn capabilities(&self, _language: Language) -> crate::Capabilities {
-        crate::Capabilities { streaming: true, ..crate::Capabilities::default() }
+        crate::Capabilities::default().with_streaming().with_processes().with_snapshots()
     }
 
-    async fn create_sandbox(
-        &self,
-        _config: &SessionConfig,
-        _limits: &crate::SessionLimits,
-    ) -> Result<Box<dyn Sandbox>> {
+    async fn create_sandbox(&self, _config: &SessionConfig, limits: &crate::SessionLimits) -> Result<Box<dyn Sandbox>> {
         let failing = &self.state.failing_creates;
         if failing.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
-            return Err(Error::BackendUnavailable {
-                backend: "tempdir".into(),
-                reason: "failure injected by the test".into(),
-            });
+            return Err(Error::backend_unavailable(self.name, "failure injected by the test"));
         }
         let id = uuid::Uuid::new_v4().simple().to_string();
-        let workspace = Arc::new(HostWorkspace::open(self.root.path().join(&id))?);
+        let workspace = HostWorkspace::open(self.root.path().join(&id))?.with_quota(limits.workspace_bytes);
+        let workspace = Arc::new(workspace);
         self.state.live.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone());
         self.state.created.fetch_add(1, Ordering::SeqCst);
-        Ok(Box::new(TempDirSandbox { id, workspace, state: self.state.clone(), closed: Mutex::new(false) }))
+        Ok(Box::new(TempDirSandbox {
+            id,
+            workspace,
+            state: self.state.clone(),
+            closed: Mutex::new(false),
+            processes: ScriptProcesses::default(),
+        }))
     }
 
     async fn health(&self) -> BackendHealth {
@@ -120,6 +139,7 @@ struct TempDirSandbox {
     workspace: Arc<HostWorkspace>,
     state: Arc<State>,
     closed: Mutex<bool>,
+    processes: ScriptProcesses,
 }
 
 #[async_trait]
@@ -131,25 +151,157 @@ impl Sandbox for TempDirSandbox {
     async fn execute(&self, command: Command, context: ExecContext) -> Result<CommandResult> {
         match command {
             Command::ExecuteCode(code) => run_script(&code.code, &context).await,
-            Command::ExecuteShell(_) => Err(Error::Unsupported("execute_shell in tempdir test sessions".into())),
+            Command::ExecuteShell(_) => Err(Error::unsupported("execute_shell in tempdir test sessions")),
             file_command => {
                 let workspace = self.workspace.clone();
                 tokio::task::spawn_blocking(move || workspace.execute(&file_command))
                     .await
-                    .map_err(|e| Error::Internal(e.to_string()))?
-                    .unwrap_or_else(|| Err(Error::Internal("not a file command".into())))
+                    .map_err(|e| Error::internal(e.to_string()).with_source(e))?
+                    .unwrap_or_else(|| Err(Error::internal("not a file command")))
             }
         }
     }
 
+    fn file_streams(&self) -> Option<&dyn crate::backend::FileStreams> {
+        Some(self.workspace.as_ref())
+    }
+
+    fn archives(&self) -> Option<&dyn crate::backend::Archives> {
+        Some(self.workspace.as_ref())
+    }
+
+    fn processes(&self) -> Option<&dyn Processes> {
+        Some(&self.processes)
+    }
+
     async fn close(&self) -> Result<()> {
+        self.processes.closed.cancel();
         let mut closed = self.closed.lock().unwrap_or_else(|e| e.into_inner());
         if !*closed {
             *closed = true;
             self.state.closes.fetch_add(1, Ordering::SeqCst);
             self.state.live.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.id);
-            std::fs::remove_dir_all(self.workspace.root()).map_err(|e| Error::Internal(e.to_string()))?;
+            std::fs::remove_dir_all(self.workspace.root())
+                .map_err(|e| Error::internal(e.to_string()).with_source(e))?;
         }
+        Ok(())
+    }
+}
+
+/// Where a script writes, and what it reads.
+trait ScriptIo: Send {
+    fn push(&mut self, stream: OutputStream, bytes: &[u8]);
+
+    /// The next piece of stdin; `None` at its end (a command has none).
+    async fn read(&mut self) -> Option<Vec<u8>>;
+}
+
+impl ScriptIo for OutputCollector {
+    fn push(&mut self, stream: OutputStream, bytes: &[u8]) {
+        OutputCollector::push(self, stream, bytes);
+    }
+
+    async fn read(&mut self) -> Option<Vec<u8>> {
+        None
+    }
+}
+
+/// A background script's pipes.
+struct ProcessIo {
+    sink: ProcessSink,
+    stdin: mpsc::Receiver<Vec<u8>>,
+}
+
+impl ScriptIo for ProcessIo {
+    fn push(&mut self, stream: OutputStream, bytes: &[u8]) {
+        let stream = match stream {
+            OutputStream::Stdout => ProcessStream::Stdout,
+            OutputStream::Stderr => ProcessStream::Stderr,
+        };
+        self.sink.output(stream, bytes);
+    }
+
+    async fn read(&mut self) -> Option<Vec<u8>> {
+        self.stdin.recv().await
+    }
+}
+
+/// A sandbox's background scripts.
+#[derive(Default)]
+struct ScriptProcesses {
+    next_pid: AtomicU32,
+    /// Fires when the sandbox closes: every script ends with `KILL`.
+    closed: CancellationToken,
+}
+
+#[async_trait]
+impl Processes for ScriptProcesses {
+    async fn spawn(&self, spec: &ProcessSpec, sink: ProcessSink) -> Result<SpawnedProcess> {
+        if spec.pty.is_some() {
+            return Err(Error::unsupported("terminals (pty) in tempdir test sessions"));
+        }
+        if spec.command.command_name != "script" {
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                format!("cannot run {}: tempdir test sessions run only `script`", spec.command.command_name),
+            ));
+        }
+        let script = spec.command.args.join("\n");
+        let pid = 100 + self.next_pid.fetch_add(1, Ordering::SeqCst);
+        let (stdin_tx, stdin) = mpsc::channel(16);
+        let signalled = CancellationToken::new();
+        let signal = Arc::new(AtomicU32::new(0));
+        let control =
+            ScriptControl { stdin: Mutex::new(Some(stdin_tx)), signalled: signalled.clone(), signal: signal.clone() };
+        let closed = self.closed.clone();
+        let timeout = spec.timeout_ms.map_or(Duration::MAX, Duration::from_millis);
+        tokio::spawn(async move {
+            let mut io = ProcessIo { sink: sink.clone(), stdin };
+            let exit = tokio::select! {
+                ran = tokio::time::timeout(timeout, interpret(&script, &mut io)) => match ran {
+                    Ok(Ok(())) => ProcessExit::new(Some(0), None),
+                    Ok(Err(error)) => {
+                        io.push(OutputStream::Stderr, format!("{error}\n").as_bytes());
+                        ProcessExit::new(Some(1), None)
+                    }
+                    Err(_) => ProcessExit { reason: Some("its timeout passed".to_owned()), ..ProcessExit::new(None, Some(9)) },
+                },
+                () = signalled.cancelled() => ProcessExit::new(None, Some(signal.load(Ordering::SeqCst) as i32)),
+                () = closed.cancelled() => ProcessExit::new(None, Some(9)),
+            };
+            sink.exit(exit);
+        });
+        Ok(SpawnedProcess { pid, control: Box::new(control) })
+    }
+}
+
+/// A background script's control.
+struct ScriptControl {
+    stdin: Mutex<Option<mpsc::Sender<Vec<u8>>>>,
+    signalled: CancellationToken,
+    signal: Arc<AtomicU32>,
+}
+
+#[async_trait]
+impl ProcessControl for ScriptControl {
+    async fn write(&self, data: Vec<u8>) -> Result<()> {
+        let stdin = self.stdin.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let stdin = stdin.ok_or_else(|| Error::invalid_input("the process's stdin is closed"))?;
+        stdin.send(data).await.map_err(|_| Error::invalid_input("the process no longer reads its stdin"))
+    }
+
+    async fn close_stdin(&self) -> Result<()> {
+        self.stdin.lock().unwrap_or_else(|e| e.into_inner()).take();
+        Ok(())
+    }
+
+    async fn resize(&self, _size: PtySize) -> Result<()> {
+        Err(Error::invalid_input("the process has no terminal to resize"))
+    }
+
+    async fn signal(&self, signal: ProcessSignal) -> Result<()> {
+        self.signal.store(signal.number() as u32, Ordering::SeqCst);
+        self.signalled.cancel();
         Ok(())
     }
 }
@@ -163,7 +315,7 @@ async fn run_script(script: &str, context: &ExecContext) -> Result<CommandResult
     let elapsed = started.elapsed().as_millis() as u64;
     match finished {
         Err(_) => Ok(CommandResult::ExecuteCode(output.into_code_result(-1, None, elapsed, true))),
-        Ok(Err(error @ Error::SandboxFailed(_))) => Err(error),
+        Ok(Err(error)) if error.kind() == ErrorKind::SandboxFailed => Err(error),
         Ok(Err(error)) => {
             Ok(CommandResult::ExecuteCode(output.into_code_result(1, Some(error.to_string()), elapsed, false)))
         }
@@ -171,7 +323,7 @@ async fn run_script(script: &str, context: &ExecContext) -> Result<CommandResult
     }
 }
 
-async fn interpret(script: &str, output: &mut OutputCollector) -> Result<()> {
+async fn interpret(script: &str, output: &mut impl ScriptIo) -> Result<()> {
     for line in script.lines().map(str::trim).filter(|l| !l.is_empty()) {
         let (op, arg) = line.split_once(' ').unwrap_or((line, ""));
         match op {
@@ -180,14 +332,23 @@ async fn interpret(script: &str, output: &mut OutputCollector) -> Result<()> {
             "sleep" => tokio::time::sleep(Duration::from_millis(number(arg)?)).await,
             "spin" | "hang" => std::future::pending::<()>().await,
             "flood" => output.push(OutputStream::Stdout, &vec![b'x'; number(arg)? as usize]),
-            "throw" => return Err(Error::ProgramFailed(format!("Error: {arg}"))),
-            "crash" => return Err(Error::SandboxFailed("the tempdir sandbox crashed on request".into())),
-            _ => return Err(Error::ProgramFailed(format!("SyntaxError: unknown instruction {op:?}"))),
+            "throw" => return Err(Error::program_failed(format!("Error: {arg}"))),
+            "crash" => return Err(Error::sandbox_failed("the tempdir sandbox crashed on request")),
+            "cat" => {
+                while let Some(bytes) = output.read().await {
+                    output.push(OutputStream::Stdout, &bytes);
+                }
+            }
+            "yes" => loop {
+                output.push(OutputStream::Stdout, format!("{arg}\n").repeat(4096).as_bytes());
+                tokio::task::yield_now().await;
+            },
+            _ => return Err(Error::program_failed(format!("SyntaxError: unknown instruction {op:?}"))),
         }
     }
     Ok(())
 }
 
 fn number(arg: &str) -> Result<u64> {
-    arg.parse().map_err(|_| Error::ProgramFailed(format!("SyntaxError: {arg:?} is not a number")))
+    arg.parse().map_err(|_| Error::program_failed(format!("SyntaxError: {arg:?} is not a number")))
 }

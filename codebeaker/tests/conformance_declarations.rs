@@ -44,44 +44,36 @@ impl Backend for Overstated {
 }
 
 fn suite(declared: Capabilities) -> Suite {
-    let programs = Programs {
-        hello: "print hello from codebeaker".into(),
-        fails: "print partial\nthrow boom".into(),
-        spins: "spin".into(),
-        counts: (1..=5).map(|i| format!("print line {i}\nsleep 5\n")).collect(),
-        define_state: "sleep 0".into(),
-        use_state: "throw answer is not defined".into(),
-        rich: None,
-    };
+    let programs = Programs::tempdir_script();
     let backend = Overstated { inner: TempDirBackend::new(&[Language::Python]), declared };
     Suite::new(Arc::new(backend), Language::Python, programs)
 }
 
 #[tokio::test]
 async fn the_declared_capabilities_are_what_the_session_reports() {
-    suite(Capabilities { streaming: true, ..Capabilities::default() }).capabilities_reported().await;
+    suite(Capabilities::default().with_streaming()).capabilities_reported().await;
 }
 
 #[tokio::test]
 #[should_panic(expected = "stdin is a property of execute_shell")]
 async fn stdin_without_shell_is_an_inconsistent_declaration() {
-    suite(Capabilities { stdin: true, ..Capabilities::default() }).capabilities_reported().await;
+    suite(Capabilities::default().with_stdin()).capabilities_reported().await;
 }
 
 #[tokio::test]
 #[should_panic(expected = "expected success")]
 async fn a_declared_shell_that_refuses_fails_the_shell_check() {
-    suite(Capabilities { shell: true, ..Capabilities::default() }).shell().await;
+    suite(Capabilities::default().with_shell()).shell().await;
 }
 
 #[tokio::test]
 #[should_panic(expected = "usable in a later one")]
 async fn declared_persistent_state_that_is_forgotten_fails() {
-    suite(Capabilities { persistent_state: true, ..Capabilities::default() }).persistent_state().await;
+    suite(Capabilities::default().with_persistent_state()).persistent_state().await;
 }
 
 #[tokio::test]
 #[should_panic(expected = "Programs::rich must be given")]
 async fn declared_rich_outputs_need_a_rich_program() {
-    suite(Capabilities { rich_outputs: true, ..Capabilities::default() }).rich_outputs().await;
+    suite(Capabilities::default().with_rich_outputs()).rich_outputs().await;
 }

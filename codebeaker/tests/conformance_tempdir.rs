@@ -7,16 +7,7 @@ use codebeaker::Language;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tempdir_backend_passes_the_conformance_suite() {
-    let programs = Programs {
-        hello: "print hello from codebeaker".into(),
-        fails: "print partial\nthrow boom".into(),
-        spins: "spin".into(),
-        counts: (1..=5).map(|i| format!("print line {i}\nsleep 5\n")).collect(),
-        // The script language has no variables: nothing can be kept, so using state fails.
-        define_state: "sleep 0".into(),
-        use_state: "throw answer is not defined".into(),
-        rich: None,
-    };
+    let programs = Programs::tempdir_script();
     let backend = TempDirBackend::new(&[Language::Python]);
     Suite::new(backend.clone(), Language::Python, programs).run_all().await;
     assert_eq!(backend.closes(), backend.created(), "every sandbox the suite created was closed exactly once");

@@ -8,7 +8,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpListener;
 
 fn deno(net: &NetPolicy, allow_net: Allowlist) -> EgressRules {
-    EgressRules::for_session(net, Language::Deno, &allow_net)
+    EgressRules::for_session(net, Language::TypeScript, Some(&allow_net))
 }
 
 fn loopback_allowed() -> NetPolicy {
@@ -33,7 +33,7 @@ async fn echo_server() -> u16 {
 
 #[tokio::test]
 async fn names_off_the_allowlist_are_refused_before_any_lookup() {
-    let rules = EgressRules::for_session(&NetPolicy::default(), Language::Python, &Allowlist::None);
+    let rules = EgressRules::for_session(&NetPolicy::default(), Language::Python, None);
     // `.invalid` never resolves: a lookup would have failed with a resolver error instead.
     for (host, port) in [("not-a-registry.invalid", 443), ("pypi.org.invalid", 443), ("pypi.org", 22)] {
         let refused = rules.connect(host, port).await.unwrap_err();
@@ -48,23 +48,25 @@ async fn names_off_the_allowlist_are_refused_before_any_lookup() {
 #[tokio::test]
 async fn each_language_defaults_to_its_package_registries_on_web_ports() {
     let net = NetPolicy::default();
-    let python = EgressRules::for_session(&net, Language::Python, &Allowlist::All);
+    let python = EgressRules::for_session(&net, Language::Python, None);
     for (host, port) in [("pypi.org", 443), ("PYPI.org.", 80), ("files.pythonhosted.org", 443)] {
         python.check_name(host, port).unwrap_or_else(|e| panic!("{host}:{port}: {e}"));
     }
     assert!(python.check_name("registry.npmjs.org", 443).is_err(), "another language's registry");
     assert!(python.check_name("pypi.org", 8080).is_err(), "only ports 443 and 80");
-    let node = EgressRules::for_session(&net, Language::JavaScript, &Allowlist::None);
+    let node = EgressRules::for_session(&net, Language::JavaScript, None);
     node.check_name("registry.npmjs.org", 443).unwrap();
-    let go = EgressRules::for_session(&net, Language::Go, &Allowlist::None);
-    for host in ["proxy.golang.org", "sum.golang.org", "storage.googleapis.com"] {
+    let go = EgressRules::for_session(&net, Language::Go, None);
+    for host in ["proxy.golang.org", "sum.golang.org"] {
         go.check_name(host, 443).unwrap();
     }
-    EgressRules::for_session(&net, Language::CSharp, &Allowlist::None).check_name("api.nuget.org", 443).unwrap();
+    // Registry hosts only: a general-purpose object store would be a way out for data.
+    assert!(go.check_name("storage.googleapis.com", 443).is_err());
+    EgressRules::for_session(&net, Language::CSharp, None).check_name("api.nuget.org", 443).unwrap();
 
     // The operator's list replaces the registries.
     let custom = NetPolicy { allowed_hosts: vec!["*.corp.example:8443".into()], ..NetPolicy::default() };
-    let python = EgressRules::for_session(&custom, Language::Python, &Allowlist::None);
+    let python = EgressRules::for_session(&custom, Language::Python, None);
     python.check_name("mirror.corp.example", 8443).unwrap();
     assert!(python.check_name("pypi.org", 443).is_err());
     assert!(python.check_name("corp.example", 8443).is_err(), "*.suffix names what is below the suffix");
@@ -192,7 +194,7 @@ async fn the_connection_cap_counts_open_connections_of_the_session() {
 #[tokio::test]
 async fn egress_off_refuses_everything_at_once() {
     let net = NetPolicy { egress: false, ..loopback_allowed() };
-    for rules in [EgressRules::for_session(&net, Language::Python, &Allowlist::None), deno(&net, Allowlist::All)] {
+    for rules in [EgressRules::for_session(&net, Language::Python, None), deno(&net, Allowlist::All)] {
         assert!(!rules.is_enabled());
         for (host, port) in [("pypi.org", 443), ("127.0.0.1", 80)] {
             let refused = rules.connect(host, port).await.unwrap_err();
@@ -201,5 +203,117 @@ async fn egress_off_refuses_everything_at_once() {
                 "{host}: {refused}"
             );
         }
+    }
+}
+
+#[tokio::test]
+async fn documentation_and_benchmarking_ranges_are_not_public_unless_the_operator_lists_them() {
+    let rules = deno(&NetPolicy::default(), Allowlist::All);
+    for (host, label) in [
+        ("192.0.2.10", "documentation address"),
+        ("198.51.100.7", "documentation address"),
+        ("203.0.113.80", "documentation address"),
+        ("[2001:db8::1]", "documentation address"),
+        ("198.18.0.1", "reserved address"),
+    ] {
+        let refused = rules.check_name(host, 443).unwrap_err();
+        assert!(matches!(refused, EgressDenied::Address { .. }), "{host}: {refused:?}");
+        assert!(refused.to_string().contains(label), "{host}: {refused}");
+    }
+    assert_eq!(rules.take_refused(), 5, "each counts as a policy refusal");
+    // The operator's policy says so: exactly the listed range opens.
+    let net = NetPolicy { allowed_private: vec!["203.0.113.0/24".into()], ..NetPolicy::default() };
+    let rules = deno(&net, Allowlist::All);
+    rules.check_name("203.0.113.80", 443).unwrap();
+    assert!(rules.check_name("198.51.100.7", 443).is_err());
+}
+
+#[tokio::test]
+async fn bytes_charged_while_queued_count_once_against_the_cap() {
+    let port = echo_server().await;
+    let net = NetPolicy { max_bytes: 1000, ..loopback_allowed() };
+    let rules = deno(&net, Allowlist::All);
+    let mut stream = rules.connect("127.0.0.1", port).await.unwrap();
+    let meter = stream.meter();
+    meter.charge(600).unwrap();
+    assert_eq!(rules.bytes_used(), 600, "counted while queued, before any write");
+    let refused = meter.charge(500).unwrap_err();
+    assert_eq!(refused.to_string(), "egress byte cap of 1000 bytes reached");
+    assert_eq!(rules.bytes_used(), 600, "a refused charge takes nothing");
+    stream.write_all(&[b'x'; 600]).await.unwrap();
+    assert_eq!(rules.bytes_used(), 600, "writing what was charged does not count it again");
+    let mut echoed = [0u8; 400];
+    stream.read_exact(&mut echoed).await.unwrap();
+    assert_eq!(rules.bytes_used(), 1000);
+}
+
+/// Runs `test` on a thread of its own in a network namespace of its own, with a veth
+/// pair whose one end holds `11.22.33.1/24` (public space, reachable from nowhere but this
+/// namespace: nothing leaves it). `None` when this user may not make namespaces.
+fn in_own_namespace<T: Send + 'static>(test: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    std::thread::spawn(move || {
+        // SAFETY: unshare affects only this thread, which nothing else uses.
+        if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+            let error = std::io::Error::last_os_error();
+            // SAFETY: geteuid has no failure modes.
+            assert_ne!(unsafe { libc::geteuid() }, 0, "root could not make a network namespace: {error}");
+            eprintln!("skipped: cannot make a network namespace: {error}");
+            return None;
+        }
+        // `ip` inherits this thread's namespace.
+        for args in [
+            "link set lo up",
+            "link add cbtest0 type veth peer name cbtest1",
+            "addr add 11.22.33.1/24 dev cbtest0",
+            "link set cbtest0 up",
+            "link set cbtest1 up",
+        ] {
+            let status = std::process::Command::new("ip").args(args.split(' ')).status().expect("ip");
+            assert!(status.success(), "ip {args}");
+        }
+        Some(test())
+    })
+    .join()
+    .unwrap()
+}
+
+#[test]
+fn the_hosts_own_addresses_and_attached_networks_are_refused_unless_listed() {
+    let tested = in_own_namespace(|| {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let listener = TcpListener::bind("11.22.33.1:0").await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            tokio::spawn(async move {
+                while let Ok((mut socket, _)) = listener.accept().await {
+                    let _ = socket.write_all(b"hello").await;
+                }
+            });
+            let rules = deno(&NetPolicy::default(), Allowlist::All);
+            let refused = rules.connect("11.22.33.1", port).await.unwrap_err();
+            assert_eq!(
+                refused.to_string(),
+                format!(
+                    "egress to 11.22.33.1:{port} is refused: address of this host (allow it with net.allowed-private)"
+                )
+            );
+            let neighbour = rules.check_name("11.22.33.7", 443).unwrap_err();
+            assert!(neighbour.to_string().contains("address on a network attached to this host"), "{neighbour}");
+            // Beyond the subnet, the address is judged as any other (not connected to).
+            rules.check_name("11.22.34.1", 443).unwrap();
+            assert_eq!(rules.take_refused(), 2);
+
+            let net = NetPolicy { allowed_private: vec!["11.22.33.0/24".into()], ..NetPolicy::default() };
+            let listed = deno(&net, Allowlist::All);
+            let mut stream = listed.connect("11.22.33.1", port).await.expect("the operator listed the range");
+            let mut hello = [0u8; 5];
+            stream.read_exact(&mut hello).await.unwrap();
+            assert_eq!(&hello, b"hello");
+            listed.check_name("11.22.33.7", 443).unwrap();
+        });
+    });
+    // Outside the namespace, the same address is nobody's own.
+    if tested.is_some() {
+        deno(&NetPolicy::default(), Allowlist::All).check_name("11.22.33.1", 443).unwrap();
     }
 }

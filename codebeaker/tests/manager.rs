@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use codebeaker::testing::TempDirBackend;
-use codebeaker::{Backend as _, Command, Error, ExecOptions, Language, ManagerConfig, SessionConfig, SessionManager};
+use codebeaker::{
+    Backend as _, Command, Error, ErrorKind, ExecOptions, Language, ManagerConfig, SessionConfig, SessionManager,
+};
 use tokio::time::{advance, Instant};
 
 fn manager(max_sessions: usize) -> (Arc<TempDirBackend>, SessionManager) {
@@ -44,7 +46,7 @@ async fn idle_sessions_close_after_their_idle_timeout() {
     assert_eq!(manager.count(), 0, "idle for over a minute: must be closed");
     assert_eq!(backend.closes(), 1);
     assert!(backend.live_sandboxes().await.unwrap().is_empty(), "sandbox left behind");
-    assert!(matches!(manager.close(&id).await, Err(Error::SessionNotFound(_))));
+    assert!(manager.close(&id).await.as_ref().err().map(|e| e.kind()) == Some(ErrorKind::SessionNotFound));
 }
 
 #[tokio::test(start_paused = true)]
@@ -57,7 +59,10 @@ async fn max_lifetime_closes_even_a_busy_session() {
     assert_eq!(manager.count(), 1, "closed before its lifetime");
     pass(Duration::from_secs(2)).await;
     assert_eq!(manager.count(), 0, "past its lifetime: must be closed though busy");
-    assert!(matches!(busy.await.unwrap(), Err(Error::SessionClosed(_))), "the running command is told why");
+    assert!(
+        busy.await.unwrap().as_ref().err().map(|e| e.kind()) == Some(ErrorKind::SessionClosed),
+        "the running command is told why"
+    );
     assert_eq!(backend.closes(), 1);
 }
 
@@ -123,7 +128,7 @@ async fn max_sessions_is_enforced_even_for_concurrent_creates() {
     let created: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
     assert_eq!(created.len(), 2, "{results:?}");
     for refused in results.iter().filter_map(|r| r.as_ref().err()) {
-        assert!(matches!(refused, Error::LimitReached(m) if m.contains("maximum is 2")), "{refused:?}");
+        assert!(refused.kind() == ErrorKind::LimitReached && refused.message().contains("maximum is 2"), "{refused:?}");
     }
     manager.close(&created[0].session_id).await.unwrap();
     manager.create(config(30.0, 120.0)).await.expect("a closed session frees its place");
@@ -134,7 +139,7 @@ async fn a_failed_create_leaks_nothing() {
     let (backend, manager) = manager(1);
     backend.fail_next_creates(1);
     let failed = manager.create(config(30.0, 120.0)).await;
-    assert!(matches!(failed, Err(Error::BackendUnavailable { .. })), "{failed:?}");
+    assert!(failed.as_ref().err().map(|e| e.kind()) == Some(ErrorKind::BackendUnavailable), "{failed:?}");
     assert_eq!(manager.count(), 0);
     manager.create(config(30.0, 120.0)).await.expect("the failed create gave its place back");
 }
@@ -145,8 +150,10 @@ async fn closing_is_reported_once_and_happens_once() {
     let id = manager.create(config(30.0, 120.0)).await.unwrap().session_id;
     let (a, b) = tokio::join!(manager.close(&id), manager.close(&id));
     assert!(a.is_ok() != b.is_ok(), "exactly one close succeeds: {a:?} {b:?}");
-    assert!(matches!(manager.close(&id).await, Err(Error::SessionNotFound(m)) if m == id));
-    assert!(matches!(manager.close("no-such-session").await, Err(Error::SessionNotFound(_))));
+    assert_eq!(manager.close(&id).await.err(), Some(Error::session_not_found(id.as_str())));
+    assert!(
+        manager.close("no-such-session").await.as_ref().err().map(|e| e.kind()) == Some(ErrorKind::SessionNotFound)
+    );
     assert_eq!(backend.closes(), 1);
 }
 
@@ -158,8 +165,8 @@ async fn commands_waiting_on_a_closed_session_are_told_so() {
     let waiting = tokio::spawn(manager.execute(&id, Command::code("print late"), ExecOptions::default()));
     tokio::time::sleep(Duration::from_millis(10)).await;
     manager.close(&id).await.unwrap();
-    assert!(matches!(running.await.unwrap(), Err(Error::SessionClosed(_))));
-    assert!(matches!(waiting.await.unwrap(), Err(Error::SessionClosed(_))));
+    assert!(running.await.unwrap().as_ref().err().map(|e| e.kind()) == Some(ErrorKind::SessionClosed));
+    assert!(waiting.await.unwrap().as_ref().err().map(|e| e.kind()) == Some(ErrorKind::SessionClosed));
 }
 
 #[tokio::test(start_paused = true)]
@@ -168,10 +175,13 @@ async fn a_dead_sandbox_fails_the_command_and_closes_its_session() {
     let id = manager.create(config(30.0, 120.0)).await.unwrap().session_id;
     let crashed = code(&manager, &id, "crash").await.unwrap();
     assert!(!crashed.success);
-    assert!(matches!(&crashed.error, Some(Error::SandboxFailed(m)) if m.contains("crashed")), "{crashed:?}");
+    assert!(
+        crashed.error.as_ref().is_some_and(|e| e.kind() == ErrorKind::SandboxFailed && e.message().contains("crashed")),
+        "{crashed:?}"
+    );
     assert_eq!(manager.count(), 0, "a session whose sandbox died is closed");
     assert_eq!(backend.closes(), 1);
-    assert!(matches!(code(&manager, &id, "print x").await, Err(Error::SessionNotFound(_))));
+    assert!(code(&manager, &id, "print x").await.as_ref().err().map(|e| e.kind()) == Some(ErrorKind::SessionNotFound));
 }
 
 #[tokio::test(start_paused = true)]
@@ -181,7 +191,13 @@ async fn a_sandbox_that_ignores_its_timeout_is_given_up() {
     let options = ExecOptions { timeout: Some(Duration::from_secs(1)), output: None };
     let started = Instant::now();
     let stuck = manager.execute(&id, Command::code("hang"), options).await.unwrap();
-    assert!(matches!(&stuck.error, Some(Error::SandboxFailed(m)) if m.contains("did not stop")), "{stuck:?}");
+    assert!(
+        stuck
+            .error
+            .as_ref()
+            .is_some_and(|e| e.kind() == ErrorKind::SandboxFailed && e.message().contains("did not stop")),
+        "{stuck:?}"
+    );
     assert_eq!(started.elapsed(), Duration::from_secs(1) + ManagerConfig::default().policy.stop_grace());
     assert_eq!((manager.count(), backend.closes()), (0, 1));
 }
@@ -189,19 +205,53 @@ async fn a_sandbox_that_ignores_its_timeout_is_given_up() {
 #[tokio::test(start_paused = true)]
 async fn bad_requests_get_clear_errors() {
     let (_backend, manager) = manager(10);
-    let deno = manager.create(SessionConfig::new(Language::Deno)).await;
+    let deno = manager.create(SessionConfig::new(Language::TypeScript)).await;
     assert!(
-        matches!(&deno, Err(Error::BackendUnavailable { reason, .. }) if reason.contains("deno") && reason.contains("tempdir")),
+        deno.as_ref().err().is_some_and(|e| e.kind() == ErrorKind::BackendUnavailable
+            && e.message().contains("typescript")
+            && e.message().contains("tempdir")),
         "{deno:?}"
     );
     let invalid = manager.create(config(-5.0, 120.0)).await;
-    assert!(matches!(&invalid, Err(Error::InvalidInput(m)) if m.contains("idleTimeoutMinutes")), "{invalid:?}");
+    assert!(
+        invalid
+            .as_ref()
+            .err()
+            .is_some_and(|e| e.kind() == ErrorKind::InvalidInput && e.message().contains("idleTimeoutMinutes")),
+        "{invalid:?}"
+    );
     let id = manager.create(config(30.0, 120.0)).await.unwrap().session_id;
-    let zero = ExecOptions { timeout: Some(Duration::ZERO), output: None };
-    let outcome = manager.execute(&id, Command::code("print x"), zero).await.unwrap();
-    assert!(matches!(&outcome.error, Some(Error::InvalidInput(m)) if m.contains("timeoutMs")), "{outcome:?}");
-    let escape = manager.execute(&id, Command::read_file("../../etc/passwd"), ExecOptions::default()).await.unwrap();
-    assert_eq!(escape.to_json()["error"], "Permission denied: ../../etc/passwd is outside /workspace");
+    let escape = Command::read_file("../../etc/passwd").unwrap_err();
+    assert_eq!(escape.to_string(), "Permission denied: ../../etc/passwd is outside /workspace");
+    manager.close(&id).await.unwrap();
+}
+
+/// The SDK refuses a timeout outside 1..=max-command-timeout-ms before the command runs,
+/// with the words the server answers (`-32602`) for the same request.
+#[tokio::test(start_paused = true)]
+async fn the_timeout_range_is_the_policys_over_the_sdk() {
+    let backend = TempDirBackend::new(&[Language::Python]);
+    let policy = codebeaker::Policy {
+        max_command_timeout_ms: 5_000,
+        default_command_timeout_ms: 4_000,
+        ..codebeaker::Policy::default()
+    };
+    let manager = SessionManager::new(vec![backend], ManagerConfig { policy, ..ManagerConfig::default() });
+    let id = manager.create(config(30.0, 120.0)).await.unwrap().session_id;
+    for asked in [Duration::ZERO, Duration::from_millis(5_001)] {
+        let options = ExecOptions { timeout: Some(asked), output: None };
+        let refused = manager.execute(&id, Command::code("print(1)"), options).await;
+        let expected = format!(
+            "timeoutMs must be between 1 and 5000 (the operator's max-command-timeout-ms), got {}",
+            asked.as_millis()
+        );
+        assert_eq!(refused.unwrap_err(), Error::invalid_input(expected));
+    }
+    let options = ExecOptions { timeout: Some(Duration::from_millis(5_000)), output: None };
+    assert!(manager.execute(&id, Command::write_file("a.txt", "x").unwrap(), options).await.unwrap().success);
+    // A session that sets no default gets the operator's.
+    assert_eq!(manager.info(&id).unwrap().config.default_timeout_ms, Some(4_000));
+    manager.close(&id).await.unwrap();
 }
 
 #[tokio::test(start_paused = true)]
@@ -214,7 +264,10 @@ async fn shutdown_closes_everything_and_refuses_new_sessions() {
     assert_eq!(manager.count(), 0);
     assert_eq!(backend.closes(), 3);
     assert!(backend.live_sandboxes().await.unwrap().is_empty());
-    assert!(matches!(manager.create(config(30.0, 120.0)).await, Err(Error::BackendUnavailable { .. })));
+    assert!(
+        manager.create(config(30.0, 120.0)).await.as_ref().err().map(|e| e.kind())
+            == Some(ErrorKind::BackendUnavailable)
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -237,7 +290,7 @@ async fn dropping_a_running_command_neither_stops_it_nor_leaves_the_session_busy
     let (_backend, manager) = manager(10);
     let id = manager.create(config(30.0, 120.0)).await.unwrap().session_id;
     let run = manager.execute(&id, Command::code("sleep 1000"), ExecOptions::default());
-    let file = Command::write_file("done.txt", "written by the dropped command");
+    let file = Command::write_file("done.txt", "written by the dropped command").unwrap();
     let writes = manager.execute(&id, file, ExecOptions::default());
     // The caller gives up while the first command runs.
     assert!(tokio::time::timeout(Duration::from_millis(100), run).await.is_err(), "finished too early");
@@ -247,7 +300,7 @@ async fn dropping_a_running_command_neither_stops_it_nor_leaves_the_session_busy
     assert_eq!((info.state, info.execution_count), (codebeaker::SessionState::Idle, 1), "left busy: {info:?}");
     // The queue moves on, and the session still expires when idle.
     assert!(writes.await.unwrap().success);
-    let read = manager.execute(&id, Command::read_file("done.txt"), ExecOptions::default()).await.unwrap();
+    let read = manager.execute(&id, Command::read_file("done.txt").unwrap(), ExecOptions::default()).await.unwrap();
     assert_eq!(read.to_json()["result"]["content"], "written by the dropped command");
 }
 
@@ -271,7 +324,7 @@ async fn a_timeout_reports_the_limit_not_the_elapsed_time() {
     let outcome = manager.execute(&id, Command::code("spin"), options).await.unwrap();
     assert!(!outcome.success);
     assert_eq!(outcome.to_json()["error"], "Command timed out after 1000 ms");
-    assert!(matches!(outcome.error, Some(Error::TimedOut(limit)) if limit == Duration::from_millis(1000)));
+    assert_eq!(outcome.error, Some(Error::timed_out(Duration::from_millis(1000))));
     let once = manager.run_once(Language::Python, "spin".into(), Some(Duration::from_millis(300))).await.unwrap();
     assert_eq!(once.to_json()["error"], "Command timed out after 300 ms");
 }
@@ -282,14 +335,21 @@ async fn a_default_timeout_above_the_operators_cap_is_refused_at_create() {
     let policy = codebeaker::Policy { max_command_timeout_ms: 5_000, ..codebeaker::Policy::default() };
     let manager = SessionManager::new(vec![backend], ManagerConfig { policy, ..ManagerConfig::default() });
     let mut asked = config(30.0, 120.0);
-    asked.default_timeout_ms = 10_000;
+    asked.default_timeout_ms = Some(10_000);
     let refused = manager.create(asked).await;
     assert!(
-        matches!(&refused, Err(Error::InvalidInput(m)) if m.contains("defaultTimeoutMs") && m.contains("max-command-timeout-ms = 5000")),
+        refused.as_ref().err().is_some_and(|e| e.kind() == ErrorKind::InvalidInput
+            && e.message().contains("defaultTimeoutMs")
+            && e.message().contains("1 and 5000 (the operator's max-command-timeout-ms)")),
         "{refused:?}"
     );
     let mut asked = config(30.0, 120.0);
-    asked.default_timeout_ms = u64::MAX;
-    assert!(matches!(manager.create(asked).await, Err(Error::InvalidInput(m)) if m.contains("defaultTimeoutMs")));
+    asked.default_timeout_ms = Some(u64::MAX);
+    assert!(manager
+        .create(asked)
+        .await
+        .as_ref()
+        .err()
+        .is_some_and(|e| e.kind() == ErrorKind::InvalidInput && e.message().contains("defaultTimeoutMs")));
     assert_eq!(manager.count(), 0);
 }

@@ -1,18 +1,25 @@
 //! Every command and session-config example of `docs/protocol.md` and the original guide,
 //! sent as written, parses; serializing it again gives the same JSON with the documented
-//! defaults filled in; and the guide's responses are reproduced by
+//! defaults filled in and paths normalised; and the guide's responses are reproduced by
 //! the typed results.
 
 use codebeaker::result::{ReadFileResult, WriteFileResult};
-use codebeaker::{Command, CommandOutcome, CommandResult, Error, SessionConfig, ShellResult};
+use codebeaker::{Command, CommandOutcome, CommandResult, Error, SessionConfig, ShellResult, WorkspacePath};
 use serde_json::{json, Value};
 
-/// `sent` parses as a command whose JSON is `sent` plus `defaults`.
+/// `sent` parses as a command whose JSON is `sent` plus `defaults`, its paths written
+/// back normalised (`calculator.ts` as `/workspace/calculator.ts`).
 fn round_trips(sent: Value, defaults: Value) -> Command {
     let command: Command = serde_json::from_value(sent.clone()).unwrap_or_else(|e| panic!("{sent} did not parse: {e}"));
     let mut expected = sent;
+    let fields = expected.as_object_mut().unwrap();
     for (key, value) in defaults.as_object().unwrap() {
-        expected.as_object_mut().unwrap().entry(key.clone()).or_insert(value.clone());
+        fields.entry(key.clone()).or_insert(value.clone());
+    }
+    for key in ["path", "sourcePath", "destinationPath", "workingDirectory"] {
+        if let Some(Value::String(path)) = fields.get_mut(key) {
+            *path = WorkspacePath::new(path).unwrap().to_string();
+        }
     }
     assert_eq!(serde_json::to_value(&command).unwrap(), expected, "round trip of {command:?}");
     command
@@ -120,8 +127,47 @@ fn protocol_extensions_round_trip_and_stay_out_of_the_way() {
     );
     round_trips(json!({"type": "read_file", "path": "b.bin", "encoding": "base64"}), json!({}));
     // Defaults of extensions are not written out: seed-era clients see seed shapes.
-    let plain = serde_json::to_value(Command::read_file("x")).unwrap();
-    assert_eq!(plain, json!({"type": "read_file", "path": "x"}));
+    let plain = serde_json::to_value(Command::read_file("x").unwrap()).unwrap();
+    assert_eq!(plain, json!({"type": "read_file", "path": "/workspace/x"}));
+}
+
+#[test]
+fn a_typed_command_round_trips_through_json() {
+    let typed = [
+        Command::copy_file("src/../a.txt", "/workspace/b/./c.txt").unwrap(),
+        Command::read_range(WorkspacePath::new("big.bin").unwrap(), 10, 20).unwrap(),
+        Command::delete_file(WorkspacePath::root().to_string()).unwrap(),
+    ];
+    for command in typed {
+        let wire = serde_json::to_value(&command).unwrap();
+        assert_eq!(serde_json::from_value::<Command>(wire.clone()).unwrap(), command, "{wire}");
+    }
+    let copy = serde_json::to_value(Command::copy_file("src/../a.txt", "b/./c.txt").unwrap()).unwrap();
+    assert_eq!(
+        copy,
+        json!({"type": "copy_file", "sourcePath": "/workspace/a.txt", "destinationPath": "/workspace/b/c.txt"})
+    );
+}
+
+#[test]
+fn a_path_outside_the_workspace_is_refused_while_parsing_naming_it() {
+    for (bad, path) in [
+        (json!({"type": "read_file", "path": "../x"}), "../x"),
+        (json!({"type": "write_file", "path": "/etc/passwd", "content": "y"}), "/etc/passwd"),
+        (
+            json!({"type": "copy_file", "sourcePath": "a", "destinationPath": "/workspace/../../x"}),
+            "/workspace/../../x",
+        ),
+        (json!({"type": "execute_shell", "commandName": "ls", "workingDirectory": "/tmp"}), "/tmp"),
+        (json!({"type": "list_directory", "path": "a/../../b"}), "a/../../b"),
+    ] {
+        let err = serde_json::from_value::<Command>(bad.clone()).unwrap_err().to_string();
+        assert!(err.contains(&format!("{path} is outside /workspace")), "{bad}: {err}");
+    }
+    let empty = serde_json::from_value::<Command>(json!({"type": "delete_file", "path": ""})).unwrap_err();
+    assert!(empty.to_string().contains("path must not be empty"), "{empty}");
+    let outside = Command::write_file("../out.txt", "x").unwrap_err();
+    assert_eq!(outside, Error::permission_denied("../out.txt is outside /workspace"));
 }
 
 #[test]
@@ -156,7 +202,17 @@ fn guide_session_configs_parse() {
         config.validate().unwrap_or_else(|e| panic!("{params}: {e}"));
         let echoed = serde_json::to_value(&config).unwrap();
         for (key, value) in params.as_object().unwrap() {
-            assert_eq!(&echoed[key], value, "config echoes {key} as sent");
+            // Earlier versions' names are echoed in today's shape.
+            let echoed = match key.as_str() {
+                "language" if value == "deno" => {
+                    assert_eq!(echoed["backend"], "deno");
+                    json!("deno")
+                }
+                "dockerImage" => echoed["backendOptions"]["docker"]["image"].clone(),
+                "permissions" => echoed["backendOptions"]["deno"]["permissions"].clone(),
+                _ => echoed[key].clone(),
+            };
+            assert_eq!(&echoed, value, "config echoes {key} as sent");
         }
         assert_eq!(
             echoed["idleTimeoutMinutes"].as_f64(),
@@ -176,12 +232,17 @@ fn guide_responses_are_reproduced() {
         json!({"success": true, "result": {"path": "/workspace/hello.py", "bytes": 22}, "error": null, "durationMs": 45})
     );
     let read = CommandOutcome::from_result(
-        Ok(CommandResult::ReadFile(ReadFileResult { content: "print('Hello, World!')".into(), bytes: 22 })),
+        Ok(CommandResult::ReadFile(ReadFileResult {
+            content: "print('Hello, World!')".into(),
+            bytes: 22,
+            size: 22,
+            eof: true,
+        })),
         35,
     );
     assert_eq!(
         read.to_json(),
-        json!({"success": true, "result": {"content": "print('Hello, World!')", "bytes": 22}, "error": null, "durationMs": 35})
+        json!({"success": true, "result": {"content": "print('Hello, World!')", "bytes": 22, "size": 22, "eof": true}, "error": null, "durationMs": 35})
     );
     let ran = CommandOutcome::from_result(
         Ok(CommandResult::ExecuteShell(ShellResult {
@@ -200,7 +261,7 @@ fn guide_responses_are_reproduced() {
         ran.to_json(),
         json!({"success": true, "result": {"exitCode": 0, "stdout": "Hello, World!\n", "stderr": "", "durationMs": 120, "timedOut": false, "truncated": false}, "error": null, "durationMs": 125})
     );
-    let missing = CommandOutcome::from_result(Err(Error::NotFound { path: "/workspace/missing.py".into() }), 15);
+    let missing = CommandOutcome::from_result(Err(Error::not_found("/workspace/missing.py")), 15);
     assert_eq!(
         missing.to_json(),
         json!({"success": false, "result": null, "error": "File not found: /workspace/missing.py", "durationMs": 15})
@@ -223,4 +284,30 @@ fn guide_responses_are_reproduced() {
     );
     assert_eq!(denied.to_json()["success"], false);
     assert_eq!(denied.to_json()["error"], "PermissionDenied: Requires net access to \"api.github.com\"");
+}
+
+#[test]
+fn write_file_takes_append_as_well_as_mode() {
+    use codebeaker::command::{WriteFile, WriteMode};
+    let parse = |value: Value| serde_json::from_value::<Command>(value);
+    let mode_of = |value: Value| match parse(value.clone()) {
+        Ok(Command::WriteFile(WriteFile { mode, .. })) => mode,
+        other => panic!("{value} gave {other:?}"),
+    };
+    let base = |extra: Value| {
+        let mut value = json!({"type": "write_file", "path": "log.txt", "content": "more"});
+        value.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        value
+    };
+    assert_eq!(mode_of(base(json!({"append": true}))), WriteMode::Append);
+    assert_eq!(mode_of(base(json!({"append": false}))), WriteMode::Create);
+    assert_eq!(mode_of(base(json!({"append": true, "mode": "Append"}))), WriteMode::Append);
+    assert_eq!(mode_of(base(json!({}))), WriteMode::Create);
+    let clash = parse(base(json!({"append": true, "mode": "Create"}))).expect_err("a clash is refused");
+    assert!(clash.to_string().contains("`append` and `mode` disagree"), "{clash}");
+    let typo = parse(base(json!({"apend": true}))).expect_err("unknown fields are still refused");
+    assert!(typo.to_string().contains("apend"), "{typo}");
+    // What is sent back is the one documented form.
+    let command = parse(base(json!({"append": true}))).unwrap();
+    assert_eq!(serde_json::to_value(&command).unwrap()["mode"], "Append");
 }

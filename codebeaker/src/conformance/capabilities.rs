@@ -8,9 +8,10 @@ use futures::StreamExt as _;
 use super::{ok, Suite};
 use crate::backend::OutputStream;
 use crate::command::{Command, ExecuteShell};
-use crate::error::Error;
+use crate::error::ErrorKind;
 use crate::manager::{ExecEvent, SessionManager};
 use crate::result::{CommandOutcome, CommandResult};
+use crate::workspace::WorkspacePath;
 
 /// MIME types whose `data` is text rather than base64.
 fn is_text_mime(mime: &str) -> bool {
@@ -41,6 +42,8 @@ impl Suite {
             ("streaming", expected.streaming),
             ("richOutputs", expected.rich_outputs),
             ("shell", expected.shell),
+            ("processes", expected.processes),
+            ("pty", expected.pty),
         ] {
             assert_eq!(wire[key], value, "capabilities.{key} on the wire: {json}");
         }
@@ -58,7 +61,7 @@ impl Suite {
             for command in [Command::shell("echo", ["hi"]), Command::shell("sh", ["-c", "true"])] {
                 let refused = Self::run(&manager, &id, command).await;
                 assert!(
-                    matches!(&refused.error, Some(Error::Unsupported(_))) && !refused.success,
+                    refused.error.as_ref().map(|e| e.kind()) == Some(ErrorKind::Unsupported) && !refused.success,
                     "a session without `shell` refuses execute_shell with Unsupported: {:?}",
                     refused.to_json()
                 );
@@ -81,9 +84,9 @@ impl Suite {
             matches!(&literal, CommandResult::ExecuteShell(r) if r.stdout == "$HOME * a b\n"),
             "args reach the program verbatim: {literal:?}"
         );
-        ok(Self::run(manager, id, Command::create_directory("sub")).await, "mkdir");
+        ok(Self::run(manager, id, Command::create_directory("sub").unwrap()).await, "mkdir");
         let mut pwd = ExecuteShell::new("pwd", Vec::<String>::new());
-        pwd.working_directory = "/workspace/sub".into();
+        pwd.working_directory = WorkspacePath::new("/workspace/sub").unwrap();
         let here = ok(Self::run(manager, id, Command::ExecuteShell(pwd)).await, "pwd");
         assert!(matches!(&here, CommandResult::ExecuteShell(r) if r.stdout == "/workspace/sub\n"), "{here:?}");
         let mut env = ExecuteShell::new("sh", ["-c", "echo $GREETING"]);
@@ -122,7 +125,7 @@ impl Suite {
             );
         } else if declared.shell {
             assert!(
-                matches!(&outcome.error, Some(Error::Unsupported(_))) && !outcome.success,
+                outcome.error.as_ref().map(|e| e.kind()) == Some(ErrorKind::Unsupported) && !outcome.success,
                 "a session without `stdin` refuses a non-empty stdin with Unsupported: {:?}",
                 outcome.to_json()
             );

@@ -2,8 +2,8 @@
 //!
 //! Anything that is not plainly a public unicast address is refused unless the operator
 //! lists it in `net.allowed-private`: loopback, private, link-local, cloud metadata,
-//! carrier-grade NAT, unspecified, multicast, broadcast and reserved
-//! ranges, and IPv6 forms that embed such an IPv4 address (IPv4-mapped, NAT64, 6to4).
+//! carrier-grade NAT, unspecified, multicast, broadcast, documentation and
+//! reserved ranges, and IPv6 forms that embed such an IPv4 address (IPv4-mapped, NAT64, 6to4).
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -29,9 +29,18 @@ pub enum AddressClass {
     Multicast,
     /// 255.255.255.255.
     Broadcast,
-    /// Every other range that is not public unicast (240/4, benchmarking, IETF
+    /// Documentation ranges: 192.0.2/24, 198.51.100/24, 203.0.113/24, 2001:db8::/32.
+    /// Nothing public lives there, so a network that routes them routes something of its
+    /// own (this project's build machines reach the package registries through them).
+    Documentation,
+    /// Every other range that is not public unicast (240/4, benchmarking 198.18/15, IETF
     /// assignments, Teredo, anything outside 2000::/3…).
     Reserved,
+    /// One of the host's own interface addresses.
+    HostAddress,
+    /// An address on a network directly attached to the host (interface address and
+    /// netmask).
+    HostNetwork,
 }
 
 impl AddressClass {
@@ -46,7 +55,10 @@ impl AddressClass {
             AddressClass::Unspecified => "unspecified address",
             AddressClass::Multicast => "multicast address",
             AddressClass::Broadcast => "broadcast address",
+            AddressClass::Documentation => "documentation address",
             AddressClass::Reserved => "reserved address",
+            AddressClass::HostAddress => "address of this host",
+            AddressClass::HostNetwork => "address on a network attached to this host",
         }
     }
 }
@@ -59,9 +71,12 @@ impl fmt::Display for AddressClass {
 
 /// `None` for a public unicast address, else why it is not public.
 ///
-/// Documentation ranges (192.0.2/24, 198.51.100/24, 203.0.113/24, 2001:db8::/32) count as
-/// public: they reach nothing of the host's, and some networks (this project's own build
-/// machines among them) route the public package registries through them.
+/// Judged by the address alone: the host's own addresses and attached networks
+/// ([`AddressClass::HostAddress`], [`AddressClass::HostNetwork`]) are found by
+/// [`EgressRules`](super::EgressRules) from the host's interfaces. Documentation ranges
+/// are not public: where a network routes them (this project's own build machines reach
+/// the package registries through 203.0.113/24), the operator lists them in
+/// `net.allowed-private`.
 pub fn classify(ip: IpAddr) -> Option<AddressClass> {
     match ip {
         IpAddr::V4(v4) => classify_v4(v4),
@@ -98,6 +113,9 @@ fn classify_v4(ip: Ipv4Addr) -> Option<AddressClass> {
         ([192, 0, 0, 0], 24, Reserved),
         ([192, 88, 99, 0], 24, Reserved),
         ([198, 18, 0, 0], 15, Reserved),
+        ([192, 0, 2, 0], 24, Documentation),
+        ([198, 51, 100, 0], 24, Documentation),
+        ([203, 0, 113, 0], 24, Documentation),
     ];
     RANGES.iter().find(|(network, prefix, _)| in_v4(ip, *network, *prefix)).map(|(_, _, class)| *class)
 }
@@ -124,6 +142,7 @@ fn classify_v6(ip: Ipv6Addr) -> Option<AddressClass> {
         ([0x64, 0xff9b, 1, 0, 0, 0, 0, 0], 48, Private),
         ([0xfe80, 0, 0, 0, 0, 0, 0, 0], 10, LinkLocal),
         ([0xff00, 0, 0, 0, 0, 0, 0, 0], 8, Multicast),
+        ([0x2001, 0x0db8, 0, 0, 0, 0, 0, 0], 32, Documentation),
         ([0x2001, 0, 0, 0, 0, 0, 0, 0], 32, Reserved),
         ([0x2001, 0x0010, 0, 0, 0, 0, 0, 0], 28, Reserved),
         ([0x2001, 0x0020, 0, 0, 0, 0, 0, 0], 28, Reserved),
@@ -144,6 +163,14 @@ pub struct Cidr {
 }
 
 impl Cidr {
+    /// The network of `prefix` bits around `address` (a prefix longer than the address
+    /// is cut to its length).
+    pub(crate) fn new(address: IpAddr, prefix: u8) -> Cidr {
+        let address = address.to_canonical();
+        let max = if address.is_ipv4() { 32 } else { 128 };
+        Cidr { network: address, prefix: prefix.min(max) }
+    }
+
     /// Parses `ADDRESS[/PREFIX]`, naming what is wrong.
     pub fn parse(text: &str) -> Result<Cidr, String> {
         let (address, prefix) = match text.trim().split_once('/') {
@@ -225,6 +252,13 @@ mod tests {
             ("64:ff9b::10.0.0.1", Private),
             ("2002:7f00:1::", Loopback),
             ("4000::1", Reserved),
+            ("198.18.0.1", Reserved),
+            ("198.19.255.255", Reserved),
+            ("192.0.2.2", Documentation),
+            ("198.51.100.7", Documentation),
+            ("203.0.113.80", Documentation),
+            ("2001:db8::1", Documentation),
+            ("::ffff:203.0.113.80", Documentation),
         ] {
             assert_eq!(class(address), Some(expected), "{address}");
         }
@@ -239,8 +273,9 @@ mod tests {
             "2606:4700::1111",
             "::ffff:8.8.8.8",
             "64:ff9b::8.8.8.8",
-            "203.0.113.80",
-            "2001:db8::1",
+            "198.51.99.1",
+            "203.0.114.1",
+            "2001:db9::1",
         ] {
             assert_eq!(class(address), None, "{address}");
         }

@@ -91,16 +91,57 @@ pub struct EgressStream {
     stream: TcpStream,
     peer: SocketAddr,
     slot: Slot,
+    /// Bytes counted by [`EgressMeter::charge`] and not yet written.
+    prepaid: Arc<AtomicU64>,
+}
+
+/// Counts bytes bound for an [`EgressStream`]'s destination when they are queued, before
+/// the stream writes them: a relay that buffers what a program sends charges it here, so
+/// buffered bytes count against `net.max-bytes` as soon as they are held (the stream's
+/// writes then use what was counted instead of counting again).
+#[derive(Debug, Clone)]
+pub struct EgressMeter {
+    budget: Arc<Budget>,
+    prepaid: Arc<AtomicU64>,
+}
+
+impl EgressMeter {
+    /// Counts `bytes` now; `Err` ("egress byte cap of N bytes reached") when the cap
+    /// leaves less than that.
+    pub fn charge(&self, bytes: u64) -> io::Result<()> {
+        let taken = self.budget.reserve(bytes);
+        if taken < bytes {
+            self.budget.refund(taken);
+            return Err(self.budget.cap_reached());
+        }
+        self.prepaid.fetch_add(bytes, Ordering::SeqCst);
+        Ok(())
+    }
 }
 
 impl EgressStream {
     pub(crate) fn new(stream: TcpStream, peer: SocketAddr, slot: Slot) -> Self {
-        EgressStream { stream, peer, slot }
+        EgressStream { stream, peer, slot, prepaid: Arc::new(AtomicU64::new(0)) }
     }
 
     /// The vetted address this stream is connected to.
     pub fn peer_addr(&self) -> SocketAddr {
         self.peer
+    }
+
+    /// A meter to count bytes toward this stream's destination while they are queued.
+    pub fn meter(&self) -> EgressMeter {
+        EgressMeter { budget: self.slot.budget.clone(), prepaid: self.prepaid.clone() }
+    }
+
+    /// Takes up to `want` bytes of credit: prepaid first, then from the budget. Returns
+    /// (prepaid taken, reserved from the budget).
+    fn credit(&self, want: u64) -> (u64, u64) {
+        let prepaid = self
+            .prepaid
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |held| Some(held - held.min(want)))
+            .map_or(0, |held| held.min(want));
+        (prepaid, self.budget().reserve(want - prepaid))
     }
 
     fn budget(&self) -> &Budget {
@@ -138,7 +179,8 @@ impl AsyncWrite for EgressStream {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        let credit = this.budget().reserve(buf.len() as u64);
+        let (prepaid, reserved) = this.credit(buf.len() as u64);
+        let credit = prepaid + reserved;
         if credit == 0 {
             return Poll::Ready(Err(this.budget().cap_reached()));
         }
@@ -147,7 +189,11 @@ impl AsyncWrite for EgressStream {
             Poll::Ready(Ok(written)) => *written,
             _ => 0,
         };
-        this.budget().refund(credit - written as u64);
+        // Not written: prepaid bytes stay prepaid (they are still queued), the rest is
+        // given back.
+        let written_prepaid = (written as u64).min(prepaid);
+        this.prepaid.fetch_add(prepaid - written_prepaid, Ordering::SeqCst);
+        this.budget().refund(reserved - (written as u64 - written_prepaid));
         polled
     }
 

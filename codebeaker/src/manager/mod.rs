@@ -3,7 +3,12 @@
 //! idle and lifetime expiry) in one place.
 
 mod expiry;
+mod files;
+mod handle;
+mod lifecycle;
+mod processes;
 mod registry;
+mod routes;
 mod run;
 mod session;
 mod stream;
@@ -21,16 +26,25 @@ use crate::backend::{Backend, BackendHealth, OutputSink, DEFAULT_OUTPUT_LIMIT};
 use crate::command::Command;
 use crate::config::SessionConfig;
 use crate::error::{Error, Result};
-use crate::language::Language;
 use crate::observer::{CloseReason, SessionObserver};
 use crate::policy::Policy;
 use crate::result::{CommandOutcome, CommandResult};
+use crate::session_id::SessionId;
+use crate::snapshot::SnapshotStore;
 
+pub use self::files::{Download, STALL_TIMEOUT};
+pub use self::handle::{Process, Session};
+pub use self::lifecycle::Forked;
 use self::registry::{Caps, Registry, Reservation};
+pub use self::routes::{Route, Routes};
 use self::run::{elapsed_ms, guarded};
-use self::session::Session;
+use self::session::Session as OpenSession;
 pub use self::session::{SessionInfo, SessionState};
 pub use self::stream::{ExecEvent, ExecutionStream};
+
+fn millis(duration: Duration) -> u64 {
+    duration.as_millis().try_into().unwrap_or(u64::MAX)
+}
 
 /// The backend name reported to the observer when no backend runs the language asked for.
 const NO_BACKEND: &str = "none";
@@ -47,8 +61,13 @@ pub struct ManagerConfig {
     /// The operator's caps on what sessions may ask for, and the limits backends
     /// enforce (longest command timeout, stop grace, memory, CPU, workspace…).
     pub policy: Policy,
+    /// Which backend serves each language when a session names none (see [`Routes`]).
+    pub routes: Routes,
     /// Told of every session and command event (metrics, audit); `None` by default.
     pub observer: Option<Arc<dyn SessionObserver>>,
+    /// Where `session.snapshot` keeps snapshots; `None` (the default): snapshots are
+    /// refused.
+    pub snapshots: Option<SnapshotStore>,
 }
 
 impl Default for ManagerConfig {
@@ -58,7 +77,9 @@ impl Default for ManagerConfig {
             sweep_interval: Duration::from_secs(1),
             output_limit: DEFAULT_OUTPUT_LIMIT,
             policy: Policy::default(),
+            routes: Routes::default(),
             observer: None,
+            snapshots: None,
         }
     }
 }
@@ -70,7 +91,9 @@ impl std::fmt::Debug for ManagerConfig {
             .field("sweep_interval", &self.sweep_interval)
             .field("output_limit", &self.output_limit)
             .field("policy", &self.policy)
+            .field("routes", &self.routes)
             .field("observer", &self.observer.is_some())
+            .field("snapshots", &self.snapshots)
             .finish()
     }
 }
@@ -95,9 +118,10 @@ pub struct ExecOptions {
 /// Every operation has a `*_as` form taking the tenant that asks. `None` is the operator
 /// (an SDK user, a single-tenant server): it sees and acts on every session, and the
 /// plain methods (`create`, `execute`, …) are this case. `Some(tenant)` sees only the
-/// sessions it created; any other session id answers [`Error::SessionNotFound`] exactly
+/// sessions it created; any other session id answers [`ErrorKind::SessionNotFound`](crate::ErrorKind::SessionNotFound) exactly
 /// as an unknown id does. Each tenant may hold at most
-/// [`Policy::max_sessions_per_tenant`] sessions beside the global `max_sessions`.
+/// [`Policy::sessions_per_tenant`] sessions beside the global `max_sessions` (by default a
+/// quarter of it). The operator is not a tenant: its own cap is the global one.
 #[derive(Clone)]
 pub struct SessionManager {
     inner: Arc<Inner>,
@@ -111,8 +135,8 @@ struct Inner {
 }
 
 impl SessionManager {
-    /// A manager over `backends` (the first that runs a language serves it). Must be
-    /// called inside a Tokio runtime: it starts the expiry task.
+    /// A manager over `backends`, routed by [`ManagerConfig::routes`]. Must be called
+    /// inside a Tokio runtime: it starts the expiry task.
     pub fn new(backends: Vec<Arc<dyn Backend>>, config: ManagerConfig) -> Self {
         let inner = Arc::new(Inner { backends, config, registry: Arc::default(), shutdown: CancellationToken::new() });
         expiry::spawn(Arc::downgrade(&inner), inner.config.sweep_interval, inner.shutdown.clone());
@@ -124,7 +148,7 @@ impl SessionManager {
         &self.inner.config
     }
 
-    /// The backends, in routing order.
+    /// The backends.
     pub fn backends(&self) -> &[Arc<dyn Backend>] {
         &self.inner.backends
     }
@@ -143,8 +167,10 @@ impl SessionManager {
     /// Creates a session owned by `tenant`. The sandbox is created in a task of its own,
     /// so a caller that gives up half-way leaves a registered session (closed by its idle
     /// timeout), never an orphaned sandbox.
-    pub async fn create_as(&self, tenant: Option<&str>, config: SessionConfig) -> Result<SessionInfo> {
-        let backend = match self.inner.backend_for(config.language) {
+    pub async fn create_as(&self, tenant: Option<&str>, mut config: SessionConfig) -> Result<SessionInfo> {
+        // The operator's default timeout, unless the session chose its own.
+        config.default_timeout_ms.get_or_insert(self.inner.config.policy.default_command_timeout_ms);
+        let backend = match self.inner.backend_for(&mut config) {
             Ok(backend) => backend,
             Err(error) => {
                 self.inner.observe(|o| o.session_create_failed(NO_BACKEND, &error));
@@ -160,6 +186,10 @@ impl SessionManager {
                 return Err(error);
             }
         };
+        if let Err(error) = self.inner.snapshot_for(tenant, &config, backend.name()) {
+            self.inner.observe(|o| o.session_create_failed(backend.name(), &error));
+            return Err(error);
+        }
         let inner = self.inner.clone();
         let task = async move {
             let span = tracing::info_span!("session.create", language = %config.language, backend = backend.name());
@@ -171,30 +201,22 @@ impl SessionManager {
                     return Err(error);
                 }
             };
-            let id = uuid::Uuid::new_v4().to_string();
-            let tenant = reservation.tenant().map(str::to_owned);
-            let session = Arc::new(Session::new(id.clone(), config, backend.as_ref(), sandbox, tenant));
-            {
-                let mut registry = inner.registry();
-                if !inner.shutdown.is_cancelled() {
-                    reservation.into_session(&mut registry, session.clone());
-                    drop(registry);
-                    let mut info = session.info();
-                    info.state = SessionState::Active;
-                    span.in_scope(|| tracing::info!(session = %id, sandbox = %info.container_id, elapsed_ms = started.elapsed().as_millis() as u64, "session created"));
-                    inner.observe(|o| o.session_created(&info));
-                    return Ok(info);
+            if let Some(snapshot) = config.from_snapshot.clone() {
+                let restored =
+                    inner.restore(sandbox.as_ref(), reservation.tenant(), &snapshot).instrument(span.clone());
+                if let Err(error) = restored.await {
+                    if let Err(close) = sandbox.close().await {
+                        tracing::warn!(%close, "a sandbox whose snapshot failed to restore could not be removed");
+                    }
+                    inner.observe(|o| o.session_create_failed(backend.name(), &error));
+                    return Err(error);
                 }
             }
-            // Never announced as created, so not announced as closed either.
-            session.close(CloseReason::Shutdown).await;
-            let error = shutting_down();
-            inner.observe(|o| o.session_create_failed(backend.name(), &error));
-            Err(error)
+            inner.admit(reservation, config, &backend, sandbox, span, started).await
         };
         // In the caller's span, so the manager's spans nest beneath the request's.
         let task = tokio::spawn(task.in_current_span());
-        task.await.map_err(|e| Error::Internal(format!("session creation task failed: {e}")))?
+        task.await.map_err(|e| Error::internal(format!("session creation task failed: {e}")).with_source(e))?
     }
 
     /// Runs `command` on a session as the operator; see [`SessionManager::execute_as`].
@@ -215,8 +237,9 @@ impl SessionManager {
     /// runs lets the command finish in the background, so the sandbox is never stopped
     /// half-way and the session never stays marked busy.
     ///
-    /// `Err` means the command did not run (unknown session, session closed while
-    /// waiting); a command that ran and failed is `Ok` with `success: false`.
+    /// `Err` means the command did not run (unknown session, a timeout outside
+    /// [`Policy::command_timeout`], session closed while waiting); a command that ran and
+    /// failed is `Ok` with `success: false`.
     pub fn execute_as(
         &self,
         tenant: Option<&str>,
@@ -224,7 +247,9 @@ impl SessionManager {
         command: Command,
         options: ExecOptions,
     ) -> impl Future<Output = Result<CommandOutcome>> + Send + 'static {
-        let queued = self.inner.session(tenant, session_id).map(|session| {
+        let policy = &self.inner.config.policy;
+        let checked = options.timeout.map(|asked| policy.command_timeout("timeoutMs", millis(asked))).transpose();
+        let queued = checked.and_then(|_| self.inner.session(tenant, session_id)).map(|session| {
             let ticket = session.turns.ticket();
             (session, ticket)
         });
@@ -235,7 +260,7 @@ impl SessionManager {
             let _abandon_when_dropped = abandoned.clone().drop_guard();
             // In the caller's span: the command's span nests beneath the request's.
             let task = tokio::spawn(inner.run(session, ticket, command, options, abandoned).in_current_span());
-            task.await.map_err(|e| Error::Internal(format!("command task failed: {e}")))?
+            task.await.map_err(|e| Error::internal(format!("command task failed: {e}")).with_source(e))?
         }
     }
 
@@ -266,7 +291,7 @@ impl SessionManager {
     }
 
     /// Closes a session `tenant` may see and removes its sandbox. Closing an unknown,
-    /// already closed or invisible session is [`Error::SessionNotFound`].
+    /// already closed or invisible session is [`ErrorKind::SessionNotFound`](crate::ErrorKind::SessionNotFound).
     pub async fn close_as(&self, tenant: Option<&str>, session_id: &str) -> Result<()> {
         let session = self.inner.registry().remove_visible(tenant, session_id)?;
         self.inner.retire(&session, CloseReason::Client).await;
@@ -305,28 +330,32 @@ impl SessionManager {
     /// Runs `code` once as the operator; see [`SessionManager::run_once_as`].
     pub async fn run_once(
         &self,
-        language: Language,
+        config: impl Into<SessionConfig>,
         code: String,
         timeout: Option<Duration>,
     ) -> Result<CommandOutcome> {
-        self.run_once_as(None, language, code, timeout).await
+        self.run_once_as(None, config, code, timeout).await
     }
 
     /// Runs `code` once in a fresh sandbox that is removed afterwards (`execution.run`),
-    /// counted against `tenant`'s session cap while it runs. The result is shaped like
-    /// `execute_shell`'s: `{exitCode, stdout, stderr, durationMs}`.
+    /// counted against `tenant`'s session cap while it runs. `config` is a language
+    /// (every setting at its default) or a whole [`SessionConfig`], routed like a
+    /// session. The result is shaped like `execute_shell`'s:
+    /// `{exitCode, stdout, stderr, durationMs}`.
     pub async fn run_once_as(
         &self,
         tenant: Option<&str>,
-        language: Language,
+        config: impl Into<SessionConfig>,
         code: String,
         timeout: Option<Duration>,
     ) -> Result<CommandOutcome> {
-        let config = SessionConfig::new(language);
-        let limits = self.inner.config.policy.limits_for(&config)?;
-        let backend = self.inner.backend_for(language)?;
+        let policy = &self.inner.config.policy;
+        let timeout = timeout.unwrap_or_else(|| policy.default_command_timeout());
+        let mut config = config.into();
+        let backend = self.inner.backend_for(&mut config)?;
+        let limits = policy.limits_for(&config)?;
         let reservation = self.inner.reserve(tenant)?;
-        let context = self.inner.context(&config, timeout, None)?;
+        let context = self.inner.context(&config, Some(timeout), None)?;
         let grace = self.inner.config.policy.stop_grace();
         // A task of its own: the sandbox is removed even if the caller goes away.
         let task = async move {
@@ -340,14 +369,14 @@ impl SessionManager {
             }
             let result = match ran {
                 Ok(CommandResult::ExecuteCode(code)) => Ok(CommandResult::ExecuteShell(code.into_shell_result())),
-                Ok(other) => Err(Error::Internal(format!("backend answered execute_code with {other:?}"))),
+                Ok(other) => Err(Error::internal(format!("backend answered execute_code with {other:?}"))),
                 Err(error) => Err(error),
             };
             Ok(CommandOutcome::from_run(result, elapsed_ms(started), limit))
         };
         // In the caller's span, so the manager's spans nest beneath the request's.
         let task = tokio::spawn(task.in_current_span());
-        task.await.map_err(|e| Error::Internal(format!("one-shot run failed: {e}")))?
+        task.await.map_err(|e| Error::internal(format!("one-shot run failed: {e}")).with_source(e))?
     }
 
     /// Closes every session, then lets each backend remove what it still holds. New
@@ -370,12 +399,13 @@ impl Inner {
         registry::lock(&self.registry)
     }
 
-    fn session(&self, tenant: Option<&str>, id: &str) -> Result<Arc<Session>> {
+    fn session(&self, tenant: Option<&str>, id: &str) -> Result<Arc<OpenSession>> {
         self.registry().get(tenant, id)
     }
 
     fn reserve(&self, tenant: Option<&str>) -> Result<Reservation> {
-        let caps = Caps { global: self.config.max_sessions, per_tenant: self.config.policy.max_sessions_per_tenant };
+        let max_sessions = self.config.max_sessions;
+        let caps = Caps { global: max_sessions, per_tenant: self.config.policy.sessions_per_tenant(max_sessions) };
         Reservation::take(&self.registry, caps, tenant)
     }
 
@@ -388,26 +418,66 @@ impl Inner {
 
     /// Closes a session already removed from the registry and reports why. Only the
     /// caller that removed it gets here, so each session is reported closed once.
-    async fn retire(&self, session: &Session, reason: CloseReason) {
+    /// Registers a new session over `sandbox` in the place `reservation` holds, and
+    /// announces it; at shutdown the sandbox is closed instead.
+    async fn admit(
+        &self,
+        reservation: Reservation,
+        config: SessionConfig,
+        backend: &Arc<dyn Backend>,
+        sandbox: Box<dyn crate::backend::Sandbox>,
+        span: tracing::Span,
+        started: Instant,
+    ) -> Result<SessionInfo> {
+        let id = SessionId::random();
+        let tenant = reservation.tenant().map(str::to_owned);
+        let process_limits = self.config.policy.process_limits();
+        let session = Arc::new(OpenSession::new(id.clone(), config, backend.as_ref(), sandbox, tenant, process_limits));
+        {
+            let mut registry = self.registry();
+            if !self.shutdown.is_cancelled() {
+                reservation.into_session(&mut registry, session.clone());
+                drop(registry);
+                let mut info = session.info();
+                info.state = SessionState::Active;
+                span.in_scope(|| tracing::info!(session = %id, sandbox = %info.container_id, elapsed_ms = started.elapsed().as_millis() as u64, "session created"));
+                self.observe(|o| o.session_created(&info));
+                return Ok(info);
+            }
+        }
+        // Never announced as created, so not announced as closed either.
+        session.close(CloseReason::Shutdown).await;
+        let error = shutting_down();
+        self.observe(|o| o.session_create_failed(backend.name(), &error));
+        Err(error)
+    }
+
+    async fn retire(&self, session: &OpenSession, reason: CloseReason) {
         let info = session.info();
         session.close(reason).await;
         self.observe(|o| o.session_closed(&info, reason));
     }
 
-    fn backend_for(&self, language: Language) -> Result<Arc<dyn Backend>> {
+    /// The backend that serves `config` (see [`Routes`]); records its name in
+    /// `config.backend`. Options given for another backend are refused: they would be
+    /// silently ignored.
+    fn backend_for(&self, config: &mut SessionConfig) -> Result<Arc<dyn Backend>> {
         if self.shutdown.is_cancelled() {
             return Err(shutting_down());
         }
-        self.backends.iter().find(|b| b.languages().contains(&language)).cloned().ok_or_else(|| {
-            let enabled: Vec<&str> = self.backends.iter().map(|b| b.name()).collect();
-            Error::BackendUnavailable {
-                backend: language.to_string(),
-                reason: format!("no enabled backend runs {language} (enabled: {})", enabled.join(", ")),
-            }
-        })
+        let backend = self.config.routes.pick(&self.backends, config.language, config.backend.as_deref())?;
+        if let Some(other) = config.backend_options.keys().find(|name| *name != backend.name()) {
+            return Err(Error::invalid_input(format!(
+                "backendOptions.{other} applies to the {other} backend, but this {} session runs on {}",
+                config.language,
+                backend.name()
+            )));
+        }
+        config.backend = Some(backend.name().to_owned());
+        Ok(backend)
     }
 }
 
 fn shutting_down() -> Error {
-    Error::BackendUnavailable { backend: "codebeaker".into(), reason: "the session manager is shutting down".into() }
+    Error::backend_unavailable("codebeaker", "the session manager is shutting down")
 }

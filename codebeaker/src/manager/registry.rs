@@ -34,19 +34,19 @@ pub(super) fn lock(registry: &Mutex<Registry>) -> MutexGuard<'_, Registry> {
 
 impl Registry {
     /// The session `id` as `tenant` may see it: `None` (the operator) sees every session,
-    /// `Some(t)` only its own; any other id is [`Error::SessionNotFound`].
+    /// `Some(t)` only its own; any other id is [`ErrorKind::SessionNotFound`](crate::ErrorKind::SessionNotFound).
     pub(super) fn get(&self, tenant: Option<&str>, id: &str) -> Result<Arc<Session>> {
         self.sessions
             .get(id)
             .filter(|session| visible(session, tenant))
             .cloned()
-            .ok_or_else(|| Error::SessionNotFound(id.to_owned()))
+            .ok_or_else(|| Error::session_not_found(id.to_owned()))
     }
 
     /// Removes the session `id` if `tenant` may see it.
     pub(super) fn remove_visible(&mut self, tenant: Option<&str>, id: &str) -> Result<Arc<Session>> {
         self.get(tenant, id)?;
-        self.remove(id).ok_or_else(|| Error::SessionNotFound(id.to_owned()))
+        self.remove(id).ok_or_else(|| Error::session_not_found(id.to_owned()))
     }
 
     /// Removes the session `id`, giving its tenant's place back.
@@ -99,7 +99,7 @@ fn visible(session: &Session, tenant: Option<&str>) -> bool {
 pub(super) struct Caps {
     /// The manager's `max_sessions`.
     pub(super) global: usize,
-    /// The policy's `max_sessions_per_tenant`.
+    /// [`crate::Policy::sessions_per_tenant`] of the global cap.
     pub(super) per_tenant: usize,
 }
 
@@ -112,13 +112,13 @@ pub(super) struct Reservation {
 }
 
 impl Reservation {
-    /// Takes a place for `tenant`, or refuses with [`Error::LimitReached`] naming the cap
+    /// Takes a place for `tenant`, or refuses with [`ErrorKind::LimitReached`](crate::ErrorKind::LimitReached) naming the cap
     /// that is full and its value.
     pub(super) fn take(registry: &Arc<Mutex<Registry>>, caps: Caps, tenant: Option<&str>) -> Result<Reservation> {
         let mut guard = lock(registry);
         let used = guard.sessions.len() + guard.reserved;
         if used >= caps.global {
-            return Err(Error::LimitReached(format!(
+            return Err(Error::limit_reached(format!(
                 "{used} sessions are open, the maximum is {} (max-sessions); close one first",
                 caps.global
             )));
@@ -126,7 +126,7 @@ impl Reservation {
         if let Some(tenant) = tenant {
             let held = guard.per_tenant.get(tenant).copied().unwrap_or(0);
             if held >= caps.per_tenant {
-                return Err(Error::LimitReached(format!(
+                return Err(Error::limit_reached(format!(
                     "this tenant holds {held} sessions, the maximum is {} (max-sessions-per-tenant); close one first",
                     caps.per_tenant
                 )));
@@ -146,7 +146,7 @@ impl Reservation {
     /// session keeps the tenant's count until it is removed.
     pub(super) fn into_session(mut self, registry: &mut Registry, session: Arc<Session>) {
         registry.reserved -= 1;
-        registry.sessions.insert(session.id.clone(), session);
+        registry.sessions.insert(session.id.to_string(), session);
         self.held = false;
     }
 }

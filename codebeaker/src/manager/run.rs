@@ -15,23 +15,18 @@ use super::{ExecOptions, Inner};
 use crate::backend::{ExecContext, OutputSink, Sandbox};
 use crate::command::Command;
 use crate::config::SessionConfig;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::observer::CloseReason;
 use crate::result::{CommandOutcome, CommandResult};
-use crate::workspace::WorkspacePath;
 
 impl Inner {
+    /// The command's timeout: the request's, else the session's, else the operator's
+    /// default, checked by [`Policy::command_timeout`](crate::Policy::command_timeout).
     fn timeout_for(&self, config: &SessionConfig, requested: Option<Duration>) -> Result<Duration> {
-        let timeout = requested.unwrap_or_else(|| config.default_timeout());
-        let max = self.config.policy.max_command_timeout();
-        if timeout.is_zero() || timeout > max {
-            return Err(Error::InvalidInput(format!(
-                "timeoutMs must be between 1 and {}, got {}",
-                max.as_millis(),
-                timeout.as_millis()
-            )));
-        }
-        Ok(timeout)
+        let policy = &self.config.policy;
+        let timeout =
+            requested.or_else(|| config.default_timeout()).unwrap_or_else(|| policy.default_command_timeout());
+        policy.command_timeout("timeoutMs", timeout.as_millis().try_into().unwrap_or(u64::MAX))
     }
 
     /// One command, from its turn to its outcome. Runs in a task of its own (see
@@ -50,17 +45,18 @@ impl Inner {
         async move {
             tokio::select! {
                 biased;
-                _ = session.closing.cancelled() => return Err(Error::SessionClosed(session.id.clone())),
-                _ = abandoned.cancelled() => return Err(Error::Internal("the caller went away".into())),
+                _ = session.closing.cancelled() => return Err(Error::session_closed(session.id.to_string())),
+                _ = abandoned.cancelled() => return Err(Error::internal("the caller went away")),
                 _ = ticket.wait() => {}
             }
             if session.closing.is_cancelled() {
-                return Err(Error::SessionClosed(session.id.clone()));
+                return Err(Error::session_closed(session.id.to_string()));
             }
             let started = Instant::now();
             let (result, limit) = {
                 let _busy = session.busy();
-                match self.context(&session.config, options.timeout, options.output) {
+                let ready = self.unpaused(&session).await;
+                match ready.and_then(|()| self.context(&session.config, options.timeout, options.output)) {
                     Ok(context) => {
                         let limit = context.timeout;
                         (self.dispatch(&session, command, context).await, Some(limit))
@@ -71,14 +67,14 @@ impl Inner {
             drop(ticket);
             let elapsed = started.elapsed();
             let outcome = match (result, limit) {
-                (Err(Error::SessionClosed(id)), _) => return Err(Error::SessionClosed(id)),
+                (Err(error), _) if error.kind() == ErrorKind::SessionClosed => return Err(error),
                 (result, Some(limit)) => CommandOutcome::from_run(result, elapsed_ms(started), limit),
                 (result, None) => CommandOutcome::from_result(result, elapsed_ms(started)),
             };
             self.observe(|o| o.command_finished(&session.info(), kind, &outcome, elapsed));
-            if let Some(Error::SandboxFailed(reason)) = &outcome.error {
+            if let Some(error) = outcome.error.as_ref().filter(|e| e.kind() == ErrorKind::SandboxFailed) {
                 // A dead sandbox cannot serve the session again: close it now, and say why.
-                tracing::warn!(%reason, "sandbox failed; closing its session");
+                tracing::warn!(reason = %error, "sandbox failed; closing its session");
                 if self.registry().remove(&session.id).is_some() {
                     self.retire(&session, CloseReason::Failed).await;
                 }
@@ -91,11 +87,8 @@ impl Inner {
     }
 
     async fn dispatch(&self, session: &Session, command: Command, context: ExecContext) -> Result<CommandResult> {
-        for path in command.paths() {
-            WorkspacePath::parse(path)?;
-        }
         tokio::select! {
-            _ = session.closing.cancelled() => Err(Error::SessionClosed(session.id.clone())),
+            _ = session.closing.cancelled() => Err(Error::session_closed(session.id.to_string())),
             ran = guarded(session.sandbox.as_ref(), command, context, self.config.policy.stop_grace()) => ran,
         }
     }
@@ -122,7 +115,7 @@ pub(super) async fn guarded(
     let timeout = context.timeout;
     match tokio::time::timeout(timeout + grace, sandbox.execute(command, context)).await {
         Ok(result) => result,
-        Err(_) => Err(Error::SandboxFailed(format!(
+        Err(_) => Err(Error::sandbox_failed(format!(
             "the sandbox did not stop the command within {} ms of its {} ms timeout",
             grace.as_millis(),
             timeout.as_millis()

@@ -3,33 +3,43 @@
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::backend::{Backend, Sandbox};
 use crate::config::SessionConfig;
+use crate::error::Result;
 use crate::language::Language;
 use crate::manager::turns::TurnQueue;
 use crate::observer::CloseReason;
+use crate::process::{ProcessLimits, ProcessTable};
 use crate::result::Capabilities;
+use crate::session_id::SessionId;
 
 /// Whether a session is running a command.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum SessionState {
     /// Running a command (and, in the answer to `session.create`, just created).
     Active,
     /// Waiting for a command.
     Idle,
+    /// Paused (`session.pause`): using no CPU, its memory kept, until `session.resume`.
+    Paused,
 }
 
 /// A snapshot of a session, as `session.list` reports it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+///
+/// Deserializes from an entry of `session.list`; what the wire does not carry (the
+/// tenant, the settings beyond the language) is then absent: no tenant, and the
+/// language's default [`SessionConfig`].
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionInfo {
     /// The session's id.
-    pub session_id: String,
+    pub session_id: SessionId,
     /// The backend's sandbox id (Docker container id, Deno isolate id).
     pub container_id: String,
     /// The session's language.
@@ -55,9 +65,54 @@ pub struct SessionInfo {
     /// The settings the session was created with.
     #[serde(skip)]
     pub config: SessionConfig,
-    /// The backend serving the session (`docker`, `deno`).
-    #[serde(skip)]
-    pub backend: &'static str,
+    /// The backend serving the session (`docker`, `deno`, or a third backend's name):
+    /// the one it named, or the one the operator's routing table chose.
+    pub backend: String,
+}
+
+/// A `session.list` entry as it travels.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireSessionInfo {
+    session_id: SessionId,
+    container_id: String,
+    language: Language,
+    created_at: DateTime<Utc>,
+    last_activity: DateTime<Utc>,
+    state: SessionState,
+    execution_count: u64,
+    idle_minutes: f64,
+    lifetime_minutes: f64,
+    #[serde(default)]
+    capabilities: Capabilities,
+    #[serde(default)]
+    backend: String,
+}
+
+impl<'de> Deserialize<'de> for SessionInfo {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        WireSessionInfo::deserialize(deserializer).map(SessionInfo::from)
+    }
+}
+
+impl From<WireSessionInfo> for SessionInfo {
+    fn from(wire: WireSessionInfo) -> Self {
+        SessionInfo {
+            session_id: wire.session_id,
+            container_id: wire.container_id,
+            language: wire.language,
+            created_at: wire.created_at,
+            last_activity: wire.last_activity,
+            state: wire.state,
+            execution_count: wire.execution_count,
+            idle_minutes: wire.idle_minutes,
+            lifetime_minutes: wire.lifetime_minutes,
+            capabilities: wire.capabilities,
+            tenant: None,
+            config: SessionConfig::new(wire.language),
+            backend: wire.backend,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -70,13 +125,17 @@ struct Activity {
 
 /// A session in the registry.
 pub(crate) struct Session {
-    pub(crate) id: String,
+    pub(crate) id: SessionId,
     pub(crate) config: SessionConfig,
     pub(crate) backend: &'static str,
     pub(crate) sandbox: Box<dyn Sandbox>,
     pub(crate) capabilities: Capabilities,
     pub(crate) tenant: Option<String>,
     pub(crate) turns: Arc<TurnQueue>,
+    /// Its background processes.
+    pub(crate) processes: ProcessTable,
+    /// Whether it is paused (`session.pause`), changed in the session's turn only.
+    pub(crate) paused: std::sync::atomic::AtomicBool,
     /// Fires when the session starts closing: waiting and running commands give up.
     pub(crate) closing: CancellationToken,
     closed: OnceCell<()>,
@@ -87,11 +146,12 @@ pub(crate) struct Session {
 
 impl Session {
     pub(crate) fn new(
-        id: String,
+        id: SessionId,
         config: SessionConfig,
         backend: &dyn Backend,
         sandbox: Box<dyn Sandbox>,
         tenant: Option<String>,
+        process_limits: ProcessLimits,
     ) -> Self {
         let capabilities = backend.capabilities(config.language);
         let backend = backend.name();
@@ -105,6 +165,8 @@ impl Session {
             capabilities,
             tenant,
             turns: TurnQueue::new(),
+            processes: ProcessTable::new(process_limits),
+            paused: std::sync::atomic::AtomicBool::new(false),
             closing: CancellationToken::new(),
             closed: OnceCell::new(),
             created: now,
@@ -133,13 +195,17 @@ impl Session {
             return Some(CloseReason::Lifetime);
         }
         let activity = self.activity();
-        (!activity.running && now.duration_since(activity.last) >= self.config.idle_timeout())
-            .then_some(CloseReason::Idle)
+        // A background process at work keeps the session from idling, and a paused
+        // session's idle clock stands still (its lifetime still bounds both).
+        let idle = !activity.running && now.duration_since(activity.last) >= self.config.idle_timeout();
+        drop(activity);
+        (idle && !self.is_paused() && !self.processes.any_running()).then_some(CloseReason::Idle)
     }
 
     /// Stops what runs and removes the sandbox; later calls return at once.
     pub(crate) async fn close(&self, reason: CloseReason) {
         self.closing.cancel();
+        self.processes.close("the session closed");
         let reason = reason.as_str();
         self.closed
             .get_or_init(|| async {
@@ -153,6 +219,27 @@ impl Session {
             .await;
     }
 
+    /// A sandbox extension the session's capabilities declare, or
+    /// [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported) naming `what` (`pausing`
+    /// → "pausing deno sessions").
+    pub(crate) fn extension<'a, T: ?Sized>(&self, found: Option<&'a T>, declared: bool, what: &str) -> Result<&'a T> {
+        found
+            .filter(|_| declared)
+            .ok_or_else(|| crate::error::Error::unsupported(format!("{what} {} sessions", self.backend)))
+    }
+
+    /// Whether the session is paused.
+    pub(crate) fn is_paused(&self) -> bool {
+        self.paused.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Restarts the idle clock (a resume counts as activity).
+    pub(crate) fn touch(&self) {
+        let mut activity = self.activity();
+        activity.last = Instant::now();
+        activity.last_wall = Utc::now();
+    }
+
     pub(crate) fn info(&self) -> SessionInfo {
         let now = Instant::now();
         let activity = self.activity();
@@ -162,14 +249,18 @@ impl Session {
             language: self.config.language,
             created_at: self.created_wall,
             last_activity: activity.last_wall,
-            state: if activity.running { SessionState::Active } else { SessionState::Idle },
+            state: match (self.is_paused(), activity.running) {
+                (true, _) => SessionState::Paused,
+                (false, true) => SessionState::Active,
+                (false, false) => SessionState::Idle,
+            },
             execution_count: activity.executions,
             idle_minutes: minutes(now.duration_since(activity.last)),
             lifetime_minutes: minutes(now.duration_since(self.created)),
             capabilities: self.capabilities,
             tenant: self.tenant.clone(),
             config: self.config.clone(),
-            backend: self.backend,
+            backend: self.backend.to_owned(),
         }
     }
 }

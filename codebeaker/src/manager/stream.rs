@@ -46,8 +46,9 @@ impl Stream for ExecutionStream {
         if let Some(task) = this.task.as_mut() {
             if let Poll::Ready(joined) = Pin::new(task).poll(cx) {
                 this.task = None;
-                this.outcome =
-                    Some(joined.unwrap_or_else(|e| Err(Error::Internal(format!("command task failed: {e}")))));
+                this.outcome = Some(
+                    joined.unwrap_or_else(|e| Err(Error::internal(format!("command task failed: {e}")).with_source(e))),
+                );
             }
         }
         match this.outcome.take() {

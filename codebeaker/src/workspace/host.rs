@@ -20,7 +20,10 @@ use crate::result::{
     CommandResult, CopyFileResult, CreateDirectoryResult, DeleteFileResult, DirEntry, EntryType, ListDirectoryResult,
     ReadFileResult, WriteFileResult,
 };
-use crate::workspace::{QuotaError, Reservation, WorkspacePath, WorkspaceQuota, MAX_TRANSFER_BYTES};
+use crate::workspace::owner::Acting;
+use crate::workspace::{
+    read_span, FsOwner, QuotaError, Reservation, WorkspacePath, WorkspaceQuota, MAX_TRANSFER_BYTES,
+};
 
 /// Mode of the directories a workspace creates (its root included).
 pub const PRIVATE_DIR_MODE: u32 = 0o700;
@@ -33,6 +36,7 @@ pub struct HostWorkspace {
     root: PathBuf,
     dir: Dir,
     quota: Option<WorkspaceQuota>,
+    owner: Option<FsOwner>,
 }
 
 impl HostWorkspace {
@@ -45,15 +49,32 @@ impl HostWorkspace {
             .recursive(true)
             .mode(PRIVATE_DIR_MODE)
             .create(&root)
-            .map_err(|e| Error::from_io(&shown, &e))?;
-        let dir = Dir::open_ambient_dir(&root, cap_std::ambient_authority()).map_err(|e| Error::from_io(&shown, &e))?;
-        Ok(HostWorkspace { root, dir, quota: None })
+            .map_err(|e| Error::from_io(&shown, e))?;
+        let dir = Dir::open_ambient_dir(&root, cap_std::ambient_authority()).map_err(|e| Error::from_io(&shown, e))?;
+        Ok(HostWorkspace { root, dir, quota: None, owner: None })
     }
 
     /// Limits what the file commands may store in the workspace to `bytes` in all.
     pub fn with_quota(mut self, bytes: u64) -> Self {
         self.quota = Some(WorkspaceQuota::new(self.root.clone(), bytes));
         self
+    }
+
+    /// Makes every access of the file commands and transfers use `owner`'s file rights
+    /// (the sandbox runs under a uid of its own and owns the workspace).
+    pub fn acting_as(mut self, owner: Option<FsOwner>) -> Self {
+        self.owner = owner;
+        self
+    }
+
+    /// Whose file rights the workspace's accesses use.
+    pub(crate) fn owner(&self) -> Option<FsOwner> {
+        self.owner
+    }
+
+    /// This thread's file accesses as the workspace's owner until dropped.
+    pub(crate) fn act(&self) -> Acting {
+        Acting::as_owner(self.owner)
     }
 
     /// The workspace's quota, when it has one (shared with other writers of the directory
@@ -67,9 +88,15 @@ impl HostWorkspace {
         &self.root
     }
 
+    /// The capability handle on the root, through which every access goes.
+    pub(crate) fn dir(&self) -> &Dir {
+        &self.dir
+    }
+
     /// Runs a file command; `None` for `execute_shell` and `execute_code`, which are the
     /// backend's own.
     pub fn execute(&self, command: &Command) -> Option<Result<CommandResult>> {
+        let _acting = self.act();
         Some(match command {
             Command::WriteFile(c) => self.write_file(c).map(CommandResult::WriteFile),
             Command::ReadFile(c) => self.read_file(c).map(CommandResult::ReadFile),
@@ -83,86 +110,98 @@ impl HostWorkspace {
 
     /// `write_file`: creates parent directories, replaces or appends.
     pub fn write_file(&self, command: &WriteFile) -> Result<WriteFileResult> {
-        let path = WorkspacePath::parse(&command.path)?;
+        let path = &command.path;
         let bytes = command.decoded_content()?;
-        check_size(&path, bytes.len() as u64)?;
-        let before = self.file_len(&path);
+        check_size(path, bytes.len() as u64)?;
+        let before = self.file_len(path);
         let after = match command.mode {
             WriteMode::Create => bytes.len() as u64,
             WriteMode::Append => before.unwrap_or(0).saturating_add(bytes.len() as u64),
         };
-        let _parents = self.create_parents(&path)?;
-        let _reservation = self.reserve(&path, before, after)?;
+        let _parents = self.create_parents(path)?;
+        let _reservation = self.reserve(path, before, after)?;
         let mut options = OpenOptions::new();
         options.write(true).create(true).mode(PRIVATE_FILE_MODE);
         match command.mode {
             WriteMode::Create => options.truncate(true),
             WriteMode::Append => options.append(true),
         };
-        let mut file = self.dir.open_with(path.relative_or_dot(), &options).map_err(|e| io_error(&path, &e))?;
-        file.write_all(&bytes).map_err(|e| io_error(&path, &e))?;
+        let mut file = self.dir.open_with(path.relative_or_dot(), &options).map_err(|e| io_error(path, e))?;
+        file.write_all(&bytes).map_err(|e| io_error(path, e))?;
         Ok(WriteFileResult { path: path.to_string(), bytes: bytes.len() as u64 })
     }
 
-    /// `read_file`.
+    /// `read_file`: the whole file, or the range `offset`/`length` asks for.
     pub fn read_file(&self, command: &ReadFile) -> Result<ReadFileResult> {
-        let path = WorkspacePath::parse(&command.path)?;
-        let metadata = self.dir.metadata(path.relative_or_dot()).map_err(|e| io_error(&path, &e))?;
+        use std::io::{Read as _, Seek as _};
+        let path = &command.path;
+        let mut options = OpenOptions::new();
+        options.read(true).custom_flags(libc::O_NONBLOCK);
+        let file = self.dir.open_with(path.relative_or_dot(), &options).map_err(|e| io_error(path, e))?;
+        let metadata = file.metadata().map_err(|e| io_error(path, e))?;
         if metadata.is_dir() {
-            return Err(Error::InvalidInput(format!("{path} is a directory")));
+            return Err(Error::invalid_input(format!("{path} is a directory")));
         }
-        check_size(&path, metadata.len())?;
-        let bytes = self.dir.read(path.relative_or_dot()).map_err(|e| io_error(&path, &e))?;
-        let size = bytes.len() as u64;
-        Ok(ReadFileResult { content: command.encoding.encode(bytes, &path.to_string())?, bytes: size })
+        if !metadata.is_file() {
+            return Err(Error::invalid_input(format!("{path} is not a regular file")));
+        }
+        let size = metadata.len();
+        let count = read_span(path, size, command.offset, command.length)?;
+        let mut file = file.into_std();
+        let mut bytes = Vec::with_capacity(count as usize);
+        if count > 0 {
+            file.seek(std::io::SeekFrom::Start(command.offset)).map_err(|e| io_error(path, e))?;
+            file.take(count).read_to_end(&mut bytes).map_err(|e| io_error(path, e))?;
+        }
+        ReadFileResult::encoded(bytes, command.offset, size, command.encoding, &path.to_string())
     }
 
     /// `create_directory` (parents included; an existing directory is fine).
     pub fn create_directory(&self, command: &CreateDirectory) -> Result<CreateDirectoryResult> {
-        let path = WorkspacePath::parse(&command.path)?;
-        self.create_dirs(&path)?;
+        let path = &command.path;
+        self.create_dirs(path)?;
         Ok(CreateDirectoryResult { path: path.to_string() })
     }
 
     /// `copy_file` (destination parents created, destination replaced).
     pub fn copy_file(&self, command: &CopyFile) -> Result<CopyFileResult> {
-        let source = WorkspacePath::parse(&command.source_path)?;
-        let destination = WorkspacePath::parse(&command.destination_path)?;
-        let metadata = self.dir.metadata(source.relative_or_dot()).map_err(|e| io_error(&source, &e))?;
+        let source = &command.source_path;
+        let destination = &command.destination_path;
+        let metadata = self.dir.metadata(source.relative_or_dot()).map_err(|e| io_error(source, e))?;
         if metadata.is_dir() {
-            return Err(Error::InvalidInput(format!("{source} is a directory; copy_file copies files")));
+            return Err(Error::invalid_input(format!("{source} is a directory; copy_file copies files")));
         }
-        check_size(&source, metadata.len())?;
-        let _parents = self.create_parents(&destination)?;
-        let bytes = self.copy_contents(&source, &destination, metadata.len())?;
+        check_size(source, metadata.len())?;
+        let _parents = self.create_parents(destination)?;
+        let bytes = self.copy_contents(source, destination, metadata.len())?;
         Ok(CopyFileResult { source_path: source.to_string(), destination_path: destination.to_string(), bytes })
     }
 
     /// `delete_file`: a file or symlink (the link, not its target), or a directory with
     /// everything in it. The workspace root itself cannot be deleted.
     pub fn delete_file(&self, command: &DeleteFile) -> Result<DeleteFileResult> {
-        let path = WorkspacePath::parse(&command.path)?;
+        let path = &command.path;
         if path.is_root() {
-            return Err(Error::InvalidInput(format!("{path} is the workspace root and cannot be deleted")));
+            return Err(Error::invalid_input(format!("{path} is the workspace root and cannot be deleted")));
         }
-        let metadata = self.dir.symlink_metadata(path.relative()).map_err(|e| io_error(&path, &e))?;
+        let metadata = self.dir.symlink_metadata(path.relative()).map_err(|e| io_error(path, e))?;
         let removed = if metadata.is_dir() {
             self.dir.remove_dir_all(path.relative())
         } else {
             self.dir.remove_file(path.relative())
         };
-        removed.map_err(|e| io_error(&path, &e))?;
+        removed.map_err(|e| io_error(path, e))?;
         Ok(DeleteFileResult { path: path.to_string(), deleted: true })
     }
 
     /// `list_directory`: entries sorted by name; symlinks reported, not followed.
     pub fn list_directory(&self, command: &ListDirectory) -> Result<ListDirectoryResult> {
-        let path = WorkspacePath::parse(&command.path)?;
-        let listing = self.dir.read_dir(path.relative_or_dot()).map_err(|e| io_error(&path, &e))?;
+        let path = &command.path;
+        let listing = self.dir.read_dir(path.relative_or_dot()).map_err(|e| io_error(path, e))?;
         let mut entries = Vec::new();
         for entry in listing {
-            let entry = entry.map_err(|e| io_error(&path, &e))?;
-            let metadata = entry.metadata().map_err(|e| io_error(&path, &e))?;
+            let entry = entry.map_err(|e| io_error(path, e))?;
+            let metadata = entry.metadata().map_err(|e| io_error(path, e))?;
             let file_type = metadata.file_type();
             let entry_type = if file_type.is_symlink() {
                 EntryType::Symlink
@@ -182,8 +221,8 @@ impl HostWorkspace {
     /// than was counted: a file that grew meanwhile is cut at `len`.
     fn copy_contents(&self, source: &WorkspacePath, destination: &WorkspacePath, len: u64) -> Result<u64> {
         use std::io::Read as _;
-        let mut from = self.dir.open(source.relative_or_dot()).map_err(|e| io_error(source, &e))?;
-        let from_meta = from.metadata().map_err(|e| io_error(source, &e))?;
+        let mut from = self.dir.open(source.relative_or_dot()).map_err(|e| io_error(source, e))?;
+        let from_meta = from.metadata().map_err(|e| io_error(source, e))?;
         if let Ok(to_meta) = self.dir.metadata(destination.relative_or_dot()) {
             use cap_std::fs::MetadataExt as _;
             if (to_meta.dev(), to_meta.ino()) == (from_meta.dev(), from_meta.ino()) {
@@ -194,8 +233,8 @@ impl HostWorkspace {
         let mut options = OpenOptions::new();
         options.write(true).create(true).truncate(true).mode(PRIVATE_FILE_MODE);
         let mut to =
-            self.dir.open_with(destination.relative_or_dot(), &options).map_err(|e| io_error(destination, &e))?;
-        std::io::copy(&mut (&mut from).take(len), &mut to).map_err(|e| io_error(destination, &e))
+            self.dir.open_with(destination.relative_or_dot(), &options).map_err(|e| io_error(destination, e))?;
+        std::io::copy(&mut (&mut from).take(len), &mut to).map_err(|e| io_error(destination, e))
     }
 
     /// Size of the file at `path`, `None` when there is none.
@@ -203,7 +242,7 @@ impl HostWorkspace {
         self.dir.metadata(path.relative_or_dot()).ok().filter(|m| m.is_file()).map(|m| m.len())
     }
 
-    fn reserve(&self, path: &WorkspacePath, before: Option<u64>, after: u64) -> Result<Option<Reservation>> {
+    pub(crate) fn reserve(&self, path: &WorkspacePath, before: Option<u64>, after: u64) -> Result<Option<Reservation>> {
         let Some(quota) = &self.quota else { return Ok(None) };
         quota.reserve(&path.to_string(), before, after).map(Some).map_err(quota_error)
     }
@@ -215,9 +254,9 @@ impl HostWorkspace {
         while let Some(dir) = probe.filter(|p| !p.is_root()) {
             match self.dir.metadata(dir.relative()) {
                 Ok(metadata) if metadata.is_dir() => break,
-                Ok(_) => return Err(Error::InvalidInput(format!("{dir} is not a directory"))),
+                Ok(_) => return Err(Error::invalid_input(format!("{dir} is not a directory"))),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => missing += 1,
-                Err(e) => return Err(io_error(&dir, &e)),
+                Err(e) => return Err(io_error(&dir, e)),
             }
             probe = dir.parent();
         }
@@ -230,11 +269,11 @@ impl HostWorkspace {
         };
         let mut builder = DirBuilder::new();
         builder.recursive(true).mode(PRIVATE_DIR_MODE);
-        self.dir.create_dir_with(path.relative(), &builder).map_err(|e| io_error(path, &e))?;
+        self.dir.create_dir_with(path.relative(), &builder).map_err(|e| io_error(path, e))?;
         Ok(reservation)
     }
 
-    fn create_parents(&self, path: &WorkspacePath) -> Result<Option<Reservation>> {
+    pub(crate) fn create_parents(&self, path: &WorkspacePath) -> Result<Option<Reservation>> {
         // Looking before creating (in `create_dirs`) matters: an existing parent may be a
         // symlink, which `metadata` follows (refusing escapes) and `create_dir_all` would
         // misreport as existing.
@@ -247,14 +286,14 @@ impl HostWorkspace {
 
 fn quota_error(err: QuotaError) -> Error {
     match err {
-        QuotaError::Exceeded { .. } => Error::LimitReached(err.to_string()),
-        QuotaError::Measure { .. } => Error::Internal(err.to_string()),
+        QuotaError::Exceeded { .. } => Error::limit_reached(err.to_string()),
+        QuotaError::Measure { .. } => Error::internal(err.to_string()).with_source(err),
     }
 }
 
 fn check_size(path: &WorkspacePath, bytes: u64) -> Result<()> {
     if bytes > MAX_TRANSFER_BYTES {
-        return Err(Error::LimitReached(format!(
+        return Err(Error::limit_reached(format!(
             "{path} is {bytes} bytes; file commands move at most {MAX_TRANSFER_BYTES} bytes at once"
         )));
     }
@@ -263,9 +302,10 @@ fn check_size(path: &WorkspacePath, bytes: u64) -> Result<()> {
 
 /// Maps an I/O failure; cap-std reports a lookup that would leave the workspace (through
 /// `..` or a symlink) as `PermissionDenied`, which becomes a message that says so.
-fn io_error(path: &WorkspacePath, err: &std::io::Error) -> Error {
+pub(crate) fn io_error(path: &WorkspacePath, err: std::io::Error) -> Error {
     if err.kind() == std::io::ErrorKind::PermissionDenied {
-        return Error::PermissionDenied(format!("{path} resolves outside /workspace or is not accessible"));
+        return Error::permission_denied(format!("{path} resolves outside /workspace or is not accessible"))
+            .with_source(err);
     }
     Error::from_io(&path.to_string(), err)
 }
@@ -274,6 +314,7 @@ fn io_error(path: &WorkspacePath, err: &std::io::Error) -> Error {
 mod tests {
     use super::*;
     use crate::command::Encoding;
+    use crate::ErrorKind;
 
     fn workspace() -> (tempfile::TempDir, HostWorkspace) {
         let dir = tempfile::tempdir().unwrap();
@@ -289,31 +330,39 @@ mod tests {
         std::os::unix::fs::symlink("../secret.txt", ws.root().join("rel-link")).unwrap();
         std::os::unix::fs::symlink(tmp.path(), ws.root().join("dir-link")).unwrap();
         for link in ["abs-link", "rel-link"] {
-            let read = ws.read_file(&ReadFile { path: link.into(), encoding: Encoding::Utf8 });
-            assert!(matches!(read, Err(Error::PermissionDenied(_))), "{link}: {read:?}");
+            let read = ws.read_file(&ReadFile {
+                path: WorkspacePath::new(link).unwrap(),
+                encoding: Encoding::Utf8,
+                offset: 0,
+                length: None,
+            });
+            assert!(matches!(read, Err(ref e) if e.kind() == crate::ErrorKind::PermissionDenied), "{link}: {read:?}");
             let write = ws.write_file(&WriteFile {
-                path: link.into(),
+                path: WorkspacePath::new(link).unwrap(),
                 content: "overwrite".into(),
                 mode: WriteMode::Create,
                 encoding: Encoding::Utf8,
             });
-            assert!(matches!(write, Err(Error::PermissionDenied(_))), "{link}: {write:?}");
-            let copy = ws.copy_file(&CopyFile { source_path: link.into(), destination_path: "stolen".into() });
-            assert!(matches!(copy, Err(Error::PermissionDenied(_))), "{link}: {copy:?}");
+            assert!(matches!(write, Err(ref e) if e.kind() == crate::ErrorKind::PermissionDenied), "{link}: {write:?}");
+            let copy = ws.copy_file(&CopyFile {
+                source_path: WorkspacePath::new(link).unwrap(),
+                destination_path: WorkspacePath::new("stolen").unwrap(),
+            });
+            assert!(matches!(copy, Err(ref e) if e.kind() == crate::ErrorKind::PermissionDenied), "{link}: {copy:?}");
         }
         let through_dir = ws.write_file(&WriteFile {
-            path: "dir-link/planted.txt".into(),
+            path: WorkspacePath::new("dir-link/planted.txt").unwrap(),
             content: "x".into(),
             mode: WriteMode::Create,
             encoding: Encoding::Utf8,
         });
-        assert!(matches!(through_dir, Err(Error::PermissionDenied(_))), "{through_dir:?}");
-        let listing = ws.list_directory(&ListDirectory { path: "dir-link".into() });
-        assert!(matches!(listing, Err(Error::PermissionDenied(_))), "{listing:?}");
+        assert!(matches!(through_dir, Err(ref e) if e.kind() == crate::ErrorKind::PermissionDenied), "{through_dir:?}");
+        let listing = ws.list_directory(&ListDirectory { path: WorkspacePath::new("dir-link").unwrap() });
+        assert!(matches!(listing, Err(ref e) if e.kind() == crate::ErrorKind::PermissionDenied), "{listing:?}");
         assert_eq!(std::fs::read_to_string(tmp.path().join("secret.txt")).unwrap(), "host secret");
         assert!(!tmp.path().join("planted.txt").exists());
         // Deleting a link removes the link only.
-        ws.delete_file(&DeleteFile { path: "abs-link".into() }).unwrap();
+        ws.delete_file(&DeleteFile { path: WorkspacePath::new("abs-link").unwrap() }).unwrap();
         assert!(tmp.path().join("secret.txt").exists());
     }
 
@@ -322,9 +371,16 @@ mod tests {
         let (_tmp, ws) = workspace();
         std::fs::write(ws.root().join("real.txt"), "inside").unwrap();
         std::os::unix::fs::symlink("real.txt", ws.root().join("alias.txt")).unwrap();
-        let read = ws.read_file(&ReadFile { path: "alias.txt".into(), encoding: Encoding::Utf8 }).unwrap();
+        let read = ws
+            .read_file(&ReadFile {
+                path: WorkspacePath::new("alias.txt").unwrap(),
+                encoding: Encoding::Utf8,
+                offset: 0,
+                length: None,
+            })
+            .unwrap();
         assert_eq!(read.content, "inside");
-        let listing = ws.list_directory(&ListDirectory { path: ".".into() }).unwrap();
+        let listing = ws.list_directory(&ListDirectory { path: WorkspacePath::new(".").unwrap() }).unwrap();
         let alias = listing.entries.iter().find(|e| e.name == "alias.txt").unwrap();
         assert_eq!(alias.entry_type, EntryType::Symlink);
     }
@@ -333,9 +389,23 @@ mod tests {
     fn binary_content_needs_base64() {
         let (_tmp, ws) = workspace();
         std::fs::write(ws.root().join("blob.bin"), [0xff, 0x00, 0xfe]).unwrap();
-        let err = ws.read_file(&ReadFile { path: "blob.bin".into(), encoding: Encoding::Utf8 }).unwrap_err();
-        assert!(matches!(&err, Error::InvalidInput(m) if m.contains("base64")), "{err:?}");
-        let read = ws.read_file(&ReadFile { path: "blob.bin".into(), encoding: Encoding::Base64 }).unwrap();
+        let err = ws
+            .read_file(&ReadFile {
+                path: WorkspacePath::new("blob.bin").unwrap(),
+                encoding: Encoding::Utf8,
+                offset: 0,
+                length: None,
+            })
+            .unwrap_err();
+        assert!(err.kind() == ErrorKind::InvalidInput && err.message().contains("base64"), "{err:?}");
+        let read = ws
+            .read_file(&ReadFile {
+                path: WorkspacePath::new("blob.bin").unwrap(),
+                encoding: Encoding::Base64,
+                offset: 0,
+                length: None,
+            })
+            .unwrap();
         assert_eq!(read.content, "/wD+");
         assert_eq!(read.bytes, 3);
     }
@@ -344,8 +414,8 @@ mod tests {
     fn the_workspace_root_cannot_be_deleted() {
         let (_tmp, ws) = workspace();
         for root in ["/workspace", ".", "/workspace/"] {
-            let err = ws.delete_file(&DeleteFile { path: root.into() }).unwrap_err();
-            assert!(matches!(err, Error::InvalidInput(_)), "{root}: {err:?}");
+            let err = ws.delete_file(&DeleteFile { path: WorkspacePath::new(root).unwrap() }).unwrap_err();
+            assert!(err.kind() == crate::ErrorKind::InvalidInput, "{root}: {err:?}");
         }
         assert!(ws.root().exists());
     }
@@ -356,14 +426,18 @@ mod tests {
         let (_tmp, ws) = workspace();
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         ws.write_file(&WriteFile {
-            path: "a/b/c.txt".into(),
+            path: WorkspacePath::new("a/b/c.txt").unwrap(),
             content: "x".into(),
             mode: WriteMode::Create,
             encoding: Encoding::Utf8,
         })
         .unwrap();
-        ws.create_directory(&CreateDirectory { path: "d/e".into() }).unwrap();
-        ws.copy_file(&CopyFile { source_path: "a/b/c.txt".into(), destination_path: "d/e/f.txt".into() }).unwrap();
+        ws.create_directory(&CreateDirectory { path: WorkspacePath::new("d/e").unwrap() }).unwrap();
+        ws.copy_file(&CopyFile {
+            source_path: WorkspacePath::new("a/b/c.txt").unwrap(),
+            destination_path: WorkspacePath::new("d/e/f.txt").unwrap(),
+        })
+        .unwrap();
         for dir in ["", "a", "a/b", "d", "d/e"] {
             assert_eq!(mode(&ws.root().join(dir)), 0o700, "{dir}");
         }
@@ -377,18 +451,28 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let ws = HostWorkspace::open(tmp.path().join("ws")).unwrap().with_quota(64 * 1024);
         let write = |path: &str, len: usize, mode: WriteMode| {
-            ws.write_file(&WriteFile { path: path.into(), content: "x".repeat(len), mode, encoding: Encoding::Utf8 })
+            ws.write_file(&WriteFile {
+                path: WorkspacePath::new(path).unwrap(),
+                content: "x".repeat(len),
+                mode,
+                encoding: Encoding::Utf8,
+            })
         };
         write("a", 40 * 1024, WriteMode::Create).unwrap();
         let err = write("b", 40 * 1024, WriteMode::Create).unwrap_err();
-        assert_eq!(err, Error::LimitReached("workspace quota of 65536 bytes exceeded writing /workspace/b".into()));
+        assert_eq!(err, Error::limit_reached("workspace quota of 65536 bytes exceeded writing /workspace/b"));
         let err = write("a", 30 * 1024, WriteMode::Append).unwrap_err();
-        assert!(matches!(err, Error::LimitReached(_)), "{err:?}");
-        let err = ws.copy_file(&CopyFile { source_path: "a".into(), destination_path: "a2".into() }).unwrap_err();
-        assert!(matches!(err, Error::LimitReached(_)), "{err:?}");
+        assert!(err.kind() == crate::ErrorKind::LimitReached, "{err:?}");
+        let err = ws
+            .copy_file(&CopyFile {
+                source_path: WorkspacePath::new("a").unwrap(),
+                destination_path: WorkspacePath::new("a2").unwrap(),
+            })
+            .unwrap_err();
+        assert!(err.kind() == crate::ErrorKind::LimitReached, "{err:?}");
         let deep = (0..10).map(|i| format!("d{i}")).collect::<Vec<_>>().join("/");
-        let err = ws.create_directory(&CreateDirectory { path: deep }).unwrap_err();
-        assert!(matches!(err, Error::LimitReached(_)), "{err:?}");
+        let err = ws.create_directory(&CreateDirectory { path: WorkspacePath::new(&deep).unwrap() }).unwrap_err();
+        assert!(err.kind() == crate::ErrorKind::LimitReached, "{err:?}");
         // Replacing a file is judged by the size it ends with.
         write("a", 50 * 1024, WriteMode::Create).unwrap();
         assert!(ws.quota().unwrap().usage().unwrap() <= 64 * 1024);

@@ -15,15 +15,23 @@ const MAX_NAME_BYTES: usize = 255;
 
 /// A path inside the workspace, normalised: no `.`, no `..`, no empty components.
 ///
-/// It can only be built by [`WorkspacePath::parse`] (or from another `WorkspacePath`), so
-/// holding one proves the path stays under `/workspace` lexically. Symlinks are the
-/// backend's job: they are resolved where the files are.
+/// It can only be built by [`WorkspacePath::parse`] (also reached as
+/// [`WorkspacePath::new`], `TryFrom<&str>`, `str::parse` and serde), so holding one
+/// proves the path stays under `/workspace` lexically. Commands carry it, so a path is
+/// checked once, where a request enters (deserialization or an SDK constructor), and
+/// backends use it as it is. Symlinks are the backend's job: they are resolved where the
+/// files are.
+///
+/// In JSON it is a string, written back normalised (`"src/../main.py"` comes back as
+/// `"/workspace/main.py"`); a string that leaves the workspace does not deserialize.
 ///
 /// ```
 /// use codebeaker::WorkspacePath;
-/// assert_eq!(WorkspacePath::parse("src/../main.py").unwrap().to_string(), "/workspace/main.py");
-/// assert!(WorkspacePath::parse("../../etc/passwd").is_err());
-/// assert!(WorkspacePath::parse("/etc/passwd").is_err());
+/// assert_eq!(WorkspacePath::new("src/../main.py").unwrap().to_string(), "/workspace/main.py");
+/// assert!(WorkspacePath::try_from("../../etc/passwd").is_err());
+/// assert!("/etc/passwd".parse::<WorkspacePath>().is_err());
+/// let refused = serde_json::from_str::<WorkspacePath>(r#""/etc/passwd""#).unwrap_err();
+/// assert!(refused.to_string().contains("/etc/passwd is outside /workspace"));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct WorkspacePath {
@@ -37,18 +45,23 @@ impl WorkspacePath {
         WorkspacePath { relative: String::new() }
     }
 
+    /// [`WorkspacePath::parse`], by the name SDK users look for first.
+    pub fn new(input: &str) -> Result<Self> {
+        Self::parse(input)
+    }
+
     /// Resolves `input` (absolute under `/workspace`, or relative to it) and refuses it with
-    /// [`Error::PermissionDenied`] if it leaves the workspace, or [`Error::InvalidInput`] if
+    /// [`ErrorKind::PermissionDenied`](crate::ErrorKind::PermissionDenied) if it leaves the workspace, or [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) if
     /// it is empty, too long or contains a NUL byte.
     pub fn parse(input: &str) -> Result<Self> {
         if input.is_empty() {
-            return Err(Error::InvalidInput("path must not be empty".into()));
+            return Err(Error::invalid_input("path must not be empty"));
         }
         if input.len() > MAX_PATH_BYTES {
-            return Err(Error::InvalidInput(format!("path is longer than {MAX_PATH_BYTES} bytes")));
+            return Err(Error::invalid_input(format!("path is longer than {MAX_PATH_BYTES} bytes")));
         }
         if input.contains('\0') {
-            return Err(Error::InvalidInput(format!("path {input:?} contains a NUL byte")));
+            return Err(Error::invalid_input(format!("path {input:?} contains a NUL byte")));
         }
         let relative = match input.strip_prefix(WORKSPACE_ROOT) {
             Some("") => "",
@@ -66,7 +79,7 @@ impl WorkspacePath {
                     }
                 }
                 name if name.len() > MAX_NAME_BYTES => {
-                    return Err(Error::InvalidInput(format!(
+                    return Err(Error::invalid_input(format!(
                         "path component of {} bytes exceeds {MAX_NAME_BYTES}",
                         name.len()
                     )))
@@ -121,7 +134,7 @@ impl WorkspacePath {
 }
 
 fn outside(input: &str) -> Error {
-    Error::PermissionDenied(format!("{input} is outside {WORKSPACE_ROOT}"))
+    Error::permission_denied(format!("{input} is outside {WORKSPACE_ROOT}"))
 }
 
 impl fmt::Display for WorkspacePath {
@@ -134,9 +147,101 @@ impl fmt::Display for WorkspacePath {
     }
 }
 
+impl TryFrom<&str> for WorkspacePath {
+    type Error = Error;
+
+    fn try_from(input: &str) -> Result<Self> {
+        Self::parse(input)
+    }
+}
+
+impl TryFrom<String> for WorkspacePath {
+    type Error = Error;
+
+    fn try_from(input: String) -> Result<Self> {
+        Self::parse(&input)
+    }
+}
+
+impl std::str::FromStr for WorkspacePath {
+    type Err = Error;
+
+    fn from_str(input: &str) -> Result<Self> {
+        Self::parse(input)
+    }
+}
+
+impl serde::Serialize for WorkspacePath {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for WorkspacePath {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        let text = std::borrow::Cow::<'de, str>::deserialize(deserializer)?;
+        // `Permission denied: ../x is outside /workspace`: the message names the path.
+        Self::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// What the command constructors ([`Command::write_file`](crate::Command::write_file) and
+/// the others) take as a path: a [`WorkspacePath`], or a string checked into one.
+pub trait IntoWorkspacePath {
+    /// The checked path, or why the string is not one.
+    fn into_workspace_path(self) -> Result<WorkspacePath>;
+}
+
+/// A path is a string: absolute under `/workspace` or relative to it, never climbing out
+/// (requests with such a path are refused while being read).
+impl schemars::JsonSchema for WorkspacePath {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "WorkspacePath".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A path in the session's workspace: absolute under /workspace or relative to it; a path that leaves /workspace is refused.",
+            "type": "string",
+            "minLength": 1,
+        })
+    }
+}
+
+impl IntoWorkspacePath for WorkspacePath {
+    fn into_workspace_path(self) -> Result<WorkspacePath> {
+        Ok(self)
+    }
+}
+
+impl IntoWorkspacePath for &WorkspacePath {
+    fn into_workspace_path(self) -> Result<WorkspacePath> {
+        Ok(self.clone())
+    }
+}
+
+impl IntoWorkspacePath for &str {
+    fn into_workspace_path(self) -> Result<WorkspacePath> {
+        WorkspacePath::parse(self)
+    }
+}
+
+impl IntoWorkspacePath for String {
+    fn into_workspace_path(self) -> Result<WorkspacePath> {
+        WorkspacePath::parse(&self)
+    }
+}
+
+impl IntoWorkspacePath for &String {
+    fn into_workspace_path(self) -> Result<WorkspacePath> {
+        WorkspacePath::parse(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ErrorKind;
 
     fn resolved(input: &str) -> String {
         WorkspacePath::parse(input).unwrap().to_string()
@@ -172,7 +277,9 @@ mod tests {
         ] {
             let err = WorkspacePath::parse(attack).unwrap_err();
             assert!(
-                matches!(&err, Error::PermissionDenied(m) if m.contains(attack) && m.contains("outside /workspace")),
+                err.kind() == ErrorKind::PermissionDenied
+                    && err.message().contains(attack)
+                    && err.message().contains("outside /workspace"),
                 "{attack:?} gave {err:?}"
             );
         }
@@ -180,10 +287,14 @@ mod tests {
 
     #[test]
     fn malformed_paths_are_invalid_input() {
-        assert!(matches!(WorkspacePath::parse(""), Err(Error::InvalidInput(_))));
-        assert!(matches!(WorkspacePath::parse("a\0b"), Err(Error::InvalidInput(_))));
-        assert!(matches!(WorkspacePath::parse(&"a".repeat(300)), Err(Error::InvalidInput(_))));
-        assert!(matches!(WorkspacePath::parse(&"a/".repeat(3000)), Err(Error::InvalidInput(_))));
+        assert!(WorkspacePath::parse("").as_ref().err().map(|e| e.kind()) == Some(ErrorKind::InvalidInput));
+        assert!(WorkspacePath::parse("a\0b").as_ref().err().map(|e| e.kind()) == Some(ErrorKind::InvalidInput));
+        assert!(
+            WorkspacePath::parse(&"a".repeat(300)).as_ref().err().map(|e| e.kind()) == Some(ErrorKind::InvalidInput)
+        );
+        assert!(
+            WorkspacePath::parse(&"a/".repeat(3000)).as_ref().err().map(|e| e.kind()) == Some(ErrorKind::InvalidInput)
+        );
     }
 
     #[test]
@@ -272,9 +383,9 @@ mod tests {
                     proptest::prop_assert_eq!(path.relative(), stack.join("/"));
                 }
                 (Ok(path), None) => proptest::prop_assert!(false, "{:?} was accepted as {}", input, path),
-                (Err(error), _) if input.is_empty() => proptest::prop_assert!(matches!(error, Error::InvalidInput(_))),
+                (Err(error), _) if input.is_empty() => proptest::prop_assert!(error.kind() == ErrorKind::InvalidInput),
                 (Err(error), Some(_)) => proptest::prop_assert!(false, "{:?} was refused: {}", input, error),
-                (Err(error), None) => proptest::prop_assert!(matches!(error, Error::PermissionDenied(_)), "{:?}", error),
+                (Err(error), None) => proptest::prop_assert!(error.kind() == ErrorKind::PermissionDenied, "{:?}", error),
             }
         }
     }
