@@ -6,7 +6,7 @@
 //! `AsyncRead + AsyncWrite`, and reader and writer halves that can be given separately
 //! (a Docker attach hands out an output stream and an input sink).
 
-use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, BufReader, BufWriter};
 
 use crate::protocol::{Frame, FrameHeader, ProtocolError, HEADER_LEN};
 
@@ -99,32 +99,33 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     }
 }
 
+/// Bytes of small frames gathered into one write; a body larger than this goes to the
+/// stream straight from the frame, uncopied.
+const WRITE_BUFFER: usize = 64 * 1024;
+
 /// Writes frames to a byte stream.
 #[derive(Debug)]
 pub struct FrameWriter<W> {
-    inner: W,
+    inner: BufWriter<W>,
     max_frame: u32,
 }
 
 impl<W: AsyncWrite + Unpin> FrameWriter<W> {
     /// A writer refusing bodies over `max_frame` bytes.
     pub fn new(inner: W, max_frame: u32) -> Self {
-        FrameWriter { inner, max_frame }
+        FrameWriter { inner: BufWriter::with_capacity(WRITE_BUFFER, inner), max_frame }
     }
 
     /// Writes one frame and flushes it.
     pub async fn send(&mut self, frame: &Frame) -> Result<(), ProtocolError> {
-        let bytes = frame.encode(self.max_frame)?;
-        self.inner.write_all(&bytes).await?;
-        self.inner.flush().await?;
-        Ok(())
+        self.send_all(std::slice::from_ref(frame)).await
     }
 
     /// Writes several frames with one flush.
     pub async fn send_all(&mut self, frames: &[Frame]) -> Result<(), ProtocolError> {
         for frame in frames {
-            let bytes = frame.encode(self.max_frame)?;
-            self.inner.write_all(&bytes).await?;
+            self.inner.write_all(&frame.header(self.max_frame)?.encode()).await?;
+            self.inner.write_all(&frame.body).await?;
         }
         self.inner.flush().await?;
         Ok(())

@@ -8,11 +8,24 @@ use std::time::{Duration, Instant};
 
 use codebeaker_agent::client::CodeOutput;
 use codebeaker_agent::protocol::{CodeLanguage, Rlimits, RunCodeRequest};
-use support::Agent;
+use support::{Agent, NPROC};
+
+/// How long interrupted code may take to stop (the host's share of the stop grace). Wider
+/// than the default share: these tests run on the host without a CPU quota per sandbox,
+/// beside a fork bomb whose copies share the interpreters' nice level, and an interrupt
+/// taken late there would read as a lost state.
+const GRACE_MS: u64 = 2_000;
 
 async fn run(agent: &Agent, language: CodeLanguage, code: &str, timeout_ms: u64) -> CodeOutput {
-    let request =
-        RunCodeRequest { language, code: code.into(), timeout_ms, output_cap: 1 << 20, rlimits: Rlimits::default() };
+    let request = RunCodeRequest {
+        language,
+        code: code.into(),
+        timeout_ms,
+        grace_ms: GRACE_MS,
+        drain_ms: codebeaker::Policy::default().interpreter_drain_ms,
+        output_cap: 1 << 20,
+        rlimits: Rlimits::default(),
+    };
     agent.client.run_code_collect(request).await.unwrap()
 }
 
@@ -78,7 +91,7 @@ async fn python_timeout_interrupts_and_keeps_state_then_kills_what_ignores_it() 
     python(&agent, "kept = 'still here'").await;
     let started = Instant::now();
     let spun = run(&agent, CodeLanguage::Python, "while True:\n    pass", 500).await;
-    assert!(started.elapsed() < Duration::from_millis(500 + 1000), "answered within timeout + 1 s");
+    assert!(started.elapsed() < Duration::from_millis(500 + GRACE_MS + 1000), "answered within timeout + grace + 1 s");
     assert!(spun.done.timed_out && !spun.done.state_reset, "{:?}", spun.done);
     assert_eq!(spun.done.error.as_ref().unwrap().name, "KeyboardInterrupt");
     assert!(text(&spun.stderr).contains("KeyboardInterrupt"));
@@ -87,7 +100,7 @@ async fn python_timeout_interrupts_and_keeps_state_then_kills_what_ignores_it() 
     let stubborn = "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass";
     let started = Instant::now();
     let killed = run(&agent, CodeLanguage::Python, stubborn, 500).await;
-    assert!(started.elapsed() < Duration::from_millis(500 + 1000), "answered within timeout + 1 s");
+    assert!(started.elapsed() < Duration::from_millis(500 + GRACE_MS + 1000), "answered within timeout + grace + 1 s");
     assert!(killed.done.timed_out && killed.done.state_reset, "{:?}", killed.done);
     let after = python(&agent, "print('working')\n'kept' in globals()").await;
     assert_eq!(text(&after.stdout), "working\nFalse\n", "a fresh interpreter answers");
@@ -117,8 +130,12 @@ async fn python_matplotlib_figures_come_back_as_png() {
         return;
     }
     let agent = Agent::start().await;
-    let out = python(&agent, "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])\nNone").await;
-    let png = out.done.outputs.iter().find(|o| o.mime == "image/png").expect("a PNG");
+    // matplotlib's first import in a fresh home builds its font cache: tens of seconds
+    // on a loaded 2-core machine, so this run gets more time than the others.
+    let code = "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])\nNone";
+    let out = run(&agent, CodeLanguage::Python, code, 180_000).await;
+    let png = out.done.outputs.iter().find(|o| o.mime == "image/png");
+    let png = png.unwrap_or_else(|| panic!("a PNG: {:?} {}", out.done, text(&out.stderr)));
     use base64::Engine as _;
     let bytes = base64::engine::general_purpose::STANDARD.decode(&png.data).unwrap();
     assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
@@ -151,8 +168,8 @@ async fn node_timeout_interrupts_and_keeps_state() {
     node(&agent, "var kept = 'still here'").await;
     let started = Instant::now();
     let spun = run(&agent, CodeLanguage::Javascript, "while (true) {}", 500).await;
-    assert!(started.elapsed() < Duration::from_millis(500 + 1000), "answered within timeout + 1 s");
-    assert!(spun.done.timed_out, "{:?}", spun.done);
+    assert!(started.elapsed() < Duration::from_millis(500 + GRACE_MS + 1000), "answered within timeout + grace + 1 s");
+    assert!(spun.done.timed_out && !spun.done.state_reset, "{:?}", spun.done);
     assert_eq!(node(&agent, "kept").await.done.result.as_deref(), Some("'still here'"));
 }
 
@@ -187,4 +204,57 @@ async fn top_level_await_works_in_both_interpreters() {
     let awaited = node(&agent, "await new Promise((resolve) => setTimeout(() => resolve(5), 10))").await;
     assert!(awaited.done.error.is_none(), "{:?}", awaited.done.error);
     assert_eq!(awaited.done.result.as_deref(), Some("5"));
+}
+
+#[tokio::test]
+async fn python_fork_bombs_die_with_their_timeout_and_the_interpreter_stays_the_sessions() {
+    // A uid of its own: the bomb fills its process limit, not other tests'.
+    let agent = Agent::start_isolated(2_000_000_102).await;
+    // RLIMIT_NPROC as the Docker backend sets it, from the interpreter's start: the agent
+    // (root) keeps room to act, and the host has no pids limit here.
+    let limited = |code: &str, timeout_ms| RunCodeRequest {
+        language: CodeLanguage::Python,
+        code: code.into(),
+        timeout_ms,
+        grace_ms: GRACE_MS,
+        drain_ms: codebeaker::Policy::default().interpreter_drain_ms,
+        output_cap: 1 << 16,
+        rlimits: Rlimits { nproc: Some(NPROC), ..Rlimits::default() },
+    };
+    agent.client.run_code_collect(limited("kept = 'still here'", 20_000)).await.unwrap();
+    let bombs = [
+        // Copies that return into the driver must neither answer nor take requests.
+        "import os\nwhile True:\n    os.fork()",
+        "import os\nwhile True:\n    try:\n        os.fork()\n    except BaseException:\n        pass",
+    ];
+    for round in 0..4 {
+        for bomb in bombs {
+            let request = limited(bomb, 1500);
+            // Answered before the client's deadline (timeout + its reply grace), or this fails.
+            let out = tokio::time::timeout(Duration::from_secs(10), agent.client.run_code_collect(request))
+                .await
+                .expect("an answer, not a stuck request")
+                .unwrap();
+            if bomb.contains("except") {
+                // It never ends by itself: interrupted (or, when it caught that too,
+                // killed with its copies, state said lost).
+                assert!(out.done.timed_out, "round {round}: {:?}", out.done);
+            }
+            let after = agent.client.run_code_collect(limited("print('alive')", 20_000)).await.unwrap();
+            assert_eq!(text(&after.stdout), "alive\n", "round {round}: {:?} then {:?}", out.done, after.done);
+            // A bomb that ended before its timeout may live on: the next program, unable
+            // to start, clears it.
+            assert_eq!(agent.sh_limited("echo started").await.stdout, b"started\n", "round {round}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_interpreter_killed_by_a_signal_says_which() {
+    let agent = Agent::start().await;
+    let out = python(&agent, "import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)").await;
+    assert!(out.done.state_reset, "{:?}", out.done);
+    let error = out.done.error.expect("an error");
+    assert!(error.value.contains("SIGSEGV: segmentation fault"), "{error:?}");
+    assert_eq!(python(&agent, "6 * 7").await.done.result.as_deref(), Some("42"));
 }

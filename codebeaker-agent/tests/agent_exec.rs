@@ -7,7 +7,18 @@ use std::time::{Duration, Instant};
 
 use codebeaker_agent::client::ExecEvent;
 use codebeaker_agent::protocol::{Base64Bytes, ExecCommand, ExecRequest, Rlimits};
-use support::{all_die, command_uid, Agent};
+use support::{all_die, command_uid, Agent, NPROC};
+
+/// How long after a timeout or cancel the agent may take to kill and answer (the host's
+/// share of the operator's stop grace).
+const GRACE_MS: u64 = 500;
+
+/// `sh -c line` with `timeout_ms` and the test's grace.
+fn shell(line: &str, timeout_ms: u64) -> ExecRequest {
+    let mut request = ExecRequest::new(ExecCommand::Shell(line.into()), timeout_ms, 1 << 16);
+    request.grace_ms = GRACE_MS;
+    request
+}
 
 #[tokio::test]
 async fn a_command_streams_its_output_and_reports_exit_user_and_usage() {
@@ -62,7 +73,7 @@ async fn a_working_directory_outside_the_workspace_is_refused() {
         request.cwd = Some(cwd.into());
         let err = agent.client.exec_collect(request).await.unwrap_err();
         let sdk: codebeaker::Error = err.into();
-        assert!(matches!(sdk, codebeaker::Error::PermissionDenied(_)), "{cwd}: {sdk:?}");
+        assert!(sdk.kind() == codebeaker::ErrorKind::PermissionDenied, "{cwd}: {sdk:?}");
     }
 }
 
@@ -87,21 +98,27 @@ async fn output_beyond_the_cap_is_counted_not_sent() {
 #[tokio::test]
 async fn a_timeout_kills_the_whole_group_and_escaped_children_and_answers_on_time() {
     let agent = Agent::start().await;
+    // An orphan: its parent shell exits at once, so no parent chain leads to it.
     let line = "sleep 1000 & echo $! > bg.pid; setsid sleep 1000 & echo $! > escaped.pid; \
+                sh -c 'setsid sleep 1000 & echo $! > orphan.pid'; \
                 for i in 1 2 3 4 5 6 7 8; do (while :; do :; done) & done; sleep 1000";
     let started = Instant::now();
-    let out = agent.client.exec_collect(ExecRequest::new(ExecCommand::Shell(line.into()), 700, 4096)).await.unwrap();
+    let out = agent.client.exec_collect(shell(line, 700)).await.unwrap();
     let took = started.elapsed();
     assert!(out.exited.timed_out, "{:?}", out.exited);
     assert_eq!(out.exited.signal, Some(libc::SIGKILL));
-    assert!(took < Duration::from_millis(700 + 1000), "answered within timeout + 1 s, took {took:?}");
+    assert!(took < Duration::from_millis(700 + GRACE_MS), "answered within timeout + grace, took {took:?}");
     let read_pid =
         |name: &str| std::fs::read_to_string(agent.workspace.join(name)).unwrap().trim().parse::<i32>().unwrap();
-    let (bg, escaped) = (read_pid("bg.pid"), read_pid("escaped.pid"));
+    let (bg, escaped, orphan) = (read_pid("bg.pid"), read_pid("escaped.pid"), read_pid("orphan.pid"));
     let pgid = out.pid.unwrap() as i32;
-    assert!(all_die(&[bg, escaped]).await, "background ({bg}) and setsid ({escaped}) children must die");
+    assert!(
+        all_die(&[bg, escaped, orphan]).await,
+        "background ({bg}), setsid ({escaped}) and orphaned ({orphan}) children must die"
+    );
+    // Every one was sent SIGKILL before the answer; one may still be on its way out.
     let survivors: Vec<i32> = procs_in_group(pgid);
-    assert!(survivors.is_empty(), "processes left in the command's group: {survivors:?}");
+    assert!(all_die(&survivors).await, "processes left in the command's group: {survivors:?}");
     // The session goes on.
     assert_eq!(agent.sh("echo alive").await.stdout, b"alive\n");
 }
@@ -123,11 +140,9 @@ fn procs_in_group(pgid: i32) -> Vec<i32> {
 #[tokio::test]
 async fn cancel_kills_a_running_command() {
     let agent = Agent::start().await;
-    let mut stream = agent
-        .client
-        .exec(ExecRequest::new(ExecCommand::Shell("echo go; sleep 1000".into()), 60_000, 4096))
-        .await
-        .unwrap();
+    let mut request = ExecRequest::new(ExecCommand::Shell("echo go; sleep 1000".into()), 60_000, 4096);
+    request.grace_ms = GRACE_MS;
+    let mut stream = agent.client.exec(request).await.unwrap();
     let Some(Ok(ExecEvent::Started { .. })) = stream.next().await else { panic!("no start") };
     let Some(Ok(ExecEvent::Stdout(first))) = stream.next().await else { panic!("no output") };
     assert_eq!(first, b"go\n");
@@ -171,4 +186,55 @@ async fn several_commands_run_at_once() {
     assert_eq!(set.stdout, b"set\n");
     let waited = waited.unwrap();
     assert_eq!((waited.stdout.as_slice(), waited.exited.timed_out), (&b"saw it\n"[..], false));
+}
+
+#[tokio::test]
+async fn fork_bombs_die_with_their_timeout_and_the_agent_keeps_answering() {
+    // A uid of its own: the bomb fills its process limit, not other tests'.
+    let agent = Agent::start_isolated(2_000_000_101).await;
+    // Some time out; some end at once (the shell cannot fork) and leave the bomb running:
+    // the next command, unable to start, clears it.
+    let bombs = [
+        "f() { f | f & }; f; sleep 100",
+        "while :; do (while :; do sleep 1000 & done) & done",
+        "python3 -c 'import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass'",
+    ];
+    for round in 0..3 {
+        for bomb in bombs {
+            let started = Instant::now();
+            let mut request = shell(bomb, 1500);
+            request.rlimits.nproc = Some(NPROC);
+            let out = tokio::time::timeout(Duration::from_secs(10), agent.client.exec_collect(request))
+                .await
+                .expect("an answer, not a stuck request")
+                .unwrap();
+            let took = started.elapsed();
+            assert!(
+                took < Duration::from_millis(1500 + GRACE_MS + 300),
+                "round {round}: {bomb} answered after {took:?}"
+            );
+            let after = agent.sh_limited("echo alive").await;
+            let stderr = String::from_utf8_lossy(&after.stderr);
+            assert_eq!(after.stdout, b"alive\n", "round {round}: {bomb} ({:?}) left no room: {stderr}", out.exited);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_process_killed_by_a_signal_says_which() {
+    let agent = Agent::start().await;
+    let killed = agent.client.exec_collect(shell("kill -XFSZ $$", 10_000)).await.unwrap();
+    assert_eq!(killed.exited.signal, Some(libc::SIGXFSZ), "{:?}", killed.exited);
+    assert_eq!(
+        killed.exited.signal_note().as_deref(),
+        Some("the program was killed by SIGXFSZ: file size limit exceeded")
+    );
+    // A shell reports its child's death as 128 + n.
+    let mut request = shell("head -c 100000 /dev/zero > big.bin", 10_000);
+    request.rlimits.fsize = Some(4096);
+    let shelled = agent.client.exec_collect(request).await.unwrap();
+    assert_eq!(shelled.exited.code, Some(128 + libc::SIGXFSZ), "{:?}", shelled.exited);
+    let note = shelled.exited.signal_note().unwrap_or_default();
+    assert!(note.contains("SIGXFSZ: file size limit exceeded"), "{note}");
+    assert_eq!(agent.sh("exit 3").await.exited.signal_note(), None);
 }

@@ -5,6 +5,7 @@
 
 mod support;
 
+use codebeaker_agent::client::Relay;
 use codebeaker_agent::protocol::{ExecCommand, ExecRequest};
 use support::Agent;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -80,7 +81,8 @@ async fn plain_http_and_connect_go_through_the_host_and_refusals_say_why() {
                 };
                 let stream = TcpStream::connect(target).await.unwrap();
                 let cap = if host == "capped.example" { 80 } else { 1 << 20 };
-                client.relay_tunnel(request.id, stream, cap).await.unwrap();
+                let relay = Relay { max_bytes: Some(cap), ..Relay::default() };
+                client.relay_tunnel(request.id, stream, relay).await.unwrap();
             });
         }
     });
@@ -109,4 +111,62 @@ print(data.split(b'\\r\\n\\r\\n', 1)[1].decode())\n";
 
     let capped = python(&agent, &fetch("http://capped.example/")).await;
     assert!(!capped.contains("a body far longer"), "a tunnel over its cap is cut: {capped}");
+}
+
+/// Domain fronting through an allowed name: a CONNECT whose TLS ClientHello names another
+/// server (SNI), or a plain request whose `Host` names another host, is refused by the
+/// host before any byte reaches the destination, and counts as a policy refusal.
+#[tokio::test]
+async fn a_program_naming_another_host_inside_an_allowed_tunnel_is_refused() {
+    use codebeaker::egress::EgressRules;
+    use codebeaker::{Allowlist, Language, NetPolicy};
+
+    let agent = Agent::start().await;
+    let (dest, mut seen) = destination("hello").await;
+    let rules = EgressRules::for_session(&NetPolicy::default(), Language::TypeScript, Some(&Allowlist::All));
+    let mut requests = agent.client.take_tunnel_requests();
+    let (client, judge) = (agent.client.clone(), rules.clone());
+    tokio::spawn(async move {
+        while let Some(request) = requests.recv().await {
+            let (client, judge) = (client.clone(), judge.clone());
+            tokio::spawn(async move {
+                // Every name leads to the loopback destination; the opening is judged as
+                // the Docker backend judges it.
+                let stream = TcpStream::connect(dest).await.unwrap();
+                let (host, port) = (request.open.host.clone(), request.open.port);
+                let opening = Box::new(move |bytes: &[u8]| judge.check_opening(&host, port, bytes));
+                let relay = Relay { opening: Some(opening), ..Relay::default() };
+                client.relay_tunnel(request.id, stream, relay).await.unwrap();
+            });
+        }
+    });
+
+    let tls = "import os, socket, ssl\n\
+proxy = os.environ['HTTPS_PROXY'].rsplit(':', 1)\n\
+s = socket.create_connection((proxy[0].split('//')[1], int(proxy[1])))\n\
+s.sendall(b'CONNECT allowed.example:443 HTTP/1.1\\r\\nHost: allowed.example:443\\r\\n\\r\\n')\n\
+reply = b''\n\
+while b'\\r\\n\\r\\n' not in reply:\n    reply += s.recv(1024)\n\
+print(reply.split(b'\\r\\n')[0].decode())\n\
+try:\n    ssl.create_default_context().wrap_socket(s, server_hostname='evil.example')\n\
+except ssl.SSLError as e:\n    print(e.reason)\n";
+    let fronted = python(&agent, tls).await;
+    assert_eq!(fronted, "HTTP/1.1 200 Connection established\nTLSV1_ALERT_ACCESS_DENIED\n");
+
+    let host_header = "import urllib.request, urllib.error\n\
+request = urllib.request.Request('http://allowed.example/x', headers={'Host': 'evil.example'})\n\
+try:\n    print(urllib.request.urlopen(request, timeout=20).read().decode())\n\
+except urllib.error.HTTPError as e:\n    print(e.code, e.read().decode().strip())\n";
+    let refused = python(&agent, host_header).await;
+    assert_eq!(
+        refused,
+        "403 egress to allowed.example:80 is refused: the HTTP Host header names \"evil.example\", not allowed.example\n"
+    );
+    assert_eq!(rules.take_refused(), 2, "both count as policy refusals");
+    assert!(seen.try_recv().is_err(), "nothing reached the destination");
+
+    // The same request naming its own host goes through.
+    let fetched = python(&agent, &fetch("http://allowed.example/ok")).await;
+    assert_eq!(fetched, "hello\n");
+    assert_eq!(seen.recv().await.unwrap(), "GET /ok HTTP/1.1");
 }

@@ -91,7 +91,10 @@ async fn garbage_from_the_agent_fails_every_waiting_call_and_later_ones() {
     let later = client.fs(FsRequest::List { path: ".".into() }).await;
     assert!(matches!(&later, Err(AgentError::Closed(_))), "{later:?}");
     let sdk: codebeaker::Error = later.unwrap_err().into();
-    assert!(matches!(sdk, codebeaker::Error::SandboxFailed(_)), "{sdk:?}");
+    assert_eq!(sdk.kind(), codebeaker::ErrorKind::SandboxFailed, "{sdk:?}");
+    assert!(sdk.to_string().starts_with("Sandbox failed: agent channel closed: "), "{sdk}");
+    let link = std::error::Error::source(&sdk).and_then(|s| s.downcast_ref::<AgentError>());
+    assert!(matches!(link, Some(AgentError::Closed(_))), "the broken link is the source: {sdk:?}");
 }
 
 #[tokio::test]
@@ -129,9 +132,12 @@ async fn a_remote_error_keeps_its_kind_into_the_sdk_error() {
         reply(&mut writer, request.id, AgentMessage::Error(error)).await;
         reader
     });
-    let err = client.fs(FsRequest::Read { path: "missing.py".into(), max_bytes: 10 }).await.unwrap_err();
+    let err = client
+        .fs(FsRequest::Read { path: "missing.py".into(), max_bytes: 10, offset: 0, length: None })
+        .await
+        .unwrap_err();
     let sdk: codebeaker::Error = err.into();
-    assert_eq!(sdk, codebeaker::Error::NotFound { path: "/workspace/missing.py".into() });
+    assert_eq!(sdk, codebeaker::Error::not_found("/workspace/missing.py"));
 }
 
 #[tokio::test]
@@ -145,7 +151,10 @@ async fn a_version_the_host_does_not_speak_is_refused() {
     });
     let refused = client.hello().await;
     assert!(
-        matches!(refused, Err(AgentError::Protocol(ProtocolError::VersionMismatch { ours: 1, theirs: 99 }))),
+        matches!(
+            refused,
+            Err(AgentError::Protocol(ProtocolError::VersionMismatch { ours: PROTOCOL_VERSION, theirs: 99 }))
+        ),
         "{refused:?}"
     );
 }
@@ -163,7 +172,8 @@ async fn re_attaching_mid_stream_skips_to_the_handshake_answer() {
         let old = Frame::data(FrameKind::Stdout, 3, b"old output".to_vec(), false).encode(DEFAULT_MAX_FRAME).unwrap();
         agent_write.write_all(&old[7..]).await.unwrap();
         agent_write.write_all(&old).await.unwrap();
-        let reply = AgentMessage::Hello(AgentHello { protocol: 1, agent: "a".into(), capabilities: Vec::new() });
+        let reply =
+            AgentMessage::Hello(AgentHello { protocol: PROTOCOL_VERSION, agent: "a".into(), capabilities: Vec::new() });
         agent_write
             .write_all(&Frame::message(hello.id, &reply).unwrap().encode(DEFAULT_MAX_FRAME).unwrap())
             .await
@@ -180,4 +190,31 @@ async fn re_attaching_mid_stream_skips_to_the_handshake_answer() {
     assert_eq!(hello.agent, "a");
     client.ping().await.unwrap();
     let _ = agent_task.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_call_holds_at_most_its_byte_bound_and_loses_nothing() {
+    use codebeaker_agent::client::BufferPool;
+    const BOUND: u32 = 2 * 1024 * 1024;
+    let server = BufferPool::new(64 * 1024 * 1024);
+    let config = ClientConfig { call_buffer: BOUND, server_buffer: server.clone(), ..ClientConfig::default() };
+    let (client, (mut reader, mut writer)) = pair(config);
+    // 20 MiB of output in 1 MiB frames, far more than the call may hold.
+    let agent = tokio::spawn(async move {
+        let request = reader.next().await.unwrap().unwrap();
+        for _ in 0..20 {
+            writer.send(&Frame::data(FrameKind::Stdout, request.id, vec![b'x'; 1 << 20], false)).await.unwrap();
+        }
+        reply(&mut writer, request.id, exited(0)).await;
+        (reader, writer)
+    });
+    let stream = client.exec(ExecRequest::new(ExecCommand::Shell("yes".into()), 30_000, 1 << 30)).await.unwrap();
+    // The caller does not read yet: the reader waits once the call's bound is full.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(client.buffered_bytes(), u64::from(BOUND), "two frames held, the rest waits in the agent's pipe");
+    assert_eq!(server.held(), u64::from(BOUND));
+    let out = stream.collect(1 << 30).await.unwrap();
+    assert_eq!(out.stdout.len(), 20 << 20, "backpressure, not loss");
+    assert_eq!((client.buffered_bytes(), server.held()), (0, 0));
+    let _ = agent.await.unwrap();
 }

@@ -16,15 +16,27 @@ fn host_examples() -> Vec<(&'static str, HostMessage)> {
     exec.cwd = Some("src".into());
     exec.stdin = Some(Base64Bytes(b"input".to_vec()));
     exec.rlimits = Rlimits { fsize: Some(1 << 30), nofile: Some(1024), nproc: None };
+    exec.grace_ms = 1000;
     vec![
-        ("host.hello", HostMessage::Hello { protocol: 1, host: "0.1.0".into() }),
+        ("host.hello", HostMessage::Hello { protocol: 1, host: "0.1.0".into(), tunnel_decision_ms: 20_000 }),
         ("host.exec.argv", HostMessage::Exec(exec)),
         ("host.exec.shell", HostMessage::Exec(ExecRequest::new(ExecCommand::Shell("echo hi".into()), 1000, 100))),
         (
             "host.fs.write",
             HostMessage::Fs(FsRequest::Write { path: "a/b.txt".into(), data: Base64Bytes(vec![0, 255]), append: true }),
         ),
-        ("host.fs.read", HostMessage::Fs(FsRequest::Read { path: "a.txt".into(), max_bytes: 16 })),
+        (
+            "host.fs.read",
+            HostMessage::Fs(FsRequest::Read { path: "a.txt".into(), max_bytes: 16, offset: 0, length: None }),
+        ),
+        (
+            "host.fs.read_range",
+            HostMessage::Fs(FsRequest::Read { path: "a.txt".into(), max_bytes: 16, offset: 4, length: Some(8) }),
+        ),
+        ("host.fs.download", HostMessage::Fs(FsRequest::Download { path: "big.bin".into(), offset: 7 })),
+        ("host.fs.upload", HostMessage::Fs(FsRequest::Upload { path: "big.bin".into(), append: true })),
+        ("host.fs.archive", HostMessage::Fs(FsRequest::Archive { limit: 1 << 30 })),
+        ("host.fs.unarchive", HostMessage::Fs(FsRequest::Unarchive)),
         ("host.fs.mkdir", HostMessage::Fs(FsRequest::Mkdir { path: "d".into() })),
         ("host.fs.copy", HostMessage::Fs(FsRequest::Copy { from: "a".into(), to: "b".into(), max_bytes: 9 })),
         ("host.fs.delete", HostMessage::Fs(FsRequest::Delete { path: "a".into() })),
@@ -36,15 +48,29 @@ fn host_examples() -> Vec<(&'static str, HostMessage)> {
                 language: CodeLanguage::Python,
                 code: "1+1".into(),
                 timeout_ms: 2000,
+                grace_ms: 1000,
+                drain_ms: 500,
                 output_cap: 4096,
                 rlimits: Rlimits::default(),
             }),
         ),
+        ("host.exec.pty", HostMessage::Exec(pty_exec())),
         ("host.cancel", HostMessage::Cancel),
+        ("host.signal", HostMessage::Signal { signal: 15 }),
+        ("host.resize", HostMessage::Resize { cols: 120, rows: 40 }),
         ("host.ping", HostMessage::Ping),
+        ("host.shutdown", HostMessage::Shutdown { kill_ms: 1500 }),
         ("host.tunnel_reply", HostMessage::TunnelReply(TunnelReply { accepted: false, message: Some("no".into()) })),
         ("host.tunnel_close", HostMessage::TunnelClose { reason: None }),
     ]
+}
+
+/// An interactive shell on a terminal, with no time or output limit (a background process).
+fn pty_exec() -> ExecRequest {
+    let mut exec = ExecRequest::new(ExecCommand::Argv(vec!["bash".into(), "-i".into()]), u64::MAX, u64::MAX);
+    exec.stdin_stream = true;
+    exec.pty = Some(PtySize { cols: 80, rows: 24 });
+    exec
 }
 
 fn agent_examples() -> Vec<(&'static str, AgentMessage)> {
@@ -65,7 +91,10 @@ fn agent_examples() -> Vec<(&'static str, AgentMessage)> {
             }),
         ),
         ("agent.fs.written", AgentMessage::Fs(FsReply::Written { bytes: 2 })),
-        ("agent.fs.read", AgentMessage::Fs(FsReply::Read { data: Base64Bytes(b"hi".to_vec()) })),
+        ("agent.fs.read", AgentMessage::Fs(FsReply::Read { data: Base64Bytes(b"hi".to_vec()), size: 0 })),
+        ("agent.fs.read_sized", AgentMessage::Fs(FsReply::Read { data: Base64Bytes(b"hi".to_vec()), size: 9 })),
+        ("agent.fs.opened", AgentMessage::Fs(FsReply::Opened { size: 1 << 30 })),
+        ("agent.fs.sent", AgentMessage::Fs(FsReply::Sent { bytes: 1 << 30 })),
         ("agent.fs.made", AgentMessage::Fs(FsReply::Made)),
         ("agent.fs.copied", AgentMessage::Fs(FsReply::Copied { bytes: 9 })),
         ("agent.fs.deleted", AgentMessage::Fs(FsReply::Deleted)),
@@ -92,6 +121,7 @@ fn agent_examples() -> Vec<(&'static str, AgentMessage)> {
             }),
         ),
         ("agent.pong", AgentMessage::Pong),
+        ("agent.stopped", AgentMessage::Stopped { killed: 3 }),
         (
             "agent.error",
             AgentMessage::Error(ErrorReply::at(ErrorKind::NotFound, "/workspace/x", "File not found: /workspace/x")),
@@ -156,6 +186,16 @@ fn optional_fields_may_be_absent_and_unknown_fields_are_ignored() {
     )
     .unwrap();
     assert_eq!(minimal, HostMessage::Exec(ExecRequest::new(ExecCommand::Shell("true".into()), 1, 2)));
+    // An older host sends no timings: the policy's defaults apply, never the agent's own.
+    let policy = codebeaker::Policy::default();
+    let HostMessage::Exec(exec) = minimal else { unreachable!() };
+    assert_eq!(exec.drain_ms, policy.output_drain_ms);
+    let shutdown: HostMessage = serde_json::from_str(r#"{"type":"shutdown"}"#).unwrap();
+    assert_eq!(shutdown, HostMessage::Shutdown { kill_ms: policy.close_kill_ms });
+    let code: HostMessage =
+        serde_json::from_str(r#"{"type":"run_code","language":"python","code":"1","timeout_ms":1,"output_cap":2}"#)
+            .unwrap();
+    assert!(matches!(code, HostMessage::RunCode(r) if r.drain_ms == policy.interpreter_drain_ms));
     let error: AgentMessage =
         serde_json::from_str(r#"{"type":"error","kind":"from_the_future","message":"m"}"#).unwrap();
     assert!(matches!(error, AgentMessage::Error(ErrorReply { kind: ErrorKind::Unknown, .. })), "{error:?}");

@@ -19,6 +19,16 @@ _answers = os.fdopen(4, "wb", buffering=0)
 os.set_inheritable(3, False)
 os.set_inheritable(4, False)
 _namespace = {"__name__": "__main__", "__builtins__": __builtins__}
+# A copy made by the user's os.fork() that returns into the driver ends there: it must not
+# answer for the run or read the next request (a fork bomb's copies would otherwise take
+# the session's requests).
+_DRIVER_PID = os.getpid()
+
+
+def _leave_if_forked():
+    if os.getpid() != _DRIVER_PID:
+        os._exit(0)
+
 _running = False
 
 
@@ -112,6 +122,7 @@ def _run(number, code):
         if trailing is not None:
             value = _evaluate(compile(trailing, filename, "eval", flags=_TOP_LEVEL_AWAIT))
         _running = False
+        _leave_if_forked()
         if value is not None:
             _namespace["_"] = value
             text = repr(value)
@@ -120,6 +131,7 @@ def _run(number, code):
             answer["outputs"].extend(_rich(value))
     except BaseException as exc:  # SystemExit and KeyboardInterrupt are the user's too
         _running = False
+        _leave_if_forked()
         text = _user_traceback(exc)
         sys.stderr.write(text)
         answer["error"] = {"name": type(exc).__name__, "value": str(exc), "traceback": text}
@@ -141,6 +153,7 @@ def _main():
             answer = _run(number, request["code"])
         except KeyboardInterrupt:
             answer = {"error": {"name": "KeyboardInterrupt", "value": "", "traceback": "KeyboardInterrupt\n"}}
+        _leave_if_forked()
         try:
             sys.stdout.flush()
             sys.stderr.flush()
@@ -158,4 +171,8 @@ while True:
         _main()
         break
     except KeyboardInterrupt:
+        _leave_if_forked()
         continue
+    except BaseException:
+        _leave_if_forked()
+        raise

@@ -5,9 +5,12 @@
 //! `driver.js`), reads requests on fd 3 and answers on fd 4, while its fds 1 and 2 are
 //! pipes the agent reads, so output written at fd level (C extensions, subprocesses) is
 //! captured. A run ends when the answer came *and* the run's end marker was read on both
-//! output pipes. On timeout the interpreter is interrupted (SIGINT: `KeyboardInterrupt`,
-//! state kept); if it has not answered within [`INTERRUPT_GRACE`] its process group is
-//! killed, and the next run starts a fresh interpreter (`state_reset`).
+//! output pipes. On timeout (or cancel) the interpreter is interrupted (SIGINT:
+//! `KeyboardInterrupt`, state kept) and every process the run started beneath it is
+//! killed (a fork bomb's copies included); if it has not answered within the request's
+//! `grace_ms` (the operator's interrupt grace, as the host passes it down) it is killed
+//! with all it started, and the next run starts a fresh interpreter (`state_reset`).
+//! Output is awaited `drain_ms` after the answer (the markers normally follow at once).
 
 use std::io;
 use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
@@ -18,11 +21,12 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::unix::pipe;
-use tokio::sync::{mpsc, Mutex};
+use tokio::sync::{mpsc, oneshot, Mutex};
 use tokio::time::Instant;
 
-use crate::agent::process::{kill_tree, prepare_child, reap, receiver};
-use crate::agent::{AgentConfig, Control, Outbox, Runtime};
+use crate::agent::process::{boot_ticks_now, clock_ticks_per_second, prepare_child, receiver, spawn_guest, KillScope};
+use crate::agent::reaper::Exit;
+use crate::agent::{instant_after, AgentConfig, Control, Outbox, Runtime};
 use crate::protocol::{
     AgentMessage, CodeDone, CodeError, CodeLanguage, ErrorKind, ErrorReply, Frame, FrameKind, RichOutput,
     RunCodeRequest, Usage, MAX_DATA_CHUNK,
@@ -30,12 +34,6 @@ use crate::protocol::{
 
 const PYTHON_DRIVER: &str = include_str!("driver.py");
 const NODE_DRIVER: &str = include_str!("driver.js");
-
-/// How long an interrupted run may take to stop before the interpreter is killed.
-const INTERRUPT_GRACE: Duration = Duration::from_millis(500);
-
-/// How long output is awaited after the answer (the markers normally follow at once).
-const MARKER_WAIT: Duration = Duration::from_secs(1);
 
 /// Longest answer line read from a driver (figures travel in it as base64).
 const MAX_ANSWER_BYTES: u64 = 32 * 1024 * 1024;
@@ -73,14 +71,22 @@ impl Interpreters {
 /// One live interpreter.
 struct Interpreter {
     pid: u32,
+    /// Its end, from the agent's reaper.
+    exit: oneshot::Receiver<Exit>,
     requests: pipe::Sender,
     answers: BufReader<pipe::Receiver>,
     output: mpsc::Receiver<(FrameKind, Vec<u8>)>,
 }
 
 impl Drop for Interpreter {
+    /// A dropped interpreter's group goes at once (what escaped it was killed by the run
+    /// that lost it, see [`KillScope`]).
     fn drop(&mut self) {
-        kill_tree(self.pid);
+        // SAFETY: plain signal sends to our own child's group; a gone group gives ESRCH.
+        unsafe {
+            libc::killpg(self.pid as libc::pid_t, libc::SIGKILL);
+            libc::kill(self.pid as libc::pid_t, libc::SIGKILL);
+        }
     }
 }
 
@@ -112,29 +118,47 @@ async fn execute(
         CodeLanguage::Javascript => &interpreters.node,
     };
     let mut slot = slot.lock().await;
-    if slot.is_none() {
-        *slot = Some(spawn(runtime, &request)?);
-    }
-    let Some(interpreter) = slot.as_mut() else {
-        return Err(ErrorReply::new(ErrorKind::Internal, "interpreter slot empty after start"));
-    };
-    // Output a background child wrote between runs is not this run's.
-    while interpreter.output.try_recv().is_ok() {}
-    let cpu_before = proc_cpu_ms(interpreter.pid);
     let marker = format!("\u{1e}codebeaker-end-{}-{}\u{1e}", id, MARKER_SEQUENCE.fetch_add(1, Ordering::Relaxed));
     let line = serde_json::json!({ "id": id, "code": request.code, "marker": marker }).to_string() + "\n";
-    if interpreter.requests.write_all(line.as_bytes()).await.is_err() {
+    // An interpreter that died between runs (guest code killed it) is replaced at once:
+    // this run goes to a fresh one and says the state was lost.
+    let mut replaced = false;
+    let interpreter = loop {
+        if slot.is_none() {
+            *slot = Some(spawn(runtime, &request).await?);
+        }
+        let Some(interpreter) = slot.as_mut() else {
+            return Err(ErrorReply::new(ErrorKind::Internal, "interpreter slot empty after start"));
+        };
+        // Killed but not yet exited counts as ended too: right after guest code killed it
+        // (`kill -9 -1`), the run would otherwise go into a dying interpreter's pipe.
+        let ended =
+            !matches!(interpreter.exit.try_recv(), Err(oneshot::error::TryRecvError::Empty)) || dying(interpreter.pid);
+        // Output a background child wrote between runs is not this run's.
+        while interpreter.output.try_recv().is_ok() {}
+        if !ended && interpreter.requests.write_all(line.as_bytes()).await.is_ok() {
+            break interpreter;
+        }
+        if replaced {
+            slot.take();
+            return Ok(died("InterpreterExited", "the interpreter exited as soon as it started"));
+        }
         slot.take();
-        return Ok(died(
-            "InterpreterExited",
-            "the interpreter was gone; its state was reset and it restarts on the next run",
-        ));
-    }
+        replaced = true;
+    };
+    let cpu_before = proc_cpu_ms(interpreter.pid);
+    let reaper = &runtime.reaper;
+    let since = boot_ticks_now();
+    // What an interrupt kills: the run's own processes beneath the interpreter; what a
+    // kill kills: the interpreter too.
+    let interrupted = KillScope { root: interpreter.pid, spare_root: true, since };
+    let whole = KillScope { spare_root: false, ..interrupted };
+    let grace = Duration::from_millis(request.grace_ms);
 
     let mut streams = [Stream::new(&marker), Stream::new(&marker)];
     let mut answer: Option<Answer> = None;
     let mut answer_line = Vec::new();
-    let deadline = Instant::now() + Duration::from_millis(request.timeout_ms);
+    let deadline = instant_after(Duration::from_millis(request.timeout_ms));
     let mut kill_at: Option<Instant> = None;
     let mut marker_deadline: Option<Instant> = None;
     let mut timed_out = false;
@@ -142,8 +166,7 @@ async fn execute(
         if answer.is_some() && streams.iter().all(|s| s.done) {
             break Outcome::Finished;
         }
-        let wake = [Some(deadline).filter(|_| !timed_out), kill_at, marker_deadline].into_iter().flatten().min();
-        let wake = wake.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        let wake = [Some(deadline).filter(|_| kill_at.is_none()), kill_at, marker_deadline].into_iter().flatten().min();
         tokio::select! {
             chunk = interpreter.output.recv() => match chunk {
                 Some((kind, bytes)) => {
@@ -158,16 +181,19 @@ async fn execute(
                 // Only the driver knows the id: a line user code wrote to fd 4 is not the answer.
                 Ok(Some(parsed)) if parsed.id == Some(id) => {
                     answer = Some(parsed);
-                    marker_deadline = Some(Instant::now() + MARKER_WAIT);
+                    let markers_by = instant_after(Duration::from_millis(request.drain_ms));
+                    marker_deadline = Some(kill_at.map_or(markers_by, |at| at.min(markers_by)));
                 }
                 Ok(Some(_)) => {}
                 Ok(None) | Err(_) => break Outcome::Died,
             },
-            item = control.recv() => if let Some(Control::Cancel) = item {
+            item = control.recv() => if let (Some(Control::Cancel), None) = (item, kill_at) {
+                kill_at = Some(instant_after(grace));
                 interrupt(interpreter.pid);
-                kill_at.get_or_insert(Instant::now() + INTERRUPT_GRACE);
+                // One round: the interpreter may fork on until it takes the interrupt.
+                interrupted.kill_until(reaper, Instant::now()).await;
             },
-            () = tokio::time::sleep_until(wake) => {
+            () = sleep_until(wake) => {
                 let now = Instant::now();
                 if marker_deadline.is_some_and(|at| at <= now) {
                     break Outcome::Finished;
@@ -175,10 +201,12 @@ async fn execute(
                 if kill_at.is_some_and(|at| at <= now) {
                     break Outcome::Killed;
                 }
-                if !timed_out && deadline <= now {
+                if kill_at.is_none() && deadline <= now {
                     timed_out = true;
+                    kill_at = Some(now + grace);
                     interrupt(interpreter.pid);
-                    kill_at.get_or_insert(now + INTERRUPT_GRACE);
+                    // One round: the interpreter may fork on until it takes the interrupt.
+                    interrupted.kill_until(reaper, now).await;
                 }
             }
         }
@@ -191,6 +219,10 @@ async fn execute(
     let truncated = streams.iter().any(|s| s.total > request.output_cap);
     let mut done = match outcome {
         Outcome::Finished => {
+            if let Some(kill_at) = kill_at {
+                // What the run forked between the interrupt and its answer goes too.
+                interrupted.kill_until(reaper, kill_at).await;
+            }
             let answer = answer.unwrap_or_default();
             CodeDone {
                 error: answer.error,
@@ -203,23 +235,45 @@ async fn execute(
             }
         }
         Outcome::Killed => {
+            whole.kill(reaper).await;
             slot.take();
             let name = if timed_out { "TimeoutError" } else { "KeyboardInterrupt" };
             let message = format!(
                 "the interpreter did not stop within {} ms of being interrupted and was restarted; its state was reset",
-                INTERRUPT_GRACE.as_millis()
+                grace.as_millis()
             );
             died(name, &message)
         }
         Outcome::Died => {
+            // Its pipes closed: normally it ended (and is reaped at once); one that closed
+            // them and lives on is killed when the run's time is up.
+            let by = kill_at.unwrap_or(deadline);
+            let ended = tokio::time::timeout_at(by, &mut interpreter.exit).await.ok().and_then(Result::ok);
+            whole.kill(reaper).await;
             slot.take();
-            died("InterpreterExited", "the interpreter exited; its state was reset and it restarts on the next run")
+            let how = match ended.and_then(|exit| crate::protocol::signal_note(exit.code, exit.signal)) {
+                Some(note) => note.replacen("the program", "the interpreter", 1),
+                None => match ended.and_then(|exit| exit.code) {
+                    Some(code) => format!("the interpreter exited with code {code}"),
+                    None => "the interpreter exited".to_owned(),
+                },
+            };
+            died("InterpreterExited", &format!("{how}; its state was reset and it restarts on the next run"))
         }
     };
     done.timed_out = timed_out;
+    done.state_reset |= replaced;
     done.truncated |= truncated;
     done.usage = Some(usage);
     Ok(done)
+}
+
+/// Sleeps until `wake`, or forever without one.
+async fn sleep_until(wake: Option<Instant>) {
+    match wake {
+        Some(wake) => tokio::time::sleep_until(wake).await,
+        None => std::future::pending().await,
+    }
 }
 
 enum Outcome {
@@ -336,7 +390,7 @@ fn pipe_pair() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
-fn spawn(runtime: &Runtime, request: &RunCodeRequest) -> Result<Interpreter, ErrorReply> {
+async fn spawn(runtime: &Runtime, request: &RunCodeRequest) -> Result<Interpreter, ErrorReply> {
     let internal = |what: &str, e: io::Error| ErrorReply::new(ErrorKind::Internal, format!("{what}: {e}"));
     let (program, mut command) = match request.language {
         CodeLanguage::Python => {
@@ -355,7 +409,7 @@ fn spawn(runtime: &Runtime, request: &RunCodeRequest) -> Result<Interpreter, Err
     command.env_clear().envs(runtime.base_env.iter().map(|(k, v)| (k, v)));
     command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let cwd = runtime.workspace.open_dir(".")?;
-    prepare_child(&mut command, runtime.user, cwd, request.rlimits);
+    prepare_child(&mut command, runtime.user, cwd, request.rlimits, false);
     let (child_in, child_out) = (request_read.as_raw_fd(), answer_write.as_raw_fd());
     // SAFETY: between fork and exec, only fcntl, dup2 and close (async-signal-safe).
     // Both ends are first moved above 9 so placing one at 3 cannot clobber the other.
@@ -371,7 +425,7 @@ fn spawn(runtime: &Runtime, request: &RunCodeRequest) -> Result<Interpreter, Err
             Ok(())
         });
     }
-    let mut child = command.spawn().map_err(|e| match e.kind() {
+    let (mut child, exit) = spawn_guest(runtime, &mut command).await.map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => {
             ErrorReply::new(ErrorKind::Unsupported, format!("{program} is not available in this sandbox: {e}"))
         }
@@ -379,9 +433,9 @@ fn spawn(runtime: &Runtime, request: &RunCodeRequest) -> Result<Interpreter, Err
     })?;
     drop((request_read, answer_write));
     let pid = child.id();
-    tokio::spawn(reap(pid));
     let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
-        kill_tree(pid);
+        // SAFETY: a plain signal send to our own child.
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
         return Err(ErrorReply::new(ErrorKind::Internal, "the interpreter's pipes were not created"));
     };
     let (tx, output) = mpsc::channel(256);
@@ -400,7 +454,7 @@ fn spawn(runtime: &Runtime, request: &RunCodeRequest) -> Result<Interpreter, Err
     let requests = pipe::Sender::from_owned_fd(request_write).map_err(|e| internal("request pipe", e))?;
     let answers = BufReader::new(receiver(answer_read)?);
     tracing::info!(pid, %program, "interpreter started");
-    Ok(Interpreter { pid, requests, answers, output })
+    Ok(Interpreter { pid, exit, requests, answers, output })
 }
 
 /// CPU time of a process and its reaped children, from `/proc` (ms).
@@ -409,9 +463,21 @@ fn proc_cpu_ms(pid: u32) -> u64 {
     let Some((_, rest)) = stat.rsplit_once(')') else { return 0 };
     // After the name: state is field 3; utime..cstime are fields 14..17.
     let ticks: u64 = rest.split_whitespace().skip(11).take(4).filter_map(|f| f.parse::<u64>().ok()).sum();
-    // SAFETY: sysconf has no preconditions.
-    let per_second = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).unwrap_or(100).max(1);
-    ticks * 1000 / per_second
+    ticks * 1000 / clock_ticks_per_second()
+}
+
+/// Whether process `pid` is gone or on its way out: no longer in `/proc`, a zombie, or a
+/// `SIGKILL` pending that it has not yet acted on.
+fn dying(pid: u32) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else { return true };
+    let kill_bit = 1u64 << (libc::SIGKILL - 1);
+    status.lines().any(|line| {
+        if let Some(state) = line.strip_prefix("State:") {
+            return matches!(state.trim_start().chars().next(), Some('Z' | 'X'));
+        }
+        let pending = line.strip_prefix("SigPnd:").or_else(|| line.strip_prefix("ShdPnd:"));
+        pending.and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok()).is_some_and(|mask| mask & kill_bit != 0)
+    })
 }
 
 /// Peak resident set of a process, from `/proc` (KiB).

@@ -3,35 +3,47 @@
 //!
 //! [`serve`] reads frames and starts a task per request, so several run at once; all
 //! replies go through one outbox to a single writer, which keeps every frame whole.
-//! Modules: [`files`] (file operations beneath the workspace), `process` (commands),
-//! `interp` (persistent interpreters), `proxy` (the egress proxy), `sys` (raw calls).
+//! Modules: [`files`] (file operations beneath the workspace), `process` (commands and
+//! killing what they started), `pty` (terminals of commands that run on one), `interp`
+//! (persistent interpreters), `reaper` (waiting for every child and adopted orphan),
+//! `proxy` (the egress proxy), `sys` (raw calls).
 
 pub mod files;
 mod interp;
 mod process;
 mod proxy;
+mod pty;
+mod reaper;
 mod sys;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, Semaphore};
 
 use crate::protocol::{
-    AgentHello, AgentMessage, ErrorKind, ErrorReply, Frame, FrameKind, HostMessage, ProtocolError, DEFAULT_MAX_FRAME,
-    PROTOCOL_VERSION,
+    AgentHello, AgentMessage, ErrorKind, ErrorReply, Frame, FrameKind, FsRequest, HostMessage, ProtocolError,
+    DEFAULT_MAX_FRAME, PROTOCOL_VERSION,
 };
 use crate::transport::{FrameReader, FrameWriter};
 
 pub use files::Workspace;
 
-/// The uid and gid commands run as when the agent starts as root.
+/// The uid and gid commands run as when the agent starts as root and is given no
+/// `--user` (the Docker backend always gives one: a uid of the sandbox's own).
 pub const COMMAND_USER: (u32, u32) = (1000, 1000);
 
 /// File operations running at once; more wait (each holds a blocking thread).
-const MAX_PARALLEL_FS: usize = 16;
+pub const MAX_PARALLEL_FS: usize = 16;
+
+/// Most tasks (threads) the agent itself runs: its main thread and one blocking thread
+/// per file operation. A container's pids limit less this, as the guest's
+/// `RLIMIT_NPROC` ([`crate::protocol::Rlimits::nproc`]), keeps room for the agent to
+/// kill a fork bomb and answer.
+pub const AGENT_TASKS: u64 = 1 + MAX_PARALLEL_FS as u64;
 
 /// How the agent runs.
 #[derive(Debug, Clone)]
@@ -93,6 +105,9 @@ pub enum ServeError {
     /// The host's bytes broke the protocol (garbage on stdin).
     #[error(transparent)]
     Protocol(#[from] ProtocolError),
+    /// The `SIGCHLD` handler of the reaper could not be installed.
+    #[error("cannot wait for child processes: {0}")]
+    Reaper(#[source] std::io::Error),
     /// The workspace could not be opened.
     #[error("cannot open the workspace {path}: {source}")]
     Workspace {
@@ -109,8 +124,20 @@ pub enum ServeError {
 pub(crate) enum Control {
     /// Stop (kill the process group, interrupt the code).
     Cancel,
-    /// Bytes for the process's stdin; `true` closes it.
-    Stdin(Vec<u8>, bool),
+    /// Bytes of the request's input: a process's stdin, an upload's file data; `true`
+    /// ends it.
+    Input(Vec<u8>, bool),
+    /// Send this signal (already checked to be in `1..=64`) to a process's group.
+    Signal(i32),
+    /// Set the size of a process's terminal: columns, rows.
+    Resize(u16, u16),
+}
+
+/// The instant `duration` from now; far in the future when that is not representable
+/// (a request's `u64::MAX` ms means "no limit").
+pub(crate) fn instant_after(duration: Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    now.checked_add(duration).unwrap_or_else(|| now + codebeaker::policy::NO_DEADLINE)
 }
 
 /// Frames on their way to the host.
@@ -122,6 +149,7 @@ pub(crate) struct Runtime {
     pub(crate) user: Option<(u32, u32)>,
     pub(crate) base_env: Vec<(String, String)>,
     pub(crate) interpreters: interp::Interpreters,
+    pub(crate) reaper: Arc<reaper::Reaper>,
 }
 
 /// Serves the protocol until the host closes the stream (`Ok`) or breaks the protocol.
@@ -148,8 +176,14 @@ where
         base_env.extend(proxy::proxy_env(addr));
     }
     let proxied = listener.is_some();
-    let runtime =
-        Arc::new(Runtime { workspace, user: config.user, base_env, interpreters: interp::Interpreters::new(&config) });
+    let reaper = reaper::Reaper::start().map_err(ServeError::Reaper)?;
+    let runtime = Arc::new(Runtime {
+        workspace,
+        user: config.user,
+        base_env,
+        interpreters: interp::Interpreters::new(&config),
+        reaper,
+    });
     let (out, outgoing) = mpsc::channel::<Frame>(256);
     let tunnels = Arc::new(proxy::Tunnels::default());
     let proxy_task = listener.map(|listener| tokio::spawn(proxy::serve(listener, tunnels.clone(), out.clone())));
@@ -174,17 +208,20 @@ where
                         continue;
                     }
                 };
+                if let HostMessage::Hello { tunnel_decision_ms, .. } = &message {
+                    tunnels.set_decision_timeout(Duration::from_millis(*tunnel_decision_ms));
+                }
                 match message {
                     HostMessage::TunnelReply(reply) => tunnels.route(frame.id, proxy::TunnelEvent::Reply(reply)),
                     HostMessage::TunnelClose { reason } => tunnels.route(frame.id, proxy::TunnelEvent::Close(reason)),
                     message => dispatch(&runtime, &out, &running, &fs_slots, proxied, frame.id, message).await,
                 }
             }
-            FrameKind::Stdin => {
+            FrameKind::Stdin | FrameKind::FileData => {
                 let control = running.lock().unwrap_or_else(PoisonError::into_inner).get(&frame.id).cloned();
                 if let Some(control) = control {
                     let end = frame.is_end();
-                    let _ = control.send(Control::Stdin(frame.body, end)).await;
+                    let _ = control.send(Control::Input(frame.body, end)).await;
                 }
             }
             FrameKind::TunnelData => {
@@ -213,17 +250,28 @@ async fn dispatch(
     message: HostMessage,
 ) {
     match message {
-        HostMessage::Hello { protocol, host } => {
+        HostMessage::Hello { protocol, host, .. } => {
             tracing::info!(%host, protocol, "host connected");
             let reply = if protocol == PROTOCOL_VERSION {
                 AgentMessage::Hello(AgentHello {
                     protocol: PROTOCOL_VERSION,
                     agent: env!("CARGO_PKG_VERSION").to_owned(),
-                    capabilities: ["exec", "fs", "python", "javascript", "egress_proxy"]
-                        .into_iter()
-                        .filter(|c| proxied || *c != "egress_proxy")
-                        .map(str::to_owned)
-                        .collect(),
+                    capabilities: [
+                        "exec",
+                        "fs",
+                        "fs_stream",
+                        "python",
+                        "javascript",
+                        "shutdown",
+                        "pty",
+                        "signal",
+                        "egress_proxy",
+                        "archive",
+                    ]
+                    .into_iter()
+                    .filter(|c| proxied || *c != "egress_proxy")
+                    .map(str::to_owned)
+                    .collect(),
                 })
             } else {
                 AgentMessage::Error(ErrorReply::new(
@@ -234,6 +282,23 @@ async fn dispatch(
             reply_to(out, id, reply).await;
         }
         HostMessage::Ping => reply_to(out, id, AgentMessage::Pong).await,
+        HostMessage::Shutdown { kill_ms } => {
+            // No process starts from here on; then everything of the guest goes.
+            runtime.reaper.close();
+            let (runtime, out) = (runtime.clone(), out.clone());
+            tokio::spawn(async move {
+                let reply = match process::kill_all(&runtime, Duration::from_millis(kill_ms)).await {
+                    Ok(killed) => AgentMessage::Stopped { killed },
+                    Err(error) => AgentMessage::Error(error),
+                };
+                runtime.interpreters.shutdown();
+                reply_to(&out, id, reply).await;
+            });
+        }
+        HostMessage::Exec(_) | HostMessage::RunCode(_) | HostMessage::Fs(_) if runtime.reaper.is_closed() => {
+            let reply = ErrorReply::new(ErrorKind::Unsupported, "the sandbox is closed");
+            reply_to(out, id, AgentMessage::Error(reply)).await;
+        }
         HostMessage::Exec(request) => {
             let control = register(running, id);
             let (runtime, out, running) = (runtime.clone(), out.clone(), running.clone());
@@ -247,6 +312,46 @@ async fn dispatch(
             let (runtime, out, running) = (runtime.clone(), out.clone(), running.clone());
             tokio::spawn(async move {
                 interp::run(&runtime, id, request, &out, control).await;
+                running.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
+            });
+        }
+        HostMessage::Fs(FsRequest::Download { path, offset }) => {
+            let control = register(running, id);
+            let (runtime, out, running, slots) = (runtime.clone(), out.clone(), running.clone(), fs_slots.clone());
+            tokio::spawn(async move {
+                if let Ok(_slot) = slots.acquire_owned().await {
+                    files::serve_download(runtime, id, path, offset, out, control).await;
+                }
+                running.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
+            });
+        }
+        HostMessage::Fs(FsRequest::Upload { path, append }) => {
+            let control = register(running, id);
+            let (runtime, out, running, slots) = (runtime.clone(), out.clone(), running.clone(), fs_slots.clone());
+            tokio::spawn(async move {
+                if let Ok(_slot) = slots.acquire_owned().await {
+                    files::serve_upload(runtime, id, path, append, out, control).await;
+                }
+                running.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
+            });
+        }
+        HostMessage::Fs(FsRequest::Archive { limit }) => {
+            let control = register(running, id);
+            let (runtime, out, running, slots) = (runtime.clone(), out.clone(), running.clone(), fs_slots.clone());
+            tokio::spawn(async move {
+                if let Ok(_slot) = slots.acquire_owned().await {
+                    files::serve_archive(runtime, id, limit, out, control).await;
+                }
+                running.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
+            });
+        }
+        HostMessage::Fs(FsRequest::Unarchive) => {
+            let control = register(running, id);
+            let (runtime, out, running, slots) = (runtime.clone(), out.clone(), running.clone(), fs_slots.clone());
+            tokio::spawn(async move {
+                if let Ok(_slot) = slots.acquire_owned().await {
+                    files::serve_unarchive(runtime, id, out, control).await;
+                }
                 running.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
             });
         }
@@ -265,13 +370,20 @@ async fn dispatch(
                 reply_to(&out, id, reply).await;
             });
         }
-        HostMessage::Cancel => {
-            let control = running.lock().unwrap_or_else(PoisonError::into_inner).get(&id).cloned();
-            if let Some(control) = control {
-                let _ = control.try_send(Control::Cancel);
-            }
-        }
+        HostMessage::Cancel => notify(running, id, Control::Cancel),
+        HostMessage::Signal { signal } if (1..=64).contains(&signal) => notify(running, id, Control::Signal(signal)),
+        HostMessage::Signal { signal } => tracing::warn!(id, signal, "ignored a signal number out of range"),
+        HostMessage::Resize { cols, rows } => notify(running, id, Control::Resize(cols, rows)),
         HostMessage::TunnelReply(_) | HostMessage::TunnelClose { .. } => {}
+    }
+}
+
+/// Passes `control` to running request `id`, if there is one (fire and forget: dropped
+/// when its queue is full).
+fn notify(running: &Mutex<HashMap<u64, mpsc::Sender<Control>>>, id: u64, control: Control) {
+    let sender = running.lock().unwrap_or_else(PoisonError::into_inner).get(&id).cloned();
+    if let Some(sender) = sender {
+        let _ = sender.try_send(control);
     }
 }
 

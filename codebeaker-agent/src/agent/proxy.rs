@@ -23,9 +23,6 @@ const MAX_HEAD: usize = 16 * 1024;
 /// Proxy connections open at once; more wait to be accepted.
 const MAX_CONNECTIONS: usize = 64;
 
-/// How long the host may take to decide on a tunnel, and a client to send its head.
-const DECISION_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// What the host sends about one tunnel.
 #[derive(Debug)]
 pub(crate) enum TunnelEvent {
@@ -37,14 +34,35 @@ pub(crate) enum TunnelEvent {
     Close(Option<String>),
 }
 
-/// The open tunnels, by id.
-#[derive(Default)]
+/// The open tunnels, by id, and how long a decision on one may take.
 pub(crate) struct Tunnels {
     next: AtomicU64,
     open: Mutex<HashMap<u64, mpsc::UnboundedSender<TunnelEvent>>>,
+    /// How long the host may take to decide on a tunnel, and a client to send its head,
+    /// in ms: the host's `tunnel_decision_ms` of its hello.
+    decision_ms: AtomicU64,
+}
+
+impl Default for Tunnels {
+    fn default() -> Self {
+        Tunnels {
+            next: AtomicU64::new(0),
+            open: Mutex::default(),
+            decision_ms: AtomicU64::new(codebeaker::policy::DEFAULT_TUNNEL_DECISION_MS),
+        }
+    }
 }
 
 impl Tunnels {
+    /// Sets how long a decision may take (from the host's hello).
+    pub(crate) fn set_decision_timeout(&self, timeout: Duration) {
+        self.decision_ms.store(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    fn decision_timeout(&self) -> Duration {
+        Duration::from_millis(self.decision_ms.load(Ordering::Relaxed))
+    }
+
     fn open(&self) -> (u64, mpsc::UnboundedReceiver<TunnelEvent>) {
         let id = AGENT_ID_BIT | (self.next.fetch_add(1, Ordering::Relaxed) + 1);
         let (tx, rx) = mpsc::unbounded_channel();
@@ -101,7 +119,7 @@ struct Ask {
 }
 
 async fn handle(mut conn: TcpStream, tunnels: &Tunnels, out: &Outbox) {
-    let ask = match tokio::time::timeout(DECISION_TIMEOUT, read_ask(&mut conn)).await {
+    let ask = match tokio::time::timeout(tunnels.decision_timeout(), read_ask(&mut conn)).await {
         Ok(Ok(ask)) => ask,
         Ok(Err(message)) => return answer(&mut conn, "400 Bad Request", &message).await,
         Err(_) => return answer(&mut conn, "408 Request Timeout", "no request head arrived in time").await,
@@ -112,7 +130,7 @@ async fn handle(mut conn: TcpStream, tunnels: &Tunnels, out: &Outbox) {
     if out.send(frame).await.is_err() {
         return tunnels.forget(id);
     }
-    let verdict = tokio::time::timeout(DECISION_TIMEOUT, async {
+    let verdict = tokio::time::timeout(tunnels.decision_timeout(), async {
         loop {
             match events.recv().await {
                 Some(TunnelEvent::Reply(reply)) => return Some(reply),

@@ -195,3 +195,31 @@ impl Drop for FsIdentity {
         }
     }
 }
+
+/// A pidfd for process `pid` (`pidfd_open`, Linux 5.3): it names that process alone (no
+/// reuse of the pid can redirect what is done through it) and polls readable once the
+/// process has exited.
+pub(crate) fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
+    // SAFETY: a plain system call with integer arguments.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this descriptor to us alone.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) })
+}
+
+/// Sends `SIGKILL` to the process behind `pidfd` (`pidfd_send_signal`).
+pub(crate) fn pidfd_kill(pidfd: &OwnedFd) -> io::Result<()> {
+    // SAFETY: a valid descriptor; a null siginfo means "as kill(2) would send it".
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            libc::SIGKILL,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    check(ret as libc::c_int).map(drop)
+}

@@ -1,18 +1,20 @@
 //! Streaming calls: a process ([`ExecStream`]) and code in the interpreter
 //! ([`CodeStream`]), each readable event by event or collected into one output.
 //!
-//! A call's deadline is its own timeout plus the client's `reply_grace`: the agent kills
-//! on time when healthy, and when it is not the host still answers, with
-//! [`AgentError::TimedOut`], after asking the agent to cancel. Collected output is capped
+//! A call's deadline is its own timeout plus the client's `reply_grace` (none for a
+//! `timeout_ms` of `u64::MAX`), and nothing else: the agent kills on time when healthy,
+//! and when it is not the host still answers, with [`AgentError::TimedOut`], after asking
+//! the agent to cancel. Collected output is capped
 //! on the host too, whatever the agent claims.
 
 use std::time::Duration;
 
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::client::{AgentClient, AgentError, Inbound};
-use crate::protocol::{AgentMessage, CodeDone, ExecExited, ExecRequest, Frame, FrameKind, HostMessage, RunCodeRequest};
+use crate::client::{AgentClient, AgentError, Inbound, InboundQueue};
+use crate::protocol::{
+    AgentMessage, CodeDone, ExecExited, ExecRequest, Frame, FrameKind, FsReply, FsRequest, HostMessage, RunCodeRequest,
+};
 
 /// One event of a running process.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,7 +62,7 @@ pub struct CodeOutput {
 struct Call {
     client: AgentClient,
     id: u64,
-    rx: mpsc::Receiver<Inbound>,
+    rx: InboundQueue,
     deadline: Instant,
     budget: Duration,
     finished: bool,
@@ -82,6 +84,7 @@ impl Call {
                 self.finished = true;
                 Err(self.client.closed_error())
             }
+
             Err(_) => {
                 self.finish();
                 Err(AgentError::TimedOut(self.budget))
@@ -107,8 +110,127 @@ impl Drop for Call {
     }
 }
 
+impl Call {
+    /// Opens a streamed transfer: a call (its queue bounded in bytes like every call) whose every step (not the
+    /// whole transfer) has the client's call timeout, answered first by `opened`.
+    async fn open_transfer(client: &AgentClient, request: FsRequest) -> Result<(Call, u64), AgentError> {
+        let (id, rx) = client.request(&HostMessage::Fs(request)).await?;
+        let budget = client.config().call_timeout;
+        let mut call = Call { client: client.clone(), id, rx, deadline: far_future(), budget, finished: false };
+        match call.step().await? {
+            Inbound::Message(AgentMessage::Fs(FsReply::Opened { size })) => Ok((call, size)),
+            Inbound::Message(AgentMessage::Error(reply)) => {
+                call.finished = true;
+                Err(AgentError::Remote(reply))
+            }
+            other => Err(AgentError::Unexpected(format!("a transfer was opened with {other:?}"))),
+        }
+    }
+
+    /// The next item of a transfer, within one call timeout.
+    async fn step(&mut self) -> Result<Inbound, AgentError> {
+        self.deadline = Instant::now() + self.budget;
+        self.next().await
+    }
+}
+
+/// A file streaming out of the agent ([`AgentClient::download`]).
+pub struct FileDownload {
+    call: Call,
+    size: u64,
+    left: u64,
+    done: bool,
+}
+
+impl FileDownload {
+    /// Size of the whole file, as the agent found it.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The next chunk; `None` once every byte came. Never more bytes in all than the
+    /// file had from the offset, whatever the agent sends.
+    pub async fn next(&mut self) -> Result<Option<Vec<u8>>, AgentError> {
+        if self.done {
+            return Ok(None);
+        }
+        let item = self.call.step().await;
+        let outcome = match item {
+            Ok(Inbound::Data { kind: FrameKind::FileData, bytes }) if bytes.len() as u64 <= self.left => {
+                self.left -= bytes.len() as u64;
+                return Ok(Some(bytes));
+            }
+            Ok(Inbound::Data { kind: FrameKind::FileData, .. }) => {
+                Err(AgentError::Unexpected("the agent sent more bytes than the file has".to_owned()))
+            }
+            Ok(Inbound::Message(AgentMessage::Fs(FsReply::Sent { .. }))) => {
+                self.call.finished = true;
+                Ok(None)
+            }
+            Ok(Inbound::Message(AgentMessage::Error(reply))) => {
+                self.call.finished = true;
+                Err(AgentError::Remote(reply))
+            }
+            Ok(other) => Err(AgentError::Unexpected(format!("a download was answered with {other:?}"))),
+            Err(e) => Err(e),
+        };
+        self.done = true;
+        self.call.finish();
+        outcome
+    }
+}
+
+/// A file streaming into the agent ([`AgentClient::upload`]). Dropped before
+/// [`FileUpload::finish`], the upload is cancelled and the agent undoes it.
+pub struct FileUpload {
+    call: Call,
+    start: u64,
+}
+
+impl FileUpload {
+    /// The length the file starts from (its old length when appending, else 0).
+    pub fn start(&self) -> u64 {
+        self.start
+    }
+
+    /// Sends the next piece (at most [`FILE_DATA_CHUNK`](crate::protocol::FILE_DATA_CHUNK)
+    /// bytes); fails as soon as the agent has given up (e.g. the workspace is full).
+    pub async fn send(&mut self, bytes: Vec<u8>) -> Result<(), AgentError> {
+        if let Some(item) = self.call.rx.try_recv() {
+            return Err(self.early(item));
+        }
+        self.call.client.send(Frame::data(FrameKind::FileData, self.call.id, bytes, false)).await
+    }
+
+    /// Ends the upload; the bytes the agent wrote.
+    pub async fn finish(mut self) -> Result<u64, AgentError> {
+        self.call.client.send(Frame::data(FrameKind::FileData, self.call.id, Vec::new(), true)).await?;
+        match self.call.step().await? {
+            Inbound::Message(AgentMessage::Fs(FsReply::Written { bytes })) => {
+                self.call.finished = true;
+                Ok(bytes)
+            }
+            other => Err(self.early(other)),
+        }
+    }
+
+    /// What an answer before the end means.
+    fn early(&mut self, item: Inbound) -> AgentError {
+        match item {
+            Inbound::Message(AgentMessage::Error(reply)) => {
+                self.call.finished = true;
+                AgentError::Remote(reply)
+            }
+            other => AgentError::Unexpected(format!("an upload was answered with {other:?}")),
+        }
+    }
+}
+
+/// What a call without a limit of its own waits for: 30 years (as tokio's own far future),
+/// so an exec whose `timeout_ms` is `u64::MAX` (a background process) is read for as
+/// long as it runs.
 fn far_future() -> Instant {
-    Instant::now() + Duration::from_secs(86_400 * 365)
+    Instant::now() + codebeaker::policy::NO_DEADLINE
 }
 
 /// A running process: read its events, feed its stdin, cancel it.
@@ -117,10 +239,58 @@ pub struct ExecStream {
     done: bool,
 }
 
+/// What steers a running process from anywhere ([`ExecStream::control`]): its stdin,
+/// cancel, signals and its terminal's size. Each is fire and forget: the process's
+/// stream tells what came of it; once the process ended they reach nothing.
+#[derive(Clone)]
+pub struct ExecControl {
+    client: AgentClient,
+    id: u64,
+}
+
+impl ExecControl {
+    /// The request id of the process.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Writes to the process's stdin (requests with `stdin_stream`); `end` closes it, or
+    /// on a terminal types its EOF character (`^D`).
+    pub async fn write_stdin(&self, bytes: Vec<u8>, end: bool) -> Result<(), AgentError> {
+        self.client.send_stdin(self.id, bytes, end).await
+    }
+
+    /// Kills the process group; the stream still ends with `Exited`.
+    pub async fn cancel(&self) -> Result<(), AgentError> {
+        self.client.cancel(self.id).await
+    }
+
+    /// Sends `signal` to the process group (the agent ignores numbers outside `1..=64`).
+    pub async fn signal(&self, signal: i32) -> Result<(), AgentError> {
+        self.client.send(Frame::message(self.id, &HostMessage::Signal { signal })?).await
+    }
+
+    /// Sets the size of the process's terminal (ignored for a process on pipes).
+    pub async fn resize(&self, cols: u16, rows: u16) -> Result<(), AgentError> {
+        self.client.send(Frame::message(self.id, &HostMessage::Resize { cols, rows })?).await
+    }
+}
+
+impl std::fmt::Debug for ExecControl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExecControl").field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
 impl ExecStream {
     /// The request id (what [`AgentClient::cancel`] takes).
     pub fn id(&self) -> u64 {
         self.call.id
+    }
+
+    /// A handle that steers this process while the stream is read elsewhere.
+    pub fn control(&self) -> ExecControl {
+        ExecControl { client: self.call.client.clone(), id: self.call.id }
     }
 
     /// The next event; `None` after [`ExecEvent::Exited`] or an error.
@@ -133,6 +303,7 @@ impl ExecStream {
                 Ok(Inbound::Data { kind: FrameKind::Stdout, bytes }) => break Ok(ExecEvent::Stdout(bytes)),
                 Ok(Inbound::Data { kind: FrameKind::Stderr, bytes }) => break Ok(ExecEvent::Stderr(bytes)),
                 Ok(Inbound::Data { .. }) => continue,
+                Ok(Inbound::Cut(reason)) => break Err(AgentError::Closed(reason)),
                 Ok(Inbound::Message(AgentMessage::Started { pid })) => break Ok(ExecEvent::Started { pid }),
                 Ok(Inbound::Message(AgentMessage::Exited(exited))) => {
                     self.call.finished = true;
@@ -155,14 +326,14 @@ impl ExecStream {
         Some(event)
     }
 
-    /// Writes to the process's stdin (requests with `stdin_stream`); `end` closes it.
+    /// Writes to the process's stdin (see [`ExecControl::write_stdin`]).
     pub async fn write_stdin(&self, bytes: Vec<u8>, end: bool) -> Result<(), AgentError> {
-        self.call.client.send_stdin(self.call.id, bytes, end).await
+        self.control().write_stdin(bytes, end).await
     }
 
     /// Kills the process group; the stream still ends with `Exited`.
     pub async fn cancel(&self) -> Result<(), AgentError> {
-        self.call.client.cancel(self.call.id).await
+        self.control().cancel().await
     }
 
     /// Reads to the end, keeping at most `cap` bytes of each stream.
@@ -230,6 +401,7 @@ impl CodeStream {
                 Ok(Inbound::Data { kind: FrameKind::Stdout, bytes }) => break Ok(CodeEvent::Stdout(bytes)),
                 Ok(Inbound::Data { kind: FrameKind::Stderr, bytes }) => break Ok(CodeEvent::Stderr(bytes)),
                 Ok(Inbound::Data { .. }) => continue,
+                Ok(Inbound::Cut(reason)) => break Err(AgentError::Closed(reason)),
                 Ok(Inbound::Message(AgentMessage::CodeDone(done))) => {
                     self.call.finished = true;
                     break Ok(CodeEvent::Done(done));
@@ -301,6 +473,34 @@ impl AgentClient {
         let timeout_ms = request.timeout_ms;
         let call = Call::open(self, &HostMessage::RunCode(request), timeout_ms).await?;
         Ok(CodeStream { call, done: false })
+    }
+
+    /// Streams a file out from `offset`.
+    pub async fn download(&self, path: String, offset: u64) -> Result<FileDownload, AgentError> {
+        let (call, size) = Call::open_transfer(self, FsRequest::Download { path, offset }).await?;
+        Ok(FileDownload { call, size, left: size.saturating_sub(offset), done: false })
+    }
+
+    /// Streams the whole workspace as a tar archive ([`FsRequest::Archive`]): a
+    /// [`FileDownload`] of size 0 (not known ahead) that never yields more than `limit`
+    /// bytes; it ends with a `too_large` error once the archive would pass `limit`.
+    pub async fn archive(&self, limit: u64) -> Result<FileDownload, AgentError> {
+        let (call, _) = Call::open_transfer(self, FsRequest::Archive { limit }).await?;
+        Ok(FileDownload { call, size: 0, left: limit, done: false })
+    }
+
+    /// Streams a tar archive into the workspace ([`FsRequest::Unarchive`]): send its
+    /// bytes through the [`FileUpload`] and [`FileUpload::finish`] it for the bytes of
+    /// file content written. Dropped unfinished, the agent undoes the extraction.
+    pub async fn unarchive(&self) -> Result<FileUpload, AgentError> {
+        let (call, start) = Call::open_transfer(self, FsRequest::Unarchive).await?;
+        Ok(FileUpload { call, start })
+    }
+
+    /// Streams a file in (replacing it, or appending).
+    pub async fn upload(&self, path: String, append: bool) -> Result<FileUpload, AgentError> {
+        let (call, start) = Call::open_transfer(self, FsRequest::Upload { path, append }).await?;
+        Ok(FileUpload { call, start })
     }
 
     /// Runs code to its end and collects its output.

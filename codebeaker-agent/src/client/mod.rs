@@ -3,9 +3,12 @@
 //! A reader task routes every incoming frame by id to the request waiting for it; a
 //! writer task serialises outgoing frames. The agent is untrusted (guest code can kill,
 //! starve or impersonate it), so: frames for ids nobody waits for are dropped, every call
-//! has a deadline, a frame that breaks the protocol closes the channel with a reason
-//! every waiting call receives, and no call can hang once the channel is gone.
+//! has a deadline, what the host holds of the agent's frames is bounded in bytes per
+//! call, per tunnel, per session and per server (`buffers`), a frame that breaks the
+//! protocol closes the channel with a reason every waiting call receives, and no call
+//! can hang once the channel is gone.
 
+mod buffers;
 mod calls;
 mod tunnel;
 
@@ -15,14 +18,20 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-pub use calls::{CodeEvent, CodeOutput, CodeStream, ExecEvent, ExecOutput, ExecStream};
+pub use buffers::{BufferPool, InboundQueue, DEFAULT_SERVER_BUFFER};
+pub use calls::{
+    CodeEvent, CodeOutput, CodeStream, ExecControl, ExecEvent, ExecOutput, ExecStream, FileDownload, FileUpload,
+};
+pub use tunnel::{Charge, Relay};
+
+use buffers::Queued;
 
 use crate::protocol::{
     AgentHello, AgentMessage, ErrorReply, Frame, FrameKind, FsReply, FsRequest, HostMessage, ProtocolError,
-    TunnelReply, AGENT_ID_BIT, DEFAULT_MAX_FRAME, PROTOCOL_VERSION,
+    TunnelReply, AGENT_ID_BIT, DEFAULT_MAX_FRAME, MAX_DATA_CHUNK, PROTOCOL_VERSION,
 };
 use crate::transport::{FrameReader, FrameWriter, Transport};
 
@@ -36,13 +45,27 @@ pub struct ClientConfig {
     /// Time an exec or run_code may take beyond its own timeout before the call gives up
     /// on the agent (the agent answers within its timeout + 1 s when healthy).
     pub reply_grace: Duration,
-    /// Frames buffered per call before the reader waits for the caller to consume them.
-    pub call_queue: usize,
+    /// Bytes of the agent's frames held for one call before the reader waits for the
+    /// caller to take them.
+    pub call_buffer: u32,
+    /// Bytes held for one tunnel that its destination has not taken yet; more cuts the
+    /// tunnel.
+    pub tunnel_buffer: u32,
+    /// Bytes held for all calls and tunnels of this client (one session) together.
+    pub session_buffer: u32,
+    /// The pool every client of the server draws from (by default the process's).
+    pub server_buffer: BufferPool,
+    /// How long one write of a tunnel's relay may wait for the destination or the agent
+    /// to take the bytes before the tunnel is closed.
+    pub write_timeout: Duration,
     /// Join a stream mid-way: skip whatever precedes the agent's answer to the
     /// handshake (for re-attaching to a running agent, whose output while nobody listened
     /// may have been cut anywhere). At most this many bytes are skipped; `None` for a
     /// fresh agent, whose first byte must start a frame.
     pub resync: Option<usize>,
+    /// How long the agent's egress proxy waits for a program's request head and for the
+    /// verdict on it: the operator's `tunnel-decision-ms`, told to the agent in the hello.
+    pub tunnel_decision: Duration,
 }
 
 impl Default for ClientConfig {
@@ -51,8 +74,13 @@ impl Default for ClientConfig {
             max_frame: DEFAULT_MAX_FRAME,
             call_timeout: Duration::from_secs(30),
             reply_grace: Duration::from_secs(3),
-            call_queue: 256,
+            call_buffer: 8 * 1024 * 1024,
+            tunnel_buffer: 1024 * 1024,
+            session_buffer: 32 * 1024 * 1024,
+            server_buffer: BufferPool::process(),
+            write_timeout: Duration::from_secs(30),
             resync: None,
+            tunnel_decision: Duration::from_millis(codebeaker::policy::DEFAULT_TUNNEL_DECISION_MS),
         }
     }
 }
@@ -82,8 +110,8 @@ impl From<AgentError> for codebeaker::Error {
     fn from(err: AgentError) -> Self {
         match err {
             AgentError::Remote(reply) => reply.into(),
-            AgentError::Closed(reason) => codebeaker::Error::SandboxFailed(format!("agent channel closed: {reason}")),
-            other => codebeaker::Error::SandboxFailed(other.to_string()),
+            // The failure of the link is the source of the sandbox's failure.
+            other => codebeaker::Error::sandbox_failed(other.to_string()).with_source(other),
         }
     }
 }
@@ -91,6 +119,9 @@ impl From<AgentError> for codebeaker::Error {
 /// One item a call (or an accepted tunnel) receives from the agent.
 #[derive(Debug)]
 pub enum Inbound {
+    /// The host stopped routing frames to this tunnel, and why (the agent sent more than
+    /// its buffer holds, or more than the egress byte cap allows).
+    Cut(String),
     /// A message under the call's id.
     Message(AgentMessage),
     /// Data under the call's id.
@@ -113,10 +144,33 @@ pub struct TunnelRequest {
     pub open: crate::protocol::TunnelOpen,
 }
 
+/// Where the reader sends the frames of one id, and what bounds them.
+#[derive(Clone)]
+struct Route {
+    tx: mpsc::UnboundedSender<Queued>,
+    /// The call's or tunnel's own bytes.
+    pool: BufferPool,
+    kind: RouteKind,
+    /// Set when the reader cut this route (a tunnel over its bounds): why.
+    cut: Arc<watch::Sender<Option<String>>>,
+}
+
+/// What a route's frames are for.
+#[derive(Clone)]
+enum RouteKind {
+    /// A call: when its bytes are full, the reader waits for the caller.
+    Call,
+    /// A tunnel: when its bytes are full it is cut; `charge` (the egress byte cap) is
+    /// charged for each chunk toward the destination as it is queued.
+    Tunnel { charge: Option<Charge> },
+}
+
 struct Shared {
     config: ClientConfig,
     outgoing: mpsc::Sender<Frame>,
-    pending: Mutex<HashMap<u64, mpsc::Sender<Inbound>>>,
+    pending: Mutex<HashMap<u64, Route>>,
+    /// The session's bytes: every route of this client draws from it.
+    session_pool: BufferPool,
     closed: Mutex<Option<String>>,
     next_id: AtomicU64,
     tunnels: Mutex<Option<mpsc::Sender<TunnelRequest>>>,
@@ -180,6 +234,7 @@ impl AgentClient {
         let shared = Arc::new(Shared {
             outgoing,
             pending: Mutex::new(HashMap::new()),
+            session_pool: BufferPool::new(config.session_buffer),
             closed: Mutex::new(None),
             next_id: AtomicU64::new(first_id()),
             tunnels: Mutex::new(None),
@@ -197,7 +252,12 @@ impl AgentClient {
 
     /// Performs the version handshake.
     pub async fn hello(&self) -> Result<AgentHello, AgentError> {
-        let message = HostMessage::Hello { protocol: PROTOCOL_VERSION, host: env!("CARGO_PKG_VERSION").to_owned() };
+        let tunnel_decision_ms = u64::try_from(self.config().tunnel_decision.as_millis()).unwrap_or(u64::MAX);
+        let message = HostMessage::Hello {
+            protocol: PROTOCOL_VERSION,
+            host: env!("CARGO_PKG_VERSION").to_owned(),
+            tunnel_decision_ms,
+        };
         match self.unary(&message).await? {
             AgentMessage::Hello(hello) if hello.protocol == PROTOCOL_VERSION => Ok(hello),
             AgentMessage::Hello(hello) => Err(AgentError::Protocol(ProtocolError::VersionMismatch {
@@ -214,6 +274,19 @@ impl AgentClient {
         match self.unary(&HostMessage::Ping).await? {
             AgentMessage::Pong => Ok(started.elapsed()),
             other => Err(unexpected("ping", &other)),
+        }
+    }
+
+    /// Ends the session's guest: the agent kills every guest process and refuses every
+    /// later request, and answers (with how many processes it killed) once nothing of the
+    /// guest runs, or says some process outlived `kill_for` of killing. At most `within`:
+    /// an agent that does not answer by then (dead, stuck, or not knowing the request) is
+    /// an error, and the caller must stop the guest itself.
+    pub async fn shutdown(&self, within: Duration, kill_for: Duration) -> Result<u32, AgentError> {
+        let kill_ms = u64::try_from(kill_for.as_millis()).unwrap_or(u64::MAX);
+        match self.unary_within(&HostMessage::Shutdown { kill_ms }, within).await? {
+            AgentMessage::Stopped { killed } => Ok(killed),
+            other => Err(unexpected("shutdown", &other)),
         }
     }
 
@@ -238,10 +311,17 @@ impl AgentClient {
         rx
     }
 
-    /// Accepts a tunnel request: the returned receiver gets the tunnel's data
-    /// (`TunnelData`) and the agent's `tunnel_close`.
-    pub async fn accept_tunnel(&self, id: u64) -> Result<mpsc::Receiver<Inbound>, AgentError> {
-        let (_, rx) = self.register(id)?;
+    /// Bytes of the agent's frames this client holds now, waiting for their readers.
+    pub fn buffered_bytes(&self) -> u64 {
+        self.shared.session_pool.held()
+    }
+
+    /// Accepts a tunnel request: the returned queue gets the tunnel's data
+    /// (`TunnelData`), the agent's `tunnel_close`, or [`Inbound::Cut`]. Each chunk toward
+    /// the destination is passed to `charge` as it is queued (an error cuts the tunnel).
+    pub async fn accept_tunnel(&self, id: u64, charge: Option<Charge>) -> Result<InboundQueue, AgentError> {
+        let pool = BufferPool::new(self.shared.config.tunnel_buffer);
+        let rx = self.register(id, pool, RouteKind::Tunnel { charge })?;
         let reply = TunnelReply { accepted: true, message: None };
         self.send(Frame::message(id, &HostMessage::TunnelReply(reply))?).await?;
         Ok(rx)
@@ -280,8 +360,12 @@ impl AgentClient {
 
     /// Sends a request and waits for its one terminal reply (errors become `Remote`).
     async fn unary(&self, message: &HostMessage) -> Result<AgentMessage, AgentError> {
+        self.unary_within(message, self.shared.config.call_timeout).await
+    }
+
+    /// [`AgentClient::unary`] with a deadline of its own.
+    async fn unary_within(&self, message: &HostMessage, timeout: Duration) -> Result<AgentMessage, AgentError> {
         let (id, mut rx) = self.request(message).await?;
-        let timeout = self.shared.config.call_timeout;
         let reply = tokio::time::timeout(timeout, async {
             loop {
                 match rx.recv().await {
@@ -300,9 +384,9 @@ impl AgentClient {
     }
 
     /// Registers a fresh id and sends `message` under it.
-    pub(crate) async fn request(&self, message: &HostMessage) -> Result<(u64, mpsc::Receiver<Inbound>), AgentError> {
+    pub(crate) async fn request(&self, message: &HostMessage) -> Result<(u64, InboundQueue), AgentError> {
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed) & !AGENT_ID_BIT;
-        let (_, rx) = self.register(id)?;
+        let rx = self.register(id, BufferPool::new(self.shared.config.call_buffer), RouteKind::Call)?;
         let frame = Frame::message(id, message)?;
         if let Err(e) = self.send(frame).await {
             self.unregister(id);
@@ -311,16 +395,19 @@ impl AgentClient {
         Ok((id, rx))
     }
 
-    fn register(&self, id: u64) -> Result<(mpsc::Sender<Inbound>, mpsc::Receiver<Inbound>), AgentError> {
-        let (tx, rx) = mpsc::channel(self.shared.config.call_queue);
+    fn register(&self, id: u64, pool: BufferPool, kind: RouteKind) -> Result<InboundQueue, AgentError> {
+        // Unbounded in items, bounded in bytes: the reader takes each frame's size from
+        // the pools before queueing it.
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (cut, cut_rx) = watch::channel(None);
         // Checked under the pending lock: the reader clears the map under the same lock
         // after recording the reason, so a call can't register into a dead channel.
         let mut pending = self.shared.pending.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(reason) = self.closed_reason() {
             return Err(AgentError::Closed(reason));
         }
-        pending.insert(id, tx.clone());
-        Ok((tx, rx))
+        pending.insert(id, Route { tx, pool, kind, cut: Arc::new(cut) });
+        Ok(InboundQueue::new(rx, cut_rx))
     }
 
     pub(crate) fn unregister(&self, id: u64) {
@@ -380,7 +467,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
 
 async fn read_loop<R: AsyncRead + Unpin>(
     mut reader: FrameReader<R>,
-    shared: std::sync::Weak<Shared>,
+    weak: std::sync::Weak<Shared>,
     resync: Option<usize>,
 ) {
     let mut first = match resync {
@@ -389,7 +476,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
             match reader.resync(max_skip, is_hello).await {
                 Ok(frame) => Some(frame),
                 Err(e) => {
-                    if let Some(shared) = shared.upgrade() {
+                    if let Some(shared) = weak.upgrade() {
                         close(&shared, format!("re-attaching to the agent failed: {e}"));
                     }
                     return;
@@ -408,7 +495,9 @@ async fn read_loop<R: AsyncRead + Unpin>(
             Ok(None) => break "the agent closed its stream".to_owned(),
             Err(e) => break format!("the agent broke the protocol: {e}"),
         };
-        let Some(shared) = shared.upgrade() else { return };
+        let Some(shared) = weak.upgrade() else { return };
+        // What the frame holds while queued: its body (a parsed message is about as large).
+        let size = frame.body.len();
         let incoming = if frame.kind == FrameKind::Message {
             match frame.parse::<AgentMessage>() {
                 Ok(AgentMessage::TunnelOpen(open)) if frame.id & AGENT_ID_BIT != 0 => {
@@ -418,25 +507,76 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 Ok(message) => Inbound::Message(message),
                 Err(e) => break format!("the agent broke the protocol: {e}"),
             }
-        } else if matches!(frame.kind, FrameKind::Stdout | FrameKind::Stderr | FrameKind::TunnelData) {
+        } else if matches!(
+            frame.kind,
+            FrameKind::Stdout | FrameKind::Stderr | FrameKind::TunnelData | FrameKind::FileData
+        ) {
             Inbound::Data { kind: frame.kind, bytes: frame.body }
         } else {
             break format!("the agent sent a {:?} frame, which only the host sends", frame.kind);
         };
-        let sender = shared.pending.lock().unwrap_or_else(PoisonError::into_inner).get(&frame.id).cloned();
-        match sender {
-            // Waits when the caller is slow: backpressure on the agent, not a growing heap.
-            Some(sender) => {
-                if sender.send(incoming).await.is_err() {
+        let route = shared.pending.lock().unwrap_or_else(PoisonError::into_inner).get(&frame.id).cloned();
+        let Some(route) = route else {
+            tracing::debug!(id = frame.id, "dropped an agent frame for no pending request");
+            continue;
+        };
+        let mut held = Vec::with_capacity(3);
+        if let RouteKind::Tunnel { charge } = &route.kind {
+            match admit_to_tunnel(&shared.config, &route, charge.as_ref(), &incoming, size) {
+                Ok(permit) => held.push(permit),
+                Err(reason) => {
+                    // The relay sees why at once (even mid-write), closes the tunnel on
+                    // both sides and lets go of what was queued; later frames for it are
+                    // dropped.
                     shared.pending.lock().unwrap_or_else(PoisonError::into_inner).remove(&frame.id);
+                    route.cut.send_replace(Some(reason));
+                    continue;
                 }
             }
-            None => tracing::debug!(id = frame.id, "dropped an agent frame for no pending request"),
+        }
+        let (session_pool, server_pool) = (shared.session_pool.clone(), shared.config.server_buffer.clone());
+        // Waiting for bytes must not keep the client alive: its last user may be gone.
+        drop(shared);
+        // Waits when the caller is slow: backpressure on the agent, not a growing heap.
+        if matches!(route.kind, RouteKind::Call) {
+            held.push(route.pool.take(size).await);
+        }
+        held.push(session_pool.take(size).await);
+        held.push(server_pool.take(size).await);
+        if route.tx.send(Queued::new(incoming, held)).is_err() {
+            if let Some(shared) = weak.upgrade() {
+                shared.pending.lock().unwrap_or_else(PoisonError::into_inner).remove(&frame.id);
+            }
         }
     };
-    if let Some(shared) = shared.upgrade() {
+    if let Some(shared) = weak.upgrade() {
         close(&shared, reason);
     }
+}
+
+/// Takes a tunnel frame's bytes from the tunnel's own pool and charges what goes toward
+/// the destination; `Err` with the reason when the tunnel must be cut instead.
+fn admit_to_tunnel(
+    config: &ClientConfig,
+    route: &Route,
+    charge: Option<&Charge>,
+    incoming: &Inbound,
+    size: usize,
+) -> Result<tokio::sync::OwnedSemaphorePermit, String> {
+    let is_data = matches!(incoming, Inbound::Data { kind: FrameKind::TunnelData, .. });
+    if is_data && size > MAX_DATA_CHUNK {
+        return Err(format!("the agent sent a tunnel frame of {size} bytes (at most {MAX_DATA_CHUNK} are allowed)"));
+    }
+    let Some(permit) = route.pool.try_take(size) else {
+        return Err(format!(
+            "the destination did not take the data: more than {} bytes were waiting for it",
+            config.tunnel_buffer
+        ));
+    };
+    if let Some(charge) = charge.filter(|_| is_data && size > 0) {
+        charge(size as u64)?;
+    }
+    Ok(permit)
 }
 
 /// Hands a tunnel request to whoever took the receiver, or refuses it as egress off.

@@ -25,11 +25,24 @@ pub struct RunCodeRequest {
     pub code: String,
     /// Wall-clock limit: then interrupt, and kill + restart if interrupting fails.
     pub timeout_ms: u64,
+    /// How long after `timeout_ms` (or a cancel) the interrupted code may take to stop
+    /// before the interpreter is killed (and restarted, `state_reset`): the host's share
+    /// of the operator's stop grace. The agent answers by `timeout_ms + grace_ms`.
+    #[serde(default)]
+    pub grace_ms: u64,
+    /// How long output is still awaited after the interpreter answered (the operator's
+    /// `interpreter-drain-ms`; absent from older hosts: its default).
+    #[serde(default = "default_drain_ms")]
+    pub drain_ms: u64,
     /// Bytes of each stream forwarded at most; the rest is counted, not sent.
     pub output_cap: u64,
     /// Resource limits of the interpreter, applied when it (re)starts.
     #[serde(default)]
     pub rlimits: crate::protocol::Rlimits,
+}
+
+fn default_drain_ms() -> u64 {
+    codebeaker::policy::DEFAULT_INTERPRETER_DRAIN_MS
 }
 
 /// How a run ended.

@@ -29,6 +29,11 @@ pub const DEFAULT_MAX_FRAME: u32 = 24 * 1024 * 1024;
 /// Largest chunk of stream data (stdout, stderr, stdin, tunnel bytes) one frame carries.
 pub const MAX_DATA_CHUNK: usize = 64 * 1024;
 
+/// Largest chunk of a streamed file transfer one frame carries: big enough that framing
+/// costs nothing next to the copy, small enough that the frames queued on either side
+/// stay a few MiB.
+pub const FILE_DATA_CHUNK: usize = 256 * 1024;
+
 /// Flag bit: the data stream this frame belongs to ends with it (stdin EOF, tunnel
 /// half-close). Only meaningful on data kinds.
 pub const FLAG_END: u8 = 0b0000_0001;
@@ -51,6 +56,12 @@ pub enum FrameKind {
     Stdin = 4,
     /// Raw bytes of an egress tunnel, either direction.
     TunnelData = 5,
+    /// Raw bytes of a streamed file transfer ([`FsRequest::Upload`] host to agent,
+    /// [`FsRequest::Download`] agent to host); `FLAG_END` marks an upload's last frame.
+    ///
+    /// [`FsRequest::Upload`]: crate::protocol::FsRequest::Upload
+    /// [`FsRequest::Download`]: crate::protocol::FsRequest::Download
+    FileData = 6,
 }
 
 impl FrameKind {
@@ -62,6 +73,7 @@ impl FrameKind {
             3 => FrameKind::Stderr,
             4 => FrameKind::Stdin,
             5 => FrameKind::TunnelData,
+            6 => FrameKind::FileData,
             _ => return None,
         })
     }
@@ -155,13 +167,18 @@ impl Frame {
         serde_json::from_slice(&self.body).map_err(ProtocolError::Decode)
     }
 
-    /// The frame's bytes, header and body; fails when the body exceeds `max_len`.
-    pub fn encode(&self, max_len: u32) -> Result<Vec<u8>, ProtocolError> {
+    /// The frame's header; fails when the body exceeds `max_len`.
+    pub fn header(&self, max_len: u32) -> Result<FrameHeader, ProtocolError> {
         let len = u32::try_from(self.body.len())
             .ok()
             .filter(|len| *len <= max_len)
             .ok_or(ProtocolError::FrameTooLarge { len: self.body.len() as u64, max: max_len })?;
-        let header = FrameHeader { kind: self.kind, flags: self.flags, len, id: self.id };
+        Ok(FrameHeader { kind: self.kind, flags: self.flags, len, id: self.id })
+    }
+
+    /// The frame's bytes, header and body; fails when the body exceeds `max_len`.
+    pub fn encode(&self, max_len: u32) -> Result<Vec<u8>, ProtocolError> {
+        let header = self.header(max_len)?;
         let mut out = Vec::with_capacity(HEADER_LEN + self.body.len());
         out.extend_from_slice(&header.encode());
         out.extend_from_slice(&self.body);

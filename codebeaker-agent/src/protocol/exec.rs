@@ -39,13 +39,40 @@ pub struct ExecRequest {
     /// Keep stdin open for `Stdin` data frames after `stdin` (until one has `FLAG_END`).
     #[serde(default)]
     pub stdin_stream: bool,
-    /// Wall-clock limit; the process group is killed when it passes.
+    /// Wall-clock limit; the process group is killed when it passes. `u64::MAX`: none
+    /// (the process runs until cancelled or the session closes).
     pub timeout_ms: u64,
-    /// Bytes of each stream forwarded at most; the rest is counted, not sent.
+    /// How long after `timeout_ms` (or a cancel) the agent may take to kill what the
+    /// command started and answer: the host's share of the operator's stop grace. The
+    /// agent answers by `timeout_ms + grace_ms`; 0 kills and answers at once.
+    #[serde(default)]
+    pub grace_ms: u64,
+    /// How long output is still read after the main process ended (the operator's
+    /// `output-drain-ms`; absent from older hosts: its default).
+    #[serde(default = "default_drain_ms")]
+    pub drain_ms: u64,
+    /// Bytes of each stream forwarded at most; the rest is counted, not sent (`u64::MAX`:
+    /// everything is forwarded).
     pub output_cap: u64,
     /// Resource limits set in the child before it runs.
     #[serde(default)]
     pub rlimits: Rlimits,
+    /// Run on a terminal of this size instead of pipes: the process leads a new session
+    /// whose controlling terminal is a pseudo-terminal, which is also its stdin, stdout
+    /// and stderr (`TERM=xterm-256color` unless `env` sets `TERM`). Its output arrives as
+    /// `Stdout` frames only; a `Stdin` frame with `FLAG_END` types the terminal's EOF
+    /// character instead of closing it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pty: Option<PtySize>,
+}
+
+/// The size of a terminal, in character cells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PtySize {
+    /// Columns.
+    pub cols: u16,
+    /// Rows.
+    pub rows: u16,
 }
 
 impl ExecRequest {
@@ -58,10 +85,17 @@ impl ExecRequest {
             stdin: None,
             stdin_stream: false,
             timeout_ms,
+            grace_ms: 0,
+            drain_ms: default_drain_ms(),
             output_cap,
             rlimits: Rlimits::default(),
+            pty: None,
         }
     }
+}
+
+fn default_drain_ms() -> u64 {
+    codebeaker::policy::DEFAULT_OUTPUT_DRAIN_MS
 }
 
 /// Resource limits (`setrlimit`) of a command; `None` keeps the agent's default.
@@ -73,7 +107,9 @@ pub struct Rlimits {
     /// `RLIMIT_NOFILE`: open file descriptors.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nofile: Option<u64>,
-    /// `RLIMIT_NPROC`: processes of the command's user.
+    /// `RLIMIT_NPROC`: processes (threads included) of the command's user. With a uid
+    /// of its own per sandbox, below the container's pids limit it keeps room for the
+    /// agent, which runs as root, so a fork bomb cannot starve it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nproc: Option<u64>,
 }
@@ -96,6 +132,15 @@ pub struct ExecExited {
 }
 
 impl ExecExited {
+    /// What the end says about a signal (see [`crate::protocol::signal_note`]); `None`
+    /// for an ordinary exit or a timeout (the process was killed because of it).
+    pub fn signal_note(&self) -> Option<String> {
+        if self.timed_out {
+            return None;
+        }
+        crate::protocol::signal_note(self.code, self.signal)
+    }
+
     /// The exit code in the SDK's convention: the code, or `128 + signal`, or `-1`.
     pub fn exit_code(&self) -> i64 {
         match (self.code, self.signal) {

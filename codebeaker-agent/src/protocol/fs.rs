@@ -24,13 +24,60 @@ pub enum FsRequest {
         #[serde(default)]
         append: bool,
     },
-    /// Read a whole file, refusing one larger than `max_bytes` (checked while reading).
+    /// Read a file from `offset`: at most `length` bytes when given, otherwise the rest
+    /// of the file, refused when that is larger than `max_bytes` (checked while reading).
     Read {
         /// The file.
         path: String,
         /// The most bytes to return.
         max_bytes: u64,
+        /// First byte to read (past the end: nothing).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        offset: u64,
+        /// Most bytes to read (never more than `max_bytes`); `None`: the rest.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        length: Option<u64>,
     },
+    /// Stream a file from `offset`: replies [`FsReply::Opened`] with its size, then its
+    /// bytes in [`FileData`](crate::protocol::FrameKind::FileData) frames, then
+    /// [`FsReply::Sent`]. Never more than the size it reported.
+    Download {
+        /// The file.
+        path: String,
+        /// First byte to send.
+        #[serde(default)]
+        offset: u64,
+    },
+    /// Stream into a file (parents created; replaced, or appended to): replies
+    /// [`FsReply::Opened`] once it is open, takes the host's
+    /// [`FileData`](crate::protocol::FrameKind::FileData) frames up to the one flagged
+    /// `FLAG_END`, then replies [`FsReply::Written`]. On failure it replies with an
+    /// error and leaves nothing of the upload (a replaced file is removed, an appended
+    /// one cut back).
+    Upload {
+        /// The file.
+        path: String,
+        /// Append instead of replacing.
+        #[serde(default)]
+        append: bool,
+    },
+    /// Stream the whole workspace as a tar archive (directories, regular files, symbolic
+    /// links as links; fifos, sockets and devices left out), built beneath the root
+    /// without following links: replies [`FsReply::Opened`] (size 0: not known ahead),
+    /// the archive in [`FileData`](crate::protocol::FrameKind::FileData) frames, then
+    /// [`FsReply::Sent`]; an error (`too_large`) once it would pass `limit` bytes.
+    Archive {
+        /// The most bytes the archive may have.
+        limit: u64,
+    },
+    /// Extract a tar archive into the workspace, as the command user: replies
+    /// [`FsReply::Opened`], takes the host's
+    /// [`FileData`](crate::protocol::FrameKind::FileData) frames up to the one flagged
+    /// `FLAG_END`, then replies [`FsReply::Written`] with the bytes of file content. An
+    /// entry leaving the workspace (absolute, `..`, through a symbolic link), a hard
+    /// link, a device or a fifo is refused (`invalid_input`), and on any failure nothing
+    /// of the archive remains.
+    Unarchive,
     /// Create a directory and its parents; an existing directory is fine.
     Mkdir {
         /// The directory.
@@ -75,6 +122,20 @@ pub enum FsReply {
     Read {
         /// The content.
         data: Base64Bytes,
+        /// Size of the whole file (protocol 2; absent, 0, from older agents).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        size: u64,
+    },
+    /// A streamed transfer is open (not terminal): for a download the file's size, for
+    /// an upload the length the file starts from (0, or its length when appending).
+    Opened {
+        /// Bytes.
+        size: u64,
+    },
+    /// `download` done: every byte was sent.
+    Sent {
+        /// Bytes sent.
+        bytes: u64,
     },
     /// `mkdir` done.
     Made,
@@ -92,6 +153,10 @@ pub enum FsReply {
     },
     /// `stat` done.
     Stat(FsStat),
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
 }
 
 /// One directory entry.

@@ -24,6 +24,11 @@ pub enum HostMessage {
         protocol: u32,
         /// The host's build, for logs.
         host: String,
+        /// How long the agent's egress proxy waits for a program's request head and for
+        /// the host's verdict on it (the operator's `tunnel-decision-ms`; absent from
+        /// older hosts: its default).
+        #[serde(default = "default_tunnel_decision_ms")]
+        tunnel_decision_ms: u64,
     },
     /// Run a process; replies `started`, stdout/stderr data, then `exited`.
     Exec(ExecRequest),
@@ -35,8 +40,33 @@ pub enum HostMessage {
     /// Stop the request with this frame's id (a process is killed, code interrupted).
     /// Fire and forget: the request still ends with its own terminal reply.
     Cancel,
+    /// Send `signal` to the process group of the exec with this frame's id. Fire and
+    /// forget, like `cancel`; an unknown id, or a number outside `1..=64`, is ignored.
+    Signal {
+        /// The signal number (Linux numbering: 2 is `SIGINT`, 15 `SIGTERM`).
+        signal: i32,
+    },
+    /// Change the terminal size of the exec with this frame's id (its foreground process
+    /// group gets `SIGWINCH`). Fire and forget; ignored for an exec without a terminal.
+    Resize {
+        /// Columns.
+        cols: u16,
+        /// Rows.
+        rows: u16,
+    },
     /// Liveness check; replies `pong`.
     Ping,
+    /// The session is closing: kill every guest process, round after round until none is
+    /// left, and accept no further request (every later `exec`, `run_code` and `fs` is
+    /// refused). Replies `stopped` once nothing of the guest runs, or an error when some
+    /// process outlived the agent's bound on killing (the host then stops the container
+    /// itself). An agent older than this message answers an `unsupported` error.
+    Shutdown {
+        /// How long the agent keeps killing before it answers that some process outlived
+        /// it (the operator's `close-kill-ms`; absent from older hosts: its default).
+        #[serde(default = "default_close_kill_ms")]
+        kill_ms: u64,
+    },
     /// The host's verdict on a tunnel the agent asked for (frame id = the tunnel's id).
     TunnelReply(TunnelReply),
     /// The host closed a tunnel (frame id = the tunnel's id).
@@ -44,6 +74,14 @@ pub enum HostMessage {
         /// Why, for the program's error message.
         reason: Option<String>,
     },
+}
+
+fn default_tunnel_decision_ms() -> u64 {
+    codebeaker::policy::DEFAULT_TUNNEL_DECISION_MS
+}
+
+fn default_close_kill_ms() -> u64 {
+    codebeaker::policy::DEFAULT_CLOSE_KILL_MS
 }
 
 /// What the agent sends.
@@ -66,6 +104,11 @@ pub enum AgentMessage {
     CodeDone(CodeDone),
     /// The answer to ping (terminal).
     Pong,
+    /// The answer to shutdown (terminal): no guest process runs any more.
+    Stopped {
+        /// How many processes were killed.
+        killed: u32,
+    },
     /// The request failed (terminal for any request).
     Error(ErrorReply),
     /// A program asked the agent's proxy for a connection (frame id = a new tunnel id with
@@ -81,15 +124,19 @@ pub enum AgentMessage {
 impl AgentMessage {
     /// Whether this message ends the request it answers.
     pub fn is_terminal(&self) -> bool {
-        matches!(
-            self,
-            AgentMessage::Hello(_)
-                | AgentMessage::Exited(_)
-                | AgentMessage::Fs(_)
-                | AgentMessage::CodeDone(_)
-                | AgentMessage::Pong
-                | AgentMessage::Error(_)
-        )
+        match self {
+            // A streamed transfer's `opened` is followed by data and a final reply.
+            AgentMessage::Fs(reply) => !matches!(reply, FsReply::Opened { .. }),
+            other => matches!(
+                other,
+                AgentMessage::Hello(_)
+                    | AgentMessage::Exited(_)
+                    | AgentMessage::CodeDone(_)
+                    | AgentMessage::Pong
+                    | AgentMessage::Stopped { .. }
+                    | AgentMessage::Error(_)
+            ),
+        }
     }
 }
 
@@ -100,7 +147,8 @@ pub struct AgentHello {
     pub protocol: u32,
     /// The agent's build (crate version).
     pub agent: String,
-    /// What this agent offers: `exec`, `fs`, `python`, `javascript`, `tunnel`.
+    /// What this agent offers: `exec`, `fs`, `python`, `javascript`, `tunnel`, `pty`
+    /// (execs on a terminal, `resize`), `signal` (the `signal` message).
     #[serde(default)]
     pub capabilities: Vec<String>,
 }
@@ -135,16 +183,16 @@ impl From<ErrorReply> for codebeaker::Error {
         use codebeaker::Error;
         let path = reply.path.unwrap_or_default();
         match reply.kind {
-            ErrorKind::NotFound => Error::NotFound { path },
-            ErrorKind::AlreadyExists => Error::AlreadyExists { path },
-            ErrorKind::PermissionDenied => Error::PermissionDenied(reply.message),
+            ErrorKind::NotFound => Error::not_found(path),
+            ErrorKind::AlreadyExists => Error::already_exists(path),
+            ErrorKind::PermissionDenied => Error::permission_denied(reply.message),
             ErrorKind::IsADirectory
             | ErrorKind::NotADirectory
             | ErrorKind::DirectoryNotEmpty
-            | ErrorKind::InvalidInput => Error::InvalidInput(reply.message),
-            ErrorKind::TooLarge | ErrorKind::NoSpace => Error::LimitReached(reply.message),
-            ErrorKind::Unsupported => Error::Unsupported(reply.message),
-            ErrorKind::Internal | ErrorKind::Unknown => Error::Internal(reply.message),
+            | ErrorKind::InvalidInput => Error::invalid_input(reply.message),
+            ErrorKind::TooLarge | ErrorKind::NoSpace => Error::limit_reached(reply.message),
+            ErrorKind::Unsupported => Error::unsupported(reply.message),
+            ErrorKind::Internal | ErrorKind::Unknown => Error::internal(reply.message),
         }
     }
 }

@@ -3,7 +3,8 @@
 //! One protocol over any byte stream, shared by both sides: [`codec`] frames bytes,
 //! [`message`] holds the two envelopes ([`HostMessage`] for what the host sends,
 //! [`AgentMessage`] for what the agent sends) and the handshake, and a module per
-//! concern holds its request and reply bodies ([`exec`], [`fs`], [`code`], [`tunnel`]).
+//! concern holds its request and reply bodies ([`exec`], [`fs`], [`code`], [`tunnel`]);
+//! [`signal`] names the signals that end processes.
 //!
 //! Message bodies are JSON: self-describing, so an agent and a host of different builds
 //! can tell an unknown message from a broken one, readable in a hex dump when debugging
@@ -19,17 +20,30 @@ pub mod codec;
 pub mod exec;
 pub mod fs;
 pub mod message;
+pub mod signal;
 pub mod tunnel;
 
 pub use code::{CodeDone, CodeError, CodeLanguage, RichOutput, RunCodeRequest};
-pub use codec::{Frame, FrameHeader, FrameKind, AGENT_ID_BIT, DEFAULT_MAX_FRAME, FLAG_END, HEADER_LEN, MAX_DATA_CHUNK};
-pub use exec::{ExecCommand, ExecExited, ExecRequest, Rlimits, Usage};
+pub use codec::{
+    Frame, FrameHeader, FrameKind, AGENT_ID_BIT, DEFAULT_MAX_FRAME, FILE_DATA_CHUNK, FLAG_END, HEADER_LEN,
+    MAX_DATA_CHUNK,
+};
+pub use exec::{ExecCommand, ExecExited, ExecRequest, PtySize, Rlimits, Usage};
 pub use fs::{EntryKind, FsEntry, FsReply, FsRequest, FsStat};
 pub use message::{AgentHello, AgentMessage, Base64Bytes, ErrorKind, ErrorReply, HostMessage};
+pub use signal::{describe_signal, signal_note};
 pub use tunnel::{TunnelOpen, TunnelReply};
 
-/// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// The protocol version this build speaks. Version 2 added ranged reads (a version-1
+/// agent would ignore `offset`) and streamed transfers (`upload`, `download`, file data
+/// frames). `shutdown` came later without a bump: an agent that does not know it answers
+/// an `unsupported` error, which the host treats as "stop the container yourself"; agents
+/// that know it say so with the `shutdown` capability. Terminals (`ExecRequest::pty`,
+/// `resize`) and `signal` came the same way, offered as the `pty` and `signal`
+/// capabilities: an older agent ignores `pty` (the command runs on pipes) and answers
+/// `signal` or `resize` with an `unsupported` error under the exec's id, which ends that
+/// exec's stream on the host, so a host sends them only to an agent that offers them.
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Everything that can go wrong reading or writing the protocol. The peer is untrusted:
 /// every way its bytes can be wrong is a variant here, never a panic.
