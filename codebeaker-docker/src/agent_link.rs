@@ -1,9 +1,10 @@
 //! [`AgentLink`]: a session's connection to the agent in its container, over the
 //! container's attach stream ([`crate::attach`]), and what happens when it breaks.
 //!
-//! The agent is untrusted: guest code runs as the same user and can kill it, stop it or
-//! write garbage where frames are expected. The client caps and times out everything;
-//! this module decides what a broken channel means for the session:
+//! Guest code runs as another uid without capabilities and cannot reach the agent (PID 1)
+//! or its channel ([`crate::hardening`]); the host still treats the agent as untrusted
+//! (a kernel bug, an agent bug). The client caps and times out everything; this module
+//! decides what a broken channel means for the session:
 //! - the engine's stream ended (engine stopped or restarted, container died): when the
 //!   engine answers again and the container still runs (live restore), re-attach and
 //!   keep the session with its interpreter state; a container that did not survive
@@ -76,9 +77,11 @@ async fn connect(docker: &Docker, container: &str, config: &ClientConfig, start:
     let handshake = AgentClient::connect(stream, config.clone());
     let (client, hello) = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
         Ok(Ok(connected)) => connected,
-        Ok(Err(e)) => return Err(Error::SandboxFailed(format!("the sandbox's agent did not start: {e}"))),
+        Ok(Err(e)) => {
+            return Err(Error::sandbox_failed(format!("the sandbox's agent did not start: {e}")).with_source(e))
+        }
         Err(_) => {
-            return Err(Error::SandboxFailed(format!(
+            return Err(Error::sandbox_failed(format!(
                 "the sandbox's agent did not answer within {} s",
                 HANDSHAKE_TIMEOUT.as_secs()
             )))
@@ -114,6 +117,24 @@ impl AgentLink {
         current.tunnels = Some(egress::serve(&current.client, rules));
     }
 
+    /// Ends the session's egress: every tunnel task is aborted (its connection closed, its
+    /// buffers freed) and no request is served any more. For the session's close.
+    pub(crate) async fn stop_egress(&self) {
+        *self.egress.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        let mut current = self.current.lock().await;
+        if let Some(task) = current.tunnels.take() {
+            task.abort();
+        }
+    }
+
+    /// Asks the agent to kill every guest process and run nothing more (the session's
+    /// close), at most `within`; how many processes it killed. Never re-attaches: an
+    /// agent that cannot be reached now is for the caller to stop through the engine.
+    pub(crate) async fn shutdown(&self, within: Duration, kill_for: Duration) -> Result<u32, AgentError> {
+        let client = self.current.lock().await.client.clone();
+        client.shutdown(within, kill_for).await
+    }
+
     /// Destinations the session's egress rules refused since the last call.
     pub(crate) fn take_egress_refused(&self) -> u64 {
         self.egress.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map_or(0, |rules| rules.take_refused())
@@ -130,14 +151,12 @@ impl AgentLink {
         let mut current = self.current.lock().await;
         let Some(reason) = current.client.closed_reason() else { return Ok(current.client.clone()) };
         if !current.ended.load(Ordering::SeqCst) {
-            return Err(Error::SandboxFailed(format!("the sandbox's agent failed: {reason}")));
+            return Err(Error::sandbox_failed(format!("the sandbox's agent failed: {reason}")));
         }
         match container::state(&self.docker, &self.container, self.memory_limit_mb).await {
             ContainerState::Running => {}
-            ContainerState::Dead(reason) => return Err(Error::SandboxFailed(reason)),
-            ContainerState::EngineDown(reason) => {
-                return Err(Error::BackendUnavailable { backend: BACKEND.into(), reason })
-            }
+            ContainerState::Dead(reason) => return Err(Error::sandbox_failed(reason)),
+            ContainerState::EngineDown(reason) => return Err(Error::backend_unavailable(BACKEND, reason)),
         }
         let mut connection = connect(&self.docker, &self.container, &self.config, false).await?;
         let rules = self.egress.lock().unwrap_or_else(|p| p.into_inner()).clone();
@@ -165,36 +184,43 @@ impl AgentLink {
             // Named the way every path of this backend names it.
             AgentError::Remote(reply) if reply.kind == ErrorKind::TooLarge => {
                 let path = reply.path.clone().unwrap_or_default();
-                Error::LimitReached(format!("{path}: file too large ({})", reply.message))
+                Error::limit_reached(format!("{path}: file too large ({})", reply.message))
             }
             AgentError::Remote(reply) => reply.into(),
+            // The broken link is the source of what the engine says about the sandbox.
+            link => self.explain_link(&link).await.with_source(link),
+        }
+    }
+
+    /// What a broken link to the agent (closed, silent, out of protocol) means.
+    async fn explain_link(&self, err: &AgentError) -> Error {
+        match err {
             AgentError::Closed(reason) => {
                 let ended = self.current.lock().await.ended.load(Ordering::SeqCst);
                 if !ended {
-                    return Error::SandboxFailed(format!("the sandbox's agent failed: {reason}"));
+                    return Error::sandbox_failed(format!("the sandbox's agent failed: {reason}"));
                 }
                 match container::state(&self.docker, &self.container, self.memory_limit_mb).await {
-                    ContainerState::Dead(reason) => Error::SandboxFailed(reason),
+                    ContainerState::Dead(reason) => Error::sandbox_failed(reason),
                     // Live restore keeps the container: the next command re-attaches.
-                    ContainerState::Running | ContainerState::EngineDown(_) => Error::BackendUnavailable {
-                        backend: BACKEND.into(),
-                        reason: "the connection to the Docker engine was lost during the command (its result is \
-                                 lost; the session is kept and re-attaches when the engine answers)"
-                            .into(),
-                    },
+                    ContainerState::Running | ContainerState::EngineDown(_) => Error::backend_unavailable(
+                        BACKEND,
+                        "the connection to the Docker engine was lost during the command (its result is lost; the \
+                         session is kept and re-attaches when the engine answers)",
+                    ),
                 }
             }
             AgentError::TimedOut(after) => {
                 // The container may have died under the command (memory, killed from outside).
                 match container::state(&self.docker, &self.container, self.memory_limit_mb).await {
-                    ContainerState::Dead(reason) => Error::SandboxFailed(reason),
-                    _ => Error::SandboxFailed(format!(
+                    ContainerState::Dead(reason) => Error::sandbox_failed(reason),
+                    _ => Error::sandbox_failed(format!(
                         "the sandbox's agent did not answer within {} ms (stopped or stuck)",
                         after.as_millis()
                     )),
                 }
             }
-            other => Error::SandboxFailed(format!("the sandbox's agent failed: {other}")),
+            other => Error::sandbox_failed(format!("the sandbox's agent failed: {other}")),
         }
     }
 }

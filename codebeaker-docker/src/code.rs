@@ -1,13 +1,11 @@
 //! `execute_code`: how each language's source is run, and how its failure is worded.
 //!
-//! With the agent, python and javascript run in the session's persistent interpreter
-//! ([`interpreter`]); without it, and for go and csharp always, a fresh program runs.
-//! The source always travels on the program's standard input, never on a command line
-//! (no length limit, no quoting). Python and Node read their program from stdin (`-`),
-//! so imports and `require` resolve from `/workspace`, the working directory. Go and C#
-//! need a file: a fixed `sh` script (the only shell used, and never with user text in it)
-//! saves stdin to a fresh directory under `/tmp`, builds and runs it there, and removes
-//! it. Debian's images carry Go 1.19 and Mono's `mcs` (C# 7-ish).
+//! Python and javascript run in the session's persistent interpreter ([`interpreter`]);
+//! go and csharp compile and run a fresh program ([`runner`]). Its source travels on the
+//! program's standard input, never on a command line (no length limit, no quoting): a
+//! fixed `sh` script (the only shell used, and never with user text in it) saves stdin
+//! to a fresh directory under `/tmp`, builds and runs it there from `/workspace`, and
+//! removes it. Debian's images carry Go 1.19 and Mono's `mcs` (C# 7-ish).
 
 use codebeaker::Language;
 use codebeaker_agent::protocol::CodeLanguage;
@@ -31,17 +29,17 @@ pub(crate) fn interpreter(language: Language) -> Option<CodeLanguage> {
     }
 }
 
-/// argv and extra environment that run source fed on stdin for `language` (`None` for
-/// languages this backend does not run).
+/// argv and extra environment that compile and run source fed on stdin for `language`
+/// (`None` for the interpreted languages and those this backend does not run).
 pub(crate) fn runner(language: Language) -> Option<(Vec<String>, Vec<String>)> {
     let sh = |step: &str, file: &str| -> Vec<String> {
         vec!["sh".into(), "-c".into(), FILE_RUNNER.into(), "codebeaker".into(), step.into(), file.into()]
     };
     Some(match language {
-        Language::Python => (vec!["python3".into(), "-".into()], vec!["PYTHONUNBUFFERED=1".into()]),
-        Language::JavaScript => (vec!["node".into(), "-".into()], Vec::new()),
         Language::Go => (
-            sh(r#"go run "$d/main.go""#, "main.go"),
+            // Built, then run by the shell itself: the program's exit code, or 128 + the
+            // signal that killed it, is the answer (`go run` turns both into 1).
+            sh(r#"go build -o "$d/main" "$d/main.go" && "$d/main""#, "main.go"),
             vec![
                 "GOCACHE=/tmp/go-cache".into(),
                 "GOPATH=/tmp/go".into(),
@@ -52,7 +50,7 @@ pub(crate) fn runner(language: Language) -> Option<(Vec<String>, Vec<String>)> {
         Language::CSharp => {
             (sh(r#"mcs -nologo -out:"$d/main.exe" "$d/main.cs" >&2 && mono "$d/main.exe""#, "main.cs"), Vec::new())
         }
-        Language::Deno => return None,
+        _ => return None,
     })
 }
 
@@ -63,7 +61,7 @@ pub(crate) fn failure_message(language: Language, stderr: &str, exit_code: i64) 
     let lines: Vec<&str> = stderr.lines().map(str::trim_end).filter(|l| !l.trim().is_empty()).collect();
     let pick = match language {
         Language::Python => lines.iter().rev().find(|l| !l.starts_with(' ')).copied(),
-        Language::JavaScript | Language::Deno => {
+        Language::JavaScript | Language::TypeScript => {
             lines.iter().find(|l| is_error_headline(l) || l.starts_with("Uncaught ")).copied()
         }
         Language::Go => {
@@ -78,6 +76,7 @@ pub(crate) fn failure_message(language: Language, stderr: &str, exit_code: i64) 
                 lines.iter().find_map(|l| l.strip_prefix("[ERROR] FATAL UNHANDLED EXCEPTION: "))
             }
         }
+        _ => None,
     };
     match pick.or(lines.last().copied()) {
         Some(line) => line.trim().to_owned(),

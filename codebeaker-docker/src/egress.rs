@@ -11,8 +11,8 @@
 use std::sync::Arc;
 
 use codebeaker::{EgressRules, Language};
-use codebeaker_agent::client::{AgentClient, TunnelRequest};
-use tokio::task::JoinHandle;
+use codebeaker_agent::client::{AgentClient, Relay, TunnelRequest};
+use tokio::task::{JoinHandle, JoinSet};
 use tracing::debug;
 
 /// Where the agent's proxy listens inside every container.
@@ -21,24 +21,59 @@ pub(crate) const PROXY_URL: &str = "http://127.0.0.1:3128";
 /// Where the operator's extra CA bundle is mounted (read-only) in containers.
 pub(crate) const CA_BUNDLE_PATH: &str = "/etc/codebeaker/ca-bundle.pem";
 
-/// Serves `client`'s tunnel requests under `rules` until the channel closes.
+/// Tunnel requests a session may have in flight (deciding, connecting or relaying) at
+/// once, beyond the rules' own connection cap: more are refused at once, so a flood of
+/// requests from the agent costs no lookups and no tasks.
+const MAX_TUNNEL_TASKS: usize = 64;
+
+/// Serves `client`'s tunnel requests under `rules` until the channel closes. Every
+/// tunnel runs as a task of the returned one: aborting it (the session closes) ends them
+/// all, closing their connections and freeing what they buffered.
 pub(crate) fn serve(client: &AgentClient, rules: Arc<EgressRules>) -> JoinHandle<()> {
     let mut requests = client.take_tunnel_requests();
     let client = client.clone();
     tokio::spawn(async move {
-        while let Some(request) = requests.recv().await {
-            tokio::spawn(tunnel(client.clone(), rules.clone(), request));
+        let mut tunnels = JoinSet::new();
+        loop {
+            tokio::select! {
+                request = requests.recv() => {
+                    let Some(request) = request else { break };
+                    if tunnels.len() >= MAX_TUNNEL_TASKS {
+                        rules.record_refusal();
+                        let message = format!(
+                            "egress to {}:{} is refused: the session already has {MAX_TUNNEL_TASKS} tunnels in flight",
+                            request.open.host, request.open.port
+                        );
+                        let _ = client.refuse_tunnel(request.id, message).await;
+                        continue;
+                    }
+                    tunnels.spawn(tunnel(client.clone(), rules.clone(), request));
+                }
+                Some(_) = tunnels.join_next(), if !tunnels.is_empty() => {}
+            }
         }
+        // The channel closed: the tunnels end with it.
+        tunnels.shutdown().await;
     })
 }
 
 /// One tunnel: refused by the rules, or connected and relayed until either side ends.
-/// The byte cap is the rules' own (per session, counted by the connection).
+/// The byte cap is the rules' own (per session): bytes the program sends count as soon as
+/// the host holds them, and its first bytes must name the host the tunnel was allowed
+/// for (TLS SNI, HTTP `Host`).
 async fn tunnel(client: AgentClient, rules: Arc<EgressRules>, request: TunnelRequest) {
     let (host, port) = (request.open.host.clone(), request.open.port);
     match rules.connect(&host, port).await {
         Ok(stream) => {
-            if let Err(e) = client.relay_tunnel(request.id, stream, u64::MAX).await {
+            let meter = stream.meter();
+            let judge = rules.clone();
+            let target = host.clone();
+            let relay = Relay {
+                max_bytes: None,
+                charge: Some(Arc::new(move |bytes| meter.charge(bytes).map_err(|e| e.to_string()))),
+                opening: Some(Box::new(move |bytes: &[u8]| judge.check_opening(&target, port, bytes))),
+            };
+            if let Err(e) = client.relay_tunnel(request.id, stream, relay).await {
                 debug!(%host, port, error = %e, "egress tunnel ended with an error");
             }
         }
@@ -68,7 +103,7 @@ pub(crate) fn session_env(language: Language, proxy: bool, ca_bundle: bool) -> V
                 set("npm_config_https_proxy", PROXY_URL);
             }
             Language::Go => set("GOPROXY", "https://proxy.golang.org,direct"),
-            Language::CSharp | Language::Deno => {}
+            _ => {}
         }
     }
     if ca_bundle {

@@ -6,20 +6,27 @@
 //! - a hard CPU quota (`NanoCpus`, the operator's `cpus`) beside the session's `cpuShares`
 //!   weight, a pids limit (fork bombs), no core dumps, and `RLIMIT_FSIZE` = the workspace
 //!   size (no single file can outgrow the workspace, wherever it is written);
-//! - every capability dropped and `no-new-privileges` (setuid binaries gain nothing);
-//! - non-root users: commands run as [`DockerConfig::sandbox_user`]. With the agent
-//!   ([`AgentBinary`]), the agent is the main process under the init, as the same user
-//!   (it needs no privilege, and guest code could reach it anyway: the host treats it as
-//!   untrusted), bind-mounted read-only from the host or baked into the image, talking
-//!   over the attach stream (stdin/stdout, no TTY, log driver `none`). Without it, the
-//!   init and a keep-alive run as [`DockerConfig::keepalive_user`], which sandboxed code
-//!   cannot signal;
+//! - the agent ([`AgentBinary`], bind-mounted read-only from the host or baked into the
+//!   image) is the container's PID 1 (no Docker init: it reaps orphans itself), talking
+//!   over the attach stream (stdin/stdout, no TTY, log driver `none`). It runs as root
+//!   *inside* the container with every capability dropped but [`AGENT_CAPABILITIES`]
+//!   (`SETUID`/`SETGID` to start guest processes and take the guest's file-system
+//!   identity, `KILL` to kill guest trees, `SYS_NICE` to run above them) and is not
+//!   dumpable;
+//! - guest code (commands, interpreters, compilers) runs as a uid of the sandbox's own,
+//!   with no capability: it can neither signal, trace nor open `/proc/1/fd` of the agent,
+//!   so the protocol channel is the agent's alone. The uid (also the gid) is drawn at
+//!   random from [`DockerConfig::sandbox_uids`] (far above host accounts), recorded as
+//!   the container's [`LABEL_UID`], checked against every live container on the engine
+//!   that carries one, and passed to the agent (`--user UID:GID`) and to the workspace
+//!   volume's options: per-uid kernel limits (inotify instances, message queues,
+//!   `RLIMIT_NPROC`) of one sandbox never touch another's or a host user's, and custom
+//!   images need no particular user;
+//! - `no-new-privileges` (setuid binaries gain nothing);
 //! - a read-only root filesystem. The writable places are a size-limited `/tmp` (tmpfs)
 //!   and `/workspace`, an anonymous volume whose local driver mounts a tmpfs of the
-//!   operator's workspace size:
-//!   unlike a `tmpfs` mount, the archive API sees it, so file commands work without a shell.
-//!   Removing the container with `v=true` removes the volume;
-//! - Docker's init (tini) as PID 1 to reap zombies.
+//!   operator's workspace size owned by the sandbox's uid. Removing the container with
+//!   `v=true` removes the volume.
 
 use std::collections::HashMap;
 
@@ -38,6 +45,16 @@ pub const LABEL_OWNER: &str = "org.codebeaker.owner";
 pub const LABEL_LANGUAGE: &str = "org.codebeaker.language";
 /// Label saying what the container was created as: `session` or `pool`.
 pub const LABEL_ROLE: &str = "org.codebeaker.role";
+/// Label holding the uid (and gid) the container's guest code runs as.
+pub const LABEL_UID: &str = "org.codebeaker.uid";
+
+/// The only capabilities a sandbox keeps, all for its agent (PID 1, root in the
+/// container): `SETUID` and `SETGID` to start guest processes as the sandbox's uid and to
+/// take that uid for file operations (`setfsuid`), `KILL` to kill the guest's process
+/// trees, `SYS_NICE` to run at a higher priority than every guest process (so a fork
+/// bomb under the sandbox's CPU quota cannot starve it). Guest processes lose them when
+/// they switch to the sandbox's uid.
+pub const AGENT_CAPABILITIES: [&str; 4] = ["SETUID", "SETGID", "KILL", "SYS_NICE"];
 
 /// What a sandbox needs beyond the backend-wide [`DockerConfig`]: the session's image and
 /// the limits the operator's policy resolved for it. A warm spare is handed out only for
@@ -52,8 +69,8 @@ pub(crate) struct SandboxSpec {
     pub nano_cpus: i64,
     /// Size of the `/workspace` tmpfs and `RLIMIT_FSIZE`, in bytes.
     pub workspace_bytes: u64,
-    /// The operator's stop grace, in ms (how long a timed-out command may take to stop).
-    pub stop_grace_ms: u64,
+    /// The operator's timings (the agent client's answer deadline among them).
+    pub graces: codebeaker::Graces,
     /// The operator's extra CA bundle on the host, mounted read-only for TLS interception.
     pub ca_bundle: Option<std::path::PathBuf>,
 }
@@ -68,7 +85,7 @@ impl SandboxSpec {
             cpu_shares,
             nano_cpus: limits.nano_cpus(),
             workspace_bytes: limits.workspace_bytes,
-            stop_grace_ms: u64::try_from(limits.stop_grace.as_millis()).unwrap_or(u64::MAX),
+            graces: limits.graces,
             ca_bundle: limits.net.ca_bundle.clone(),
         }
     }
@@ -99,10 +116,11 @@ pub(crate) fn labels(config: &DockerConfig, language: Language, role: Role) -> H
     ])
 }
 
-/// The create request of a sandbox container.
-pub(crate) fn container_body(spec: &SandboxSpec, config: &DockerConfig, role: Role) -> ContainerCreateBody {
-    let labels = labels(config, spec.language, role);
-    let (uid, gid) = config.sandbox_ids();
+/// The create request of a sandbox container whose guest code runs as `uid` (and gid).
+pub(crate) fn container_body(spec: &SandboxSpec, config: &DockerConfig, role: Role, uid: u32) -> ContainerCreateBody {
+    let mut labels = labels(config, spec.language, role);
+    labels.insert(LABEL_UID.to_owned(), uid.to_string());
+    let gid = uid;
     let memory = i64::try_from(spec.memory_limit_mb.saturating_mul(1024 * 1024)).unwrap_or(i64::MAX);
     let file_size = i64::try_from(spec.workspace_bytes).unwrap_or(i64::MAX);
     let workspace = Mount {
@@ -128,7 +146,6 @@ pub(crate) fn container_body(spec: &SandboxSpec, config: &DockerConfig, role: Ro
     // `exec` because compilers (go run, mcs) put their binaries in /tmp.
     let tmp = format!("rw,exec,nosuid,nodev,size={}m,mode=1777", config.tmp_size_mb);
     let mut mounts = vec![workspace];
-    let agent = config.agent != AgentBinary::Off;
     if let AgentBinary::Host(path) = &config.agent {
         mounts.push(Mount {
             target: Some(AGENT_PATH_IN_CONTAINER.to_owned()),
@@ -138,7 +155,7 @@ pub(crate) fn container_body(spec: &SandboxSpec, config: &DockerConfig, role: Ro
             ..Default::default()
         });
     }
-    if let (true, Some(bundle)) = (agent, &spec.ca_bundle) {
+    if let Some(bundle) = &spec.ca_bundle {
         mounts.push(Mount {
             target: Some(egress::CA_BUNDLE_PATH.to_owned()),
             source: Some(bundle.display().to_string()),
@@ -149,29 +166,26 @@ pub(crate) fn container_body(spec: &SandboxSpec, config: &DockerConfig, role: Ro
     }
     // Proxy settings wherever the agent's proxy answers: with egress off it refuses at
     // once, saying so, instead of a program waiting on a network that is not there.
-    let env: Vec<String> = egress::session_env(spec.language, agent, agent && spec.ca_bundle.is_some())
+    let env: Vec<String> = egress::session_env(spec.language, true, spec.ca_bundle.is_some())
         .into_iter()
         .map(|(name, value)| format!("{name}={value}"))
         .collect();
-    // Custom images may have an entrypoint or a CMD that exits: the main process is ours.
-    let (cmd, user) = if agent {
-        (vec![AGENT_PATH_IN_CONTAINER.to_owned()], config.sandbox_user.clone())
-    } else {
-        (vec!["sleep".to_owned(), "infinity".to_owned()], config.keepalive_user.clone())
-    };
+    // Custom images may have an entrypoint, a CMD or a USER of their own: the main
+    // process is ours, as root in the container, and it runs guest code as `uid`.
+    let cmd = vec![AGENT_PATH_IN_CONTAINER.to_owned(), "--user".to_owned(), format!("{uid}:{gid}")];
     ContainerCreateBody {
         image: Some(spec.image.clone()),
         entrypoint: Some(vec![]),
         cmd: Some(cmd),
         env: (!env.is_empty()).then_some(env),
-        user: Some(user),
+        user: Some("0:0".to_owned()),
         // The agent's protocol rides stdin/stdout: open, never closed after one attach,
         // no TTY (so stdout and stderr stay apart), and nothing logged.
-        open_stdin: Some(agent),
+        open_stdin: Some(true),
         stdin_once: Some(false),
-        attach_stdin: Some(agent),
-        attach_stdout: Some(agent),
-        attach_stderr: Some(agent),
+        attach_stdin: Some(true),
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
         tty: Some(false),
         working_dir: Some(WORKSPACE_ROOT.to_owned()),
         hostname: Some("sandbox".to_owned()),
@@ -189,12 +203,14 @@ pub(crate) fn container_body(spec: &SandboxSpec, config: &DockerConfig, role: Ro
                 ResourcesUlimits { name: Some("fsize".to_owned()), soft: Some(file_size), hard: Some(file_size) },
             ]),
             cap_drop: Some(vec!["ALL".to_owned()]),
+            cap_add: Some(AGENT_CAPABILITIES.iter().map(|c| (*c).to_owned()).collect()),
             security_opt: Some(vec!["no-new-privileges".to_owned()]),
             readonly_rootfs: Some(true),
             tmpfs: Some(HashMap::from([("/tmp".to_owned(), tmp)])),
             mounts: Some(mounts),
-            log_config: agent.then(|| HostConfigLogConfig { typ: Some("none".to_owned()), config: None }),
-            init: Some(true),
+            log_config: Some(HostConfigLogConfig { typ: Some("none".to_owned()), config: None }),
+            // The agent is PID 1 and reaps orphans: no Docker init holding its channel.
+            init: Some(false),
             ipc_mode: Some("private".to_owned()),
             // Under host memory pressure, sandboxes go before anything else.
             oom_score_adj: Some(500),
@@ -216,10 +232,12 @@ mod tests {
         SandboxSpec::new(Language::Python, "codebeaker-python:latest".into(), 512, &limits)
     }
 
+    const UID: u32 = 2_000_123_456;
+
     #[test]
     fn defaults_are_hardened() {
-        let config = DockerConfig::default().with_agent(AgentBinary::Off);
-        let body = container_body(&spec(), &config, Role::Session);
+        let config = DockerConfig::default().with_agent(AgentBinary::InImage);
+        let body = container_body(&spec(), &config, Role::Session, UID);
         let host = body.host_config.expect("host config");
         assert_eq!(host.network_mode.as_deref(), Some("none"));
         assert_eq!(host.memory, Some(256 << 20));
@@ -231,25 +249,31 @@ mod tests {
         let fsize = ulimits.iter().find(|u| u.name.as_deref() == Some("fsize")).expect("RLIMIT_FSIZE");
         assert_eq!((fsize.soft, fsize.hard), (Some(64 << 20), Some(64 << 20)), "no file beyond the workspace size");
         assert_eq!(host.cap_drop, Some(vec!["ALL".to_owned()]));
+        assert_eq!(
+            host.cap_add,
+            Some(vec!["SETUID".to_owned(), "SETGID".to_owned(), "KILL".to_owned(), "SYS_NICE".to_owned()])
+        );
         assert_eq!(host.security_opt, Some(vec!["no-new-privileges".to_owned()]));
         assert_eq!(host.readonly_rootfs, Some(true));
-        assert_eq!(host.init, Some(true));
+        assert_eq!(host.init, Some(false), "the agent is PID 1: no init holds its channel");
         assert!(host.privileged.is_none() && host.binds.is_none(), "no privilege, no host paths");
-        assert_eq!(body.user.as_deref(), Some("65534:65534"), "the keep-alive is not root");
+        let cmd = body.cmd.expect("cmd");
+        assert_eq!(cmd, [AGENT_PATH_IN_CONTAINER, "--user", "2000123456:2000123456"], "guest code as its own uid");
+        assert_eq!(body.labels.expect("labels").get(LABEL_UID).map(String::as_str), Some("2000123456"));
         let mounts = host.mounts.expect("mounts");
         assert_eq!(mounts[0].target.as_deref(), Some("/workspace"));
         let options =
             mounts[0].volume_options.as_ref().and_then(|o| o.driver_config.as_ref()).and_then(|d| d.options.as_ref());
         let o = options.and_then(|o| o.get("o")).expect("tmpfs options");
-        assert!(o.contains(&format!("size={}", 64 << 20)) && o.contains("uid=1000"), "{o}");
+        assert!(o.contains(&format!("size={}", 64 << 20)) && o.contains("uid=2000123456,gid=2000123456"), "{o}");
     }
 
     #[test]
     fn the_agent_is_mounted_read_only_and_talks_over_stdin() {
         let config = DockerConfig::default().with_agent(AgentBinary::Host("/opt/build/codebeaker-agent".into()));
-        let body = container_body(&spec(), &config, Role::Session);
-        assert_eq!(body.cmd, Some(vec![AGENT_PATH_IN_CONTAINER.to_owned()]));
-        assert_eq!(body.user.as_deref(), Some("1000:1000"));
+        let body = container_body(&spec(), &config, Role::Session, UID);
+        assert_eq!(body.cmd.as_ref().map(|c| c[0].as_str()), Some(AGENT_PATH_IN_CONTAINER));
+        assert_eq!(body.user.as_deref(), Some("0:0"), "root in the container, its capabilities cut to three");
         assert_eq!((body.open_stdin, body.stdin_once, body.tty), (Some(true), Some(false), Some(false)));
         let host = body.host_config.expect("host config");
         assert_eq!(host.log_config.and_then(|l| l.typ).as_deref(), Some("none"), "nothing logged twice");
@@ -263,7 +287,7 @@ mod tests {
     #[test]
     fn every_container_is_labelled_with_its_owner() {
         let config = DockerConfig::default().with_owner("test-owner");
-        let body = container_body(&spec(), &config, Role::Pool);
+        let body = container_body(&spec(), &config, Role::Pool, UID);
         let labels = body.labels.expect("labels");
         assert_eq!(labels.get(LABEL_OWNER).map(String::as_str), Some("test-owner"));
         assert_eq!(labels.get(LABEL_ROLE).map(String::as_str), Some("pool"));

@@ -3,8 +3,12 @@
 //!
 //! - [`DockerBackend`] implements [`codebeaker::Backend`]: it labels every container with
 //!   its [`DockerConfig::owner`], removes leftovers of a crashed earlier run at start-up,
-//!   and keeps a [`WarmPool`] of started spares per language.
-//! - The container's main process is the in-container agent (`codebeaker-agent`, a
+//!   and keeps a [`WarmPool`] of started spares per language that grows with demand
+//!   within the operator's bounds. Closing a session has its agent kill every guest
+//!   process (the engine freezes the container when the agent does not answer in time):
+//!   it runs nothing more when close answers; the container and its volume are removed
+//!   in the background.
+//! - The container's PID 1 is the in-container agent (`codebeaker-agent`, a
 //!   static binary, [`AgentBinary`]), bind-mounted read-only from the host or baked into
 //!   the image. The host talks to it over the container's attach stream (stdin/stdout,
 //!   no TTY, log driver `none`, attached before the start): no network, works with remote
@@ -24,14 +28,13 @@
 //!   workspace size and `RLIMIT_FSIZE`, the images a session may name, and the grace a
 //!   timed-out command has to stop. The warm pool hands out only spares made for the same
 //!   limits.
-//! - Containers are hardened by default ([`hardening`]): no network, pids limit, no
-//!   capabilities, `no-new-privileges`, non-root users, read-only root with a
-//!   size-limited tmpfs `/workspace` and `/tmp`, an init process.
-//! - Without an agent build ([`AgentBinary::Off`]), the older path remains: programs run
-//!   with the exec API (a fresh interpreter per `execute_code`), file commands use the
-//!   archive API with symlink checks, every download capped while it streams and
-//!   cancelled with its command, and listing runs `find` (names and sizes, never
-//!   contents).
+//! - Containers are hardened by default ([`hardening`]): no network, pids limit, the
+//!   agent as PID 1 keeping four capabilities (the only holder of its channel), guest
+//!   code as a uid of the sandbox's own with none, `no-new-privileges`, read-only root
+//!   with a size-limited tmpfs `/workspace` and `/tmp`.
+//! - There is one path: every container runs the agent. Without its build,
+//!   [`DockerBackend::connect`] fails naming the missing file and
+//!   `scripts/build-agent.sh`.
 //!
 //! Images: `codebeaker-<language>:latest`, built offline by `scripts/build-images.sh` or
 //! from `images/<language>/Dockerfile`.
@@ -56,7 +59,6 @@
 
 mod agent_commands;
 mod agent_link;
-mod archive;
 mod attach;
 mod backend;
 mod code;
@@ -64,13 +66,17 @@ mod config;
 mod container;
 mod egress;
 mod error;
-mod exec;
-mod files;
+mod factory;
 pub mod hardening;
+mod options;
 mod pool;
+mod processes;
+mod reaper;
 mod sandbox;
 
 pub use backend::DockerBackend;
-pub use config::{AgentBinary, DockerConfig, AGENT_ENV, AGENT_PATH_IN_CONTAINER, DOCKER_LANGUAGES};
+pub use config::{AgentBinary, DockerConfig, AGENT_ENV, AGENT_PATH_IN_CONTAINER, DOCKER_LANGUAGES, SANDBOX_UIDS};
+pub use factory::{DockerFactory, CONNECT_TIMEOUT};
+pub use options::{DockerOptions, DockerPolicy};
 pub use pool::WarmPool;
 pub use sandbox::DockerSandbox;

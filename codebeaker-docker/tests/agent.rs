@@ -1,17 +1,13 @@
 //! Sessions through the in-container agent on the real engine: notebook semantics of the
-//! persistent python and node interpreters, rich outputs, usage, capabilities, and an
-//! agent that guest code kills or drowns in garbage.
+//! persistent python and node interpreters, rich outputs, usage and capabilities (the
+//! agent's walls against guest code are in `walls.rs`).
 
 mod common;
 
 use std::time::Duration;
 
-use codebeaker::{Command, CommandResult, Error, Language, SessionConfig, SessionManager};
-use common::{run, run_with, sh, shell};
-
-async fn session(manager: &SessionManager, language: Language) -> String {
-    manager.create(SessionConfig::new(language)).await.unwrap_or_else(|e| panic!("{language} session: {e}")).session_id
-}
+use codebeaker::{Command, CommandResult, ErrorKind, Language, SessionManager};
+use common::{run, run_with, session, sh, shell};
 
 fn result_text(outcome: &codebeaker::CommandOutcome) -> String {
     outcome.to_json()["result"].as_str().unwrap_or_default().to_owned()
@@ -58,7 +54,7 @@ async fn python_notebook(manager: &SessionManager) {
 
     // A timed-out infinite loop, then a working command, state kept or said lost.
     let spin = run_with(manager, &id, Command::code("while True:\n    pass"), Duration::from_secs(2)).await;
-    assert!(matches!(spin.error, Some(Error::TimedOut(_))), "{:?}", spin.to_json());
+    assert!(spin.error.as_ref().map(|e| e.kind()) == Some(ErrorKind::TimedOut), "{:?}", spin.to_json());
     let after = run(manager, &id, Command::code("print(area(1) > 3)")).await;
     let reset = code_result(&spin).state_reset;
     if reset {
@@ -114,52 +110,12 @@ async fn shell_through_the_agent(manager: &SessionManager) {
     manager.close(&id).await.expect("close");
 }
 
-/// Guest code kills its agent: the session ends with a clear error, nothing hangs.
-async fn killed_agent(manager: &SessionManager) {
-    let id = session(manager, Language::Python).await;
-    let kill = run_with(manager, &id, sh("pkill -9 -x agent"), Duration::from_secs(10));
-    let outcome = tokio::time::timeout(Duration::from_secs(30), kill).await.expect("an answer, not a stuck request");
-    let after =
-        tokio::time::timeout(Duration::from_secs(30), manager.execute(&id, Command::code("1"), Default::default()))
-            .await
-            .expect("an answer after the agent died");
-    let failed = matches!(outcome.error, Some(Error::SandboxFailed(_)))
-        || matches!(after, Err(Error::SessionNotFound(_)) | Err(Error::SandboxFailed(_)))
-        || after.as_ref().is_ok_and(|o| matches!(o.error, Some(Error::SandboxFailed(_))));
-    assert!(failed, "killing the agent must fail the session: {:?} then {after:?}", outcome.to_json());
-}
-
-/// Guest code writes garbage where frames are expected (the container's stdout, through
-/// the init's open descriptor): the session fails cleanly and the backend carries on.
-async fn garbage_on_the_channel(manager: &SessionManager) {
-    let id = session(manager, Language::Python).await;
-    let garbage = sh("head -c 100000 /dev/urandom > /proc/1/fd/1; sleep 1; echo survived");
-    let outcome =
-        tokio::time::timeout(Duration::from_secs(30), run_with(manager, &id, garbage, Duration::from_secs(10)))
-            .await
-            .expect("an answer, not a stuck request");
-    let json = outcome.to_json();
-    match &outcome.error {
-        // The host saw the garbage: the session is over, with the reason.
-        Some(Error::SandboxFailed(reason)) => assert!(reason.contains("agent"), "{reason}"),
-        // The engine refused the write (no such descriptor): nothing reached the host.
-        None => assert_eq!(shell(&outcome).stdout, "survived\n", "{json:?}"),
-        Some(other) => panic!("unexpected {other:?}: {json:?}"),
-    }
-    let other = session(manager, Language::Python).await;
-    let echo = run(manager, &other, Command::shell("echo", ["fine"])).await;
-    assert_eq!(shell(&echo).stdout, "fine\n");
-    manager.close(&other).await.expect("close");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sessions_through_the_agent() {
     let Some(backend) = common::agent_backend("agent", 0).await else { return };
     let manager = common::manager(&backend);
     let m = &manager;
     tokio::join!(python_notebook(m), javascript_notebook(m), shell_through_the_agent(m));
-    killed_agent(m).await;
-    garbage_on_the_channel(m).await;
     manager.shutdown().await;
     common::finish(backend).await;
 }

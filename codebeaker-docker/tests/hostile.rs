@@ -5,23 +5,29 @@ mod common;
 
 use std::time::Duration;
 
-use codebeaker::{Command, Error, Language, SessionConfig, SessionManager};
+use codebeaker::{Command, ErrorKind, Language, SessionConfig, SessionManager};
 use common::{run, run_with, sh, shell};
 
 async fn session(manager: &SessionManager, memory_limit_mb: u64) -> (String, String) {
     let mut config = SessionConfig::new(Language::Python);
     config.memory_limit_mb = memory_limit_mb;
     let info = manager.create(config).await.expect("session");
-    (info.session_id, info.container_id)
+    (info.session_id.into(), info.container_id)
 }
 
-/// Processes of the sandbox user still running, besides the `ps` that lists them and the
-/// container's own init and agent (which run as that user when the agent is in use).
+/// Processes of the sandbox's uid still running, besides the shell and `ps` that list
+/// them (the agent, PID 1, runs as root).
 async fn stray_processes(manager: &SessionManager, id: &str) -> Vec<String> {
-    let ps = run(manager, id, Command::shell("ps", ["-u", "1000", "-o", "pid=,args="])).await;
-    let own = |l: &str| l.contains("ps -u 1000") || l.ends_with("docker-init -- /opt/codebeaker/agent");
-    let agent = |l: &str| l.split_whitespace().nth(1) == Some("/opt/codebeaker/agent");
-    shell(&ps).stdout.lines().filter(|l| !own(l) && !agent(l)).map(str::to_owned).collect()
+    let ps = run(manager, id, sh("ps -u $(id -u) -o pid=,ppid=,args=")).await;
+    let listing = shell(&ps).stdout.clone();
+    // The `sh -c` (whose child `ps` is) and `ps` itself.
+    let lister =
+        listing.lines().find(|l| l.contains("ps -u")).and_then(|l| l.split_whitespace().nth(1)).map(str::to_owned);
+    listing
+        .lines()
+        .filter(|l| !l.contains("ps -u") && l.split_whitespace().next().map(str::to_owned) != lister)
+        .map(str::to_owned)
+        .collect()
 }
 
 async fn still_usable(manager: &SessionManager, id: &str, what: &str) {
@@ -32,7 +38,15 @@ async fn still_usable(manager: &SessionManager, id: &str, what: &str) {
 async fn fork_bomb(manager: &SessionManager) {
     let (id, _) = session(manager, 512).await;
     let bomb = run_with(manager, &id, sh("f() { f | f & }; f; sleep 100"), Duration::from_secs(4)).await;
-    assert!(matches!(bomb.error, Some(Error::TimedOut(_))), "fork bomb: {:?}", bomb.to_json());
+    // Killed at its timeout, or ended at once because its own `sleep` could not fork
+    // (the guest's process limit): either way its tree goes (the next command clears one
+    // that outlived its first process).
+    let quick_end = bomb.error.is_none() && shell(&bomb).stderr.contains("Cannot fork");
+    assert!(
+        bomb.error.as_ref().map(|e| e.kind()) == Some(ErrorKind::TimedOut) || quick_end,
+        "fork bomb: {:?}",
+        bomb.to_json()
+    );
     still_usable(manager, &id, "fork bomb").await;
     let stray = stray_processes(manager, &id).await;
     assert!(stray.is_empty(), "fork bomb left processes: {stray:?}");
@@ -57,7 +71,7 @@ async fn infinite_loop(manager: &SessionManager) {
     let (id, _) = session(manager, 512).await;
     // A loop that also spawns a detached child: both must go.
     let outcome = run_with(manager, &id, sh("setsid sleep 1000 & while :; do :; done"), Duration::from_secs(2)).await;
-    assert!(matches!(outcome.error, Some(Error::TimedOut(_))), "{:?}", outcome.to_json());
+    assert!(outcome.error.as_ref().map(|e| e.kind()) == Some(ErrorKind::TimedOut), "{:?}", outcome.to_json());
     let result = shell(&outcome);
     assert!(result.timed_out && result.exit_code == -1, "{result:?}");
     still_usable(manager, &id, "infinite loop").await;
@@ -87,11 +101,12 @@ async fn writes_outside_the_workspace(manager: &SessionManager) {
         let outcome = run(manager, &id, sh(&format!("echo x > {target}"))).await;
         let result = shell(&outcome);
         assert_ne!(result.exit_code, 0, "writing {target} must fail: {result:?}");
-        let refused = run(manager, &id, Command::write_file(target, "x")).await;
-        assert!(matches!(refused.error, Some(Error::PermissionDenied(_))), "{target}: {:?}", refused.to_json());
+        let refused = Command::write_file(target, "x");
+        assert!(refused.as_ref().err().map(|e| e.kind()) == Some(ErrorKind::PermissionDenied), "{target}: {refused:?}");
     }
     let whoami = shell(&run(manager, &id, Command::shell("id", ["-u"])).await).stdout.clone();
-    assert_eq!(whoami, "1000\n", "commands do not run as root");
+    let uid: u32 = whoami.trim().parse().unwrap_or_else(|_| panic!("id -u: {whoami}"));
+    assert!(codebeaker_docker::SANDBOX_UIDS.contains(&uid), "commands run as the sandbox's own uid, not root: {uid}");
     // /tmp is writable but bounded.
     let tmp = run(manager, &id, sh("echo ok > /tmp/x && cat /tmp/x")).await;
     assert_eq!(shell(&tmp).stdout, "ok\n");
@@ -112,9 +127,9 @@ async fn network(manager: &SessionManager) {
 async fn other_sessions_files(manager: &SessionManager) {
     let (first, first_container) = session(manager, 512).await;
     let (second, _) = session(manager, 512).await;
-    run(manager, &first, Command::write_file("secret.txt", "top secret")).await;
-    let read = run(manager, &second, Command::read_file("secret.txt")).await;
-    assert!(matches!(read.error, Some(Error::NotFound { .. })), "{:?}", read.to_json());
+    run(manager, &first, Command::write_file("secret.txt", "top secret").unwrap()).await;
+    let read = run(manager, &second, Command::read_file("secret.txt").unwrap()).await;
+    assert!(read.error.as_ref().map(|e| e.kind()) == Some(ErrorKind::NotFound), "{:?}", read.to_json());
     let hunt = format!(
         "cat /workspace/secret.txt; ls /proc/*/root/workspace 2>&1; grep -rs 'top secret' /workspace /tmp /var /home /run 2>/dev/null | head -3; ls /var/lib/docker 2>&1; echo {first_container} >/dev/null"
     );
@@ -131,28 +146,29 @@ async fn traversal_and_symlinks(manager: &SessionManager, container: &mut String
     let links = "mkdir -p data && echo inside > data/ok.txt && ln -s /etc etc-link && ln -s /etc/passwd pw && ln -s / root-link && ln -s ../../etc/hostname rel && ln -s /tmp tmp-link && ln -s data data-link";
     assert_eq!(shell(&run(manager, &id, sh(links)).await).exit_code, 0);
     let attempts = [
-        Command::read_file("pw"),
-        Command::read_file("rel"),
-        Command::read_file("etc-link/passwd"),
-        Command::read_file("root-link/etc/shadow"),
-        Command::write_file("etc-link/evil", "x"),
-        Command::write_file("pw", "x"),
-        Command::write_file("tmp-link/evil", "x"),
-        Command::write_file("root-link/usr/evil", "x"),
-        Command::create_directory("etc-link/evil-dir"),
-        Command::list_directory("etc-link"),
-        Command::list_directory("root-link"),
-        Command::copy_file("pw", "stolen.txt"),
-        Command::copy_file("data/ok.txt", "etc-link/evil"),
-        Command::delete_file("etc-link/hostname"),
-        Command::read_file("../../../etc/passwd"),
-        Command::write_file("/workspace/../etc/evil", "x"),
+        Command::read_file("pw").unwrap(),
+        Command::read_file("rel").unwrap(),
+        Command::read_file("etc-link/passwd").unwrap(),
+        Command::read_file("root-link/etc/shadow").unwrap(),
+        Command::write_file("etc-link/evil", "x").unwrap(),
+        Command::write_file("pw", "x").unwrap(),
+        Command::write_file("tmp-link/evil", "x").unwrap(),
+        Command::write_file("root-link/usr/evil", "x").unwrap(),
+        Command::create_directory("etc-link/evil-dir").unwrap(),
+        Command::list_directory("etc-link").unwrap(),
+        Command::list_directory("root-link").unwrap(),
+        Command::copy_file("pw", "stolen.txt").unwrap(),
+        Command::copy_file("data/ok.txt", "etc-link/evil").unwrap(),
+        Command::delete_file("etc-link/hostname").unwrap(),
     ];
+    // Lexical escapes make no command at all (see the conformance suite).
+    assert!(Command::read_file("../../../etc/passwd").is_err());
+    assert!(Command::write_file("/workspace/../etc/evil", "x").is_err());
     for command in attempts {
         let what = format!("{command:?}");
         let outcome = run(manager, &id, command).await;
         assert!(
-            matches!(outcome.error, Some(Error::PermissionDenied(_))),
+            outcome.error.as_ref().map(|e| e.kind()) == Some(ErrorKind::PermissionDenied),
             "{what} must be refused: {:?}",
             outcome.to_json()
         );
@@ -162,11 +178,11 @@ async fn traversal_and_symlinks(manager: &SessionManager, container: &mut String
     assert!(shell(&check).stdout.matches("No such file").count() == 4, "{:?}", check.to_json());
     // Relative symlinks that stay inside work (the agent refuses absolute ones, even into
     // /workspace), and deleting a link removes the link only.
-    let via_link = run(manager, &id, Command::read_file("data-link/ok.txt")).await;
+    let via_link = run(manager, &id, Command::read_file("data-link/ok.txt").unwrap()).await;
     assert_eq!(via_link.to_json()["result"]["content"], "inside\n", "{:?}", via_link.to_json());
-    let listing = run(manager, &id, Command::list_directory(".")).await;
+    let listing = run(manager, &id, Command::list_directory(".").unwrap()).await;
     assert!(listing.to_json()["result"]["entries"].to_string().contains("\"symlink\""), "{:?}", listing.to_json());
-    assert!(run(manager, &id, Command::delete_file("etc-link")).await.success);
+    assert!(run(manager, &id, Command::delete_file("etc-link").unwrap()).await.success);
     let etc = run(manager, &id, Command::shell("ls", ["/etc/hostname"])).await;
     assert_eq!(shell(&etc).exit_code, 0, "deleting the link left its target alone");
     manager.close(&id).await.expect("close");
@@ -192,13 +208,16 @@ async fn killed_from_outside(manager: &SessionManager) {
     let outcome = run(manager, &id, Command::shell("sleep", ["30"])).await;
     killer.await.expect("killer");
     let error = outcome.error.as_ref().map(ToString::to_string).unwrap_or_default();
-    assert!(matches!(outcome.error, Some(Error::SandboxFailed(_))), "{:?}", outcome.to_json());
+    assert!(outcome.error.as_ref().map(|e| e.kind()) == Some(ErrorKind::SandboxFailed), "{:?}", outcome.to_json());
     assert!(error.contains("killed from outside"), "the error says why: {error}");
     // The session is closed and its container removed.
     let after = manager.execute(&id, Command::shell("true", Vec::<String>::new()), Default::default()).await;
-    assert!(matches!(after, Err(Error::SessionNotFound(_))), "{after:?}");
-    let exists = std::process::Command::new("docker").args(["inspect", &container]).output().expect("docker inspect");
-    assert!(!exists.status.success(), "the dead container was removed");
+    assert!(after.as_ref().err().map(|e| e.kind()) == Some(ErrorKind::SessionNotFound), "{after:?}");
+    // Removal follows close in the background, soon.
+    let removed = common::eventually(Duration::from_secs(30), || {
+        !std::process::Command::new("docker").args(["inspect", &container]).output().expect("inspect").status.success()
+    });
+    assert!(removed.await, "the dead container was removed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -6,11 +6,8 @@ mod common;
 use std::time::Duration;
 
 use codebeaker::{Command, Language, SessionConfig, SessionManager};
-use common::{run, run_with, shell};
-
-async fn session(manager: &SessionManager, language: Language) -> String {
-    manager.create(SessionConfig::new(language)).await.unwrap_or_else(|e| panic!("{language} session: {e}")).session_id
-}
+use codebeaker_docker::DockerOptions;
+use common::{run, run_with, session, shell};
 
 /// Writes `path`, runs `program args`, and returns stdout (asserting exit code 0).
 async fn write_and_run(
@@ -21,7 +18,7 @@ async fn write_and_run(
     program: &str,
     args: &[&str],
 ) -> String {
-    let written = run(manager, id, Command::write_file(path, content)).await;
+    let written = run(manager, id, Command::write_file(path, content).unwrap()).await;
     assert!(written.success, "{:?}", written.to_json());
     // Compilers are slow on a cold cache on 2 cores: give them room.
     let ran = run_with(manager, id, Command::shell(program, args.to_vec()), Duration::from_secs(120)).await;
@@ -63,7 +60,7 @@ async fn seed_python(manager: &SessionManager) {
     .await;
     assert_eq!(out, "Count: 0\nCount: 1\nCount: 2\nCount: 3\nCount: 4\n");
     // Scenario 1: modules importing each other.
-    run(manager, &id, Command::write_file("/workspace/data.py", "x = 10\ny = 20")).await;
+    run(manager, &id, Command::write_file("/workspace/data.py", "x = 10\ny = 20").unwrap()).await;
     let out = write_and_run(
         manager,
         &id,
@@ -75,12 +72,13 @@ async fn seed_python(manager: &SessionManager) {
     .await;
     assert_eq!(out, "Sum: 30\n");
     // Scenario 3: a CSV file processed and read back.
-    run(manager, &id, Command::write_file("/workspace/data.csv", "name,age\nAlice,30\nBob,25\nCharlie,35")).await;
+    run(manager, &id, Command::write_file("/workspace/data.csv", "name,age\nAlice,30\nBob,25\nCharlie,35").unwrap())
+        .await;
     let process = "\nimport csv\nwith open('/workspace/data.csv', 'r') as f:\n    reader = csv.DictReader(f)\n    total_age = sum(int(row['age']) for row in reader)\nprint(f\"Total age: {total_age}\")\n";
     let out =
         write_and_run(manager, &id, "/workspace/process.py", process, "python3", &["/workspace/process.py"]).await;
     assert_eq!(out, "Total age: 90\n");
-    let csv = run(manager, &id, Command::read_file("/workspace/data.csv")).await;
+    let csv = run(manager, &id, Command::read_file("/workspace/data.csv").unwrap()).await;
     assert_eq!(csv.to_json()["result"]["content"], "name,age\nAlice,30\nBob,25\nCharlie,35");
     // Scenario 2 installs `requests` with pip, through the agent's egress proxy. Under the
     // default policy a registry that resolves to a non-public address (as on this
@@ -126,7 +124,7 @@ async fn seed_csharp(manager: &SessionManager) {
     // The guide runs `dotnet script Program.cs`; the images carry Mono, so the same
     // program is compiled with `mcs` and run with `mono`. `dotnet` itself is reported
     // as missing, clearly.
-    run(manager, &id, Command::write_file("/workspace/Program.cs", program)).await;
+    run(manager, &id, Command::write_file("/workspace/Program.cs", program).unwrap()).await;
     let dotnet = run(manager, &id, Command::shell("dotnet", ["script", "/workspace/Program.cs"])).await;
     let dotnet = shell(&dotnet);
     assert_eq!(dotnet.exit_code, 127, "{dotnet:?}");
@@ -173,14 +171,14 @@ async fn every_language_runs_hello_and_the_guide_examples() {
         seed_csharp(m),
     );
     // A session may name its image (the guide's `dockerImage`).
-    let mut config = SessionConfig::new(Language::Python);
-    config.docker_image = Some("codebeaker-python:latest".into());
+    let options = DockerOptions { image: Some("codebeaker-python:latest".into()) };
+    let config = options.apply(SessionConfig::new(Language::Python)).expect("options");
     let custom = manager.create(config).await.expect("custom image session");
     let ran = run(&manager, &custom.session_id, Command::code("print('custom')")).await;
     assert_eq!(ran.to_json()["result"], "custom");
     manager.close(&custom.session_id).await.expect("close");
-    let mut missing = SessionConfig::new(Language::Python);
-    missing.docker_image = Some("codebeaker-no-such-image:latest".into());
+    let options = DockerOptions { image: Some("codebeaker-no-such-image:latest".into()) };
+    let missing = options.apply(SessionConfig::new(Language::Python)).expect("options");
     let err = manager.create(missing).await.expect_err("a missing image fails");
     assert!(err.to_string().contains("codebeaker-no-such-image"), "{err}");
     common::finish(backend).await;

@@ -70,11 +70,14 @@ async fn pool_leftovers_expiry_and_shutdown() {
         docker(&["inspect", "--format", "{{.HostConfig.Memory}} {{.HostConfig.MemorySwap}}", &cold.container_id]);
     assert_eq!(memory, format!("{0} {0}", 256 * 1024 * 1024), "memory limit without swap");
 
-    // Closing removes the container and its workspace volume.
+    // Closing removes the container and its workspace volume (in the background, soon).
     let volume = docker(&["inspect", "--format", "{{range .Mounts}}{{.Name}}{{end}}", &cold.container_id]);
     manager.close(&cold.session_id).await.expect("close");
-    assert!(docker(&["ps", "-aq", "--filter", &format!("id={}", cold.container_id)]).is_empty());
-    assert!(docker(&["volume", "ls", "-q", "--filter", &format!("name={volume}")]).is_empty(), "volume {volume} left");
+    let gone = common::eventually(Duration::from_secs(30), || {
+        docker(&["ps", "-aq", "--filter", &format!("id={}", cold.container_id)]).is_empty()
+            && docker(&["volume", "ls", "-q", "--filter", &format!("name={volume}")]).is_empty()
+    });
+    assert!(gone.await, "container {} or volume {volume} left after close", cold.container_id);
 
     // Idle expiry removes the container (the manager sweeps every second).
     let mut idle = SessionConfig::new(Language::Python);
@@ -82,7 +85,10 @@ async fn pool_leftovers_expiry_and_shutdown() {
     let idle = manager.create(idle).await.expect("create");
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert!(!backend.live_sandboxes().await.expect("live").contains(&idle.container_id), "idle session not expired");
-    assert!(docker(&["ps", "-aq", "--filter", &format!("id={}", idle.container_id)]).is_empty());
+    let gone = common::eventually(Duration::from_secs(30), || {
+        docker(&["ps", "-aq", "--filter", &format!("id={}", idle.container_id)]).is_empty()
+    });
+    assert!(gone.await, "the expired session's container is left");
 
     // Shutdown removes the open session and the spares.
     manager.shutdown().await;
