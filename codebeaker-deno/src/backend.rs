@@ -13,9 +13,11 @@ use codebeaker::{
 };
 
 use crate::engine::SessionSetup;
+use crate::options::{DenoOptions, DenoPolicy};
 use crate::pool::WarmPool;
 use crate::sandbox::{DenoSandbox, DenoSandboxParts};
 use crate::watchdog::Watchdog;
+use crate::worker::identity::{self, Lease, WorkerIds};
 use crate::worker::ipc::WorkerSetup;
 use crate::worker::pool::WorkerPool;
 use crate::worker::sandbox::{start_worker, ProcessSandbox, ProcessSandboxParts};
@@ -48,6 +50,9 @@ pub struct DenoConfig {
     /// must be linked with this crate and reach [`run_worker_if_requested`](crate::run_worker_if_requested)
     /// (automatic before `main`; see the crate's README).
     pub worker_program: Option<PathBuf>,
+    /// The uids and group workers run as when the server runs as root (process isolation):
+    /// a uid of its own per session. Unused when the server is not root.
+    pub worker_ids: WorkerIds,
 }
 
 impl Default for DenoConfig {
@@ -57,6 +62,7 @@ impl Default for DenoConfig {
             workspace_root: crate::workspaces::default_root(),
             isolation: DenoIsolation::default(),
             worker_program: None,
+            worker_ids: WorkerIds::default(),
         }
     }
 }
@@ -95,10 +101,12 @@ pub struct DenoBackend {
     runtimes: Runtimes,
     /// This instance's directory of workspaces (`<root>/<pid>-<uuid>`), removed at shutdown.
     workspaces: PathBuf,
+    /// Who process-isolated sessions' workers run as.
+    worker_ids: WorkerIds,
     live: LiveSandboxes,
 }
 
-const LANGUAGES: [Language; 1] = [Language::Deno];
+const LANGUAGES: [Language; 2] = [Language::JavaScript, Language::TypeScript];
 
 impl DenoBackend {
     /// A backend with `config`. Starts the pool's spare runtimes, and removes workspaces
@@ -106,21 +114,30 @@ impl DenoBackend {
     pub fn new(config: DenoConfig) -> Result<Arc<Self>> {
         // Keeps the worker start-up hook linked into every program that makes a backend.
         std::hint::black_box(&crate::worker::WORKER_HOOK);
-        crate::workspaces::prepare_root(&config.workspace_root)?;
+        // Workers of other uids pass through the root and instance directory to their own.
+        let passage = (config.isolation == DenoIsolation::Process && identity::server_is_root())
+            .then_some(config.worker_ids.group);
+        crate::workspaces::prepare_root(&config.workspace_root, config.worker_ids.group, passage.is_some())?;
         remove_leftovers(&config.workspace_root);
-        let workspaces = crate::workspaces::create_instance_dir(&config.workspace_root)?;
+        let workspaces = crate::workspaces::create_instance_dir(&config.workspace_root, passage)?;
         let runtimes = match config.isolation {
             DenoIsolation::Process => {
+                identity::announce(&config.worker_ids);
                 let program = config.worker_program.clone().unwrap_or_else(|| PathBuf::from("/proc/self/exe"));
                 Runtimes::Process(Arc::new(WorkerPool::new(config.pool_size, program)))
             }
             DenoIsolation::Thread => {
-                let watchdog =
-                    Watchdog::start().map_err(|e| Error::Internal(format!("cannot start the deno watchdog: {e}")))?;
+                let watchdog = Watchdog::start()
+                    .map_err(|e| Error::internal(format!("cannot start the deno watchdog: {e}")).with_source(e))?;
                 Runtimes::Thread(Arc::new(WarmPool::new(config.pool_size, Arc::new(watchdog))))
             }
         };
-        Ok(Arc::new(DenoBackend { runtimes, workspaces, live: LiveSandboxes::default() }))
+        Ok(Arc::new(DenoBackend {
+            runtimes,
+            workspaces,
+            worker_ids: config.worker_ids,
+            live: LiveSandboxes::default(),
+        }))
     }
 
     /// A backend with the default [`DenoConfig`].
@@ -165,6 +182,7 @@ impl DenoBackend {
         id: String,
         workspace: Arc<HostWorkspace>,
         setup: WorkerSetup,
+        lease: Option<Lease>,
         limits: &SessionLimits,
     ) -> Result<Box<dyn Sandbox>> {
         let worker = start_worker(pool, &setup).await?;
@@ -173,9 +191,10 @@ impl DenoBackend {
             id,
             workspace,
             setup,
+            lease,
             pool: pool.clone(),
             worker,
-            stop_grace: limits.stop_grace,
+            interrupt_grace: limits.graces.interrupt,
             pid,
             live: self.live.clone(),
         };
@@ -200,7 +219,7 @@ fn remove_leftovers(root: &Path) {
 #[async_trait]
 impl Backend for DenoBackend {
     fn name(&self) -> &'static str {
-        "deno"
+        crate::options::BACKEND
     }
 
     fn languages(&self) -> &[Language] {
@@ -212,27 +231,43 @@ impl Backend for DenoBackend {
             Runtimes::Process(pool) => pool.ready(),
             Runtimes::Thread(pool) => pool.ready(),
         };
-        vec![(Language::Deno, ready)]
+        // One pool serves both languages: reported once, under TypeScript.
+        vec![(Language::TypeScript, ready)]
     }
 
     fn capabilities(&self, _language: Language) -> codebeaker::Capabilities {
-        codebeaker::Capabilities { persistent_state: true, streaming: true, ..codebeaker::Capabilities::default() }
+        let capabilities =
+            codebeaker::Capabilities::default().with_persistent_state().with_streaming().with_snapshots();
+        match &self.runtimes {
+            // A worker process can be stopped whole; a runtime thread of this process cannot.
+            Runtimes::Process(_) => capabilities.with_pause(),
+            Runtimes::Thread(_) => capabilities,
+        }
     }
 
     async fn create_sandbox(&self, config: &SessionConfig, limits: &SessionLimits) -> Result<Box<dyn Sandbox>> {
-        crate::permissions::check_grants(&config.permissions, &limits.grantable_paths)?;
+        let permissions = DenoOptions::of(config)?.permissions;
+        crate::permissions::check_grants(&permissions, &DenoPolicy::of(limits)?.grantable_paths)?;
         let id = format!("deno-{}", uuid::Uuid::new_v4().simple());
+        // A process-isolated session's own uid (when the server is root), for its life.
+        let lease = match &self.runtimes {
+            Runtimes::Process(_) => {
+                Lease::take(&self.worker_ids).map_err(|reason| Error::backend_unavailable("deno", reason))?
+            }
+            Runtimes::Thread(_) => None,
+        };
+        let owner = lease.as_ref().map(Lease::identity);
         let (instance, session_id, quota) = (self.workspaces.clone(), id.clone(), limits.workspace_bytes);
         let opened =
-            tokio::task::spawn_blocking(move || crate::workspaces::open_session(&instance, &session_id, quota))
+            tokio::task::spawn_blocking(move || crate::workspaces::open_session(&instance, &session_id, quota, owner))
                 .await
-                .map_err(|e| Error::Internal(format!("workspace task failed: {e}")))?;
+                .map_err(|e| Error::internal(format!("workspace task failed: {e}")).with_source(e))?;
         let workspace = Arc::new(opened?);
         let created = match &self.runtimes {
             Runtimes::Thread(pool) => {
                 let setup = SessionSetup {
                     workspace: workspace.root().to_path_buf(),
-                    permissions: config.permissions.clone(),
+                    permissions: permissions.clone(),
                     memory_limit_mb: limits.memory_mb,
                     limits: limits.into(),
                 };
@@ -241,11 +276,12 @@ impl Backend for DenoBackend {
             Runtimes::Process(pool) => {
                 let setup = WorkerSetup {
                     workspace: workspace.root().to_path_buf(),
-                    permissions: config.permissions.clone(),
+                    permissions: permissions.clone(),
                     memory_limit_mb: limits.memory_mb,
                     limits: limits.into(),
+                    identity: owner,
                 };
-                self.create_in_process(pool, id.clone(), workspace.clone(), setup, limits).await
+                self.create_in_process(pool, id.clone(), workspace.clone(), setup, lease, limits).await
             }
         };
         if created.is_err() {
@@ -274,8 +310,10 @@ impl Backend for DenoBackend {
         match removed {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Ok(Err(e)) => Err(Error::Internal(format!("cannot remove {}: {e}", self.workspaces.display()))),
-            Err(e) => Err(Error::Internal(format!("shutdown task failed: {e}"))),
+            Ok(Err(e)) => {
+                Err(Error::internal(format!("cannot remove {}: {e}", self.workspaces.display())).with_source(e))
+            }
+            Err(e) => Err(Error::internal(format!("shutdown task failed: {e}")).with_source(e)),
         }
     }
 }

@@ -20,7 +20,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use codebeaker::{CodeResult, DenoPermissions, OutputCollector, OutputSink};
+use crate::DenoPermissions;
+use codebeaker::{CodeResult, OutputCollector, OutputSink};
 use deno_core::error::{CoreError, CoreErrorKind, JsError};
 use deno_core::{v8, JsRuntime, PollEventLoopOptions, RuntimeOptions};
 
@@ -154,15 +155,15 @@ impl Engine {
             Ok(cell) => self.evaluate(cell.script, run.timeout, started, watchdog),
             Err(message) => Outcome::Failed(message),
         };
+        // The watchdog's termination is a timeout and a close is told apart by its flag, so
+        // a failure of a terminated isolate, or of one whose heap limit the engine lifted to
+        // unwind, is the heap limit's. Both are the engine's state, never the error's text.
         let terminated = self.runtime.v8_isolate().is_execution_terminating();
+        let heap_exhausted = terminated || self.heap_limit_lifted();
         let mut memory_exceeded = false;
         let outcome = match outcome {
             _ if closing.load(Ordering::Acquire) => Outcome::Failed("Interrupted: the session was closed".into()),
-            Outcome::Failed(message)
-                if terminated
-                    || message.ends_with("execution terminated")
-                    || message.starts_with("InternalError: out of memory") =>
-            {
+            Outcome::Failed(_) if heap_exhausted => {
                 memory_exceeded = true;
                 Outcome::Failed(format!(
                     "RangeError: memory limit exceeded: the session's heap reached memoryLimitMB ({} MB) and the command was stopped",
@@ -230,6 +231,13 @@ impl Engine {
             }
         }
         self.reset_heap_limit();
+    }
+
+    /// Whether the engine lifted the heap limit above the session's: it does so (QuickJS's
+    /// allocator-limit handler, or the V8 heap guard) only when the limit was reached, to
+    /// let the terminated code unwind; [`Engine::reset_heap_limit`] sets it back.
+    fn heap_limit_lifted(&mut self) -> bool {
+        self.runtime.v8_isolate().get_heap_statistics().heap_size_limit() > self.heap_limit
     }
 
     /// Sets the heap limit back to the session's (the engine lifts it to unwind an

@@ -4,8 +4,9 @@
 //!
 //! - One JS runtime per session, alive for the session's life: globals of one
 //!   `execute_code` are there in the next. By default ([`DenoIsolation::Process`]) the
-//!   runtime lives in a worker process of its own, walled in by the kernel (seccomp,
-//!   Landlock, rlimits) and killed when it does not stop at its timeout; the session then
+//!   runtime lives in a worker process of its own, walled in by the kernel (a uid of the
+//!   session's own when the server is root, no capabilities, an empty environment, a
+//!   seccomp allowlist, Landlock, rlimits) and killed when it does not stop at its timeout; the session then
 //!   goes on in a fresh worker and the result says its state was reset
 //!   (`stateReset`). [`DenoIsolation::Thread`] keeps the runtime on a thread of this
 //!   process, for trusted code. A warm pool makes `session.create` fast.
@@ -32,7 +33,7 @@
 //!
 //! let backend = DenoBackend::new(DenoConfig { pool_size: 1, ..DenoConfig::default() })?;
 //! let manager = SessionManager::new(vec![backend], ManagerConfig::default());
-//! let session = manager.create(SessionConfig::new(Language::Deno)).await?;
+//! let session = manager.create(SessionConfig::new(Language::TypeScript)).await?;
 //! let code = "const sum = (a: number, b: number): number => a + b;\nconsole.log(`Sum: ${sum(10, 20)}`);";
 //! let outcome = manager.execute(&session.session_id, Command::code(code), ExecOptions::default()).await?;
 //! assert_eq!(outcome.to_json()["result"], "Sum: 30");
@@ -44,8 +45,10 @@
 
 mod backend;
 mod engine;
+mod factory;
 mod module_loader;
 mod ops;
+mod options;
 mod permissions;
 mod pool;
 mod runtime_thread;
@@ -57,4 +60,7 @@ mod worker;
 mod workspaces;
 
 pub use backend::{DenoBackend, DenoConfig, DenoIsolation};
+pub use factory::DenoFactory;
+pub use options::{DenoOptions, DenoPermissions, DenoPolicy};
+pub use worker::identity::WorkerIds;
 pub use worker::{run_worker_if_requested, WORKER_ENV};

@@ -9,7 +9,8 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use codebeaker::{Allowlist, DenoPermissions, WORKSPACE_ROOT};
+use crate::DenoPermissions;
+use codebeaker::{Allowlist, WORKSPACE_ROOT};
 
 /// What a path is needed for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,7 +137,7 @@ impl Permissions {
 /// grant may name `/workspace` or a path in it, or a path beneath one of `grantable`
 /// (the operator's `grantable-paths`, default none), judged after resolving `..` and
 /// symlinks. Anything else (`/`, `/etc`, `../`, a link leading out) is
-/// [`Error::InvalidInput`](codebeaker::Error::InvalidInput) naming the path and the policy.
+/// [`ErrorKind::InvalidInput`](codebeaker::ErrorKind::InvalidInput) naming the path and the policy.
 pub fn check_grants(granted: &DenoPermissions, grantable: &[PathBuf]) -> codebeaker::Result<()> {
     let grantable: Vec<PathBuf> = grantable.iter().map(|root| resolve_symlinks(&lexical(root))).collect();
     for (list, paths) in [("allowRead", &granted.allow_read), ("allowWrite", &granted.allow_write)] {
@@ -160,7 +161,7 @@ pub fn check_grants(granted: &DenoPermissions, grantable: &[PathBuf]) -> codebea
             } else {
                 format!(" (resolves to {})", host.display())
             };
-            return Err(codebeaker::Error::InvalidInput(format!(
+            return Err(codebeaker::Error::invalid_input(format!(
                 "permissions.{list}: {path:?}{resolved} is outside the session's workspace; grants may name {WORKSPACE_ROOT} and paths in it, and {policy}"
             )));
         }
@@ -306,7 +307,7 @@ mod tests {
         for outside in ["/", "/etc", "../", "/workspace/../etc", "/workspacex", "/tmp"] {
             let err = check_grants(&grant(&[], &[outside]), none).unwrap_err();
             let message = err.to_string();
-            assert!(matches!(err, codebeaker::Error::InvalidInput(_)), "{outside}: {err:?}");
+            assert!(err.kind() == codebeaker::ErrorKind::InvalidInput, "{outside}: {err:?}");
             assert!(message.contains("allowWrite") && message.contains("grantable-paths"), "{message}");
             assert!(message.contains(&format!("{outside:?}")), "{message}");
         }

@@ -102,13 +102,13 @@ impl StartingRuntime {
                     }
                 }
             })
-            .map_err(|e| Error::Internal(format!("cannot start a deno runtime thread: {e}")))?;
+            .map_err(|e| Error::internal(format!("cannot start a deno runtime thread: {e}")).with_source(e))?;
         Ok(StartingRuntime { jobs, ready, exited, closing })
     }
 
     /// Waits until the engine is built.
     pub async fn ready(self) -> Result<RuntimeThread> {
-        let unavailable = |reason: String| Error::BackendUnavailable { backend: "deno".into(), reason };
+        let unavailable = |reason: String| Error::backend_unavailable("deno", reason);
         let isolate = self
             .ready
             .await
@@ -152,6 +152,6 @@ impl RuntimeThread {
     }
 
     fn gone(&self) -> Error {
-        Error::SandboxFailed("the session's JS runtime stopped".into())
+        Error::sandbox_failed("the session's JS runtime stopped")
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use codebeaker::command::ExecuteShell;
-use codebeaker::{Command, CommandResult, Error, ExecContext, HostWorkspace, Result, Sandbox};
+use codebeaker::{Command, CommandResult, Error, ExecContext, FileStreams, HostWorkspace, Result, Sandbox};
 use tokio::sync::Mutex;
 
 use crate::backend::LiveSandboxes;
@@ -72,18 +72,20 @@ where
 
 /// The answer to `execute_shell` in a Deno session.
 fn unsupported_shell(shell: &ExecuteShell) -> Error {
-    Error::Unsupported(format!(
+    Error::unsupported(format!(
         "execute_shell is not supported in deno sessions (asked to run {:?}); run JavaScript or TypeScript with execute_code",
         shell.command_name
     ))
 }
 
-/// Runs a file command on the session's workspace, off the async threads.
+/// Runs a file command on the session's workspace, off the async threads (with the file
+/// rights of the session's workers when they have a uid of their own: see
+/// [`HostWorkspace::acting_as`]).
 async fn file_command(workspace: Arc<HostWorkspace>, command: Command) -> Result<CommandResult> {
     tokio::task::spawn_blocking(move || workspace.execute(&command))
         .await
-        .map_err(|e| Error::Internal(format!("file command task failed: {e}")))?
-        .unwrap_or_else(|| Err(Error::Internal("not a file command".into())))
+        .map_err(|e| Error::internal(format!("file command task failed: {e}")).with_source(e))?
+        .unwrap_or_else(|| Err(Error::internal("not a file command")))
 }
 
 /// Removes a closed session's workspace and forgets the sandbox.
@@ -97,8 +99,8 @@ pub(crate) async fn close_workspace(id: &str, workspace: &HostWorkspace, live: &
     live.remove(id);
     match removed {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(Error::Internal(format!("cannot remove the workspace of {id}: {e}"))),
-        Err(e) => Err(Error::Internal(format!("workspace removal task failed: {e}"))),
+        Ok(Err(e)) => Err(Error::internal(format!("cannot remove the workspace of {id}: {e}")).with_source(e)),
+        Err(e) => Err(Error::internal(format!("workspace removal task failed: {e}")).with_source(e)),
     }
 }
 
@@ -123,7 +125,7 @@ impl DenoSandbox {
     async fn execute_code(&self, code: String, context: ExecContext) -> Result<CommandResult> {
         let run = Run { code, timeout: context.timeout, output_limit: context.output_limit, output: context.output };
         let mut slot = self.runtime.lock().await;
-        let runtime = slot.as_ref().ok_or_else(|| Error::SessionClosed(self.id.clone()))?;
+        let runtime = slot.as_ref().ok_or_else(|| Error::session_closed(self.id.clone()))?;
         let mut ran = runtime.run(run).await?;
         if ran.memory_exceeded {
             // Globals may hold the heap at its limit: start the session's JS afresh.
@@ -156,6 +158,16 @@ impl Sandbox for DenoSandbox {
 
     async fn execute(&self, command: Command, context: ExecContext) -> Result<CommandResult> {
         dispatch(&self.id, &self.workspace, command, |code| self.execute_code(code, context)).await
+    }
+
+    fn file_streams(&self) -> Option<&dyn FileStreams> {
+        // The workspace lives on the host: the server streams it directly, under its quota.
+        Some(self.workspace.as_ref())
+    }
+
+    fn archives(&self) -> Option<&dyn codebeaker::Archives> {
+        // The same host workspace, archived under its owner's rights and quota.
+        Some(self.workspace.as_ref())
     }
 
     async fn close(&self) -> Result<()> {

@@ -21,7 +21,7 @@ async fn hundred_sessions_run_concurrently_in_isolation() {
             tokio::task::yield_now().await;
             let seen = output(&manager, &id, "let s = 0; for (let i = 0; i < 10000; i++) s += i; console.log(mine, await Deno.readTextFile('who.txt'), typeof other)").await;
             assert_eq!(seen, format!("{n} {n} undefined"), "session {n} saw another session's state");
-            let listing = command(&manager, &id, Command::list_directory("/workspace")).await;
+            let listing = command(&manager, &id, Command::list_directory("/workspace").unwrap()).await;
             assert_eq!(listing.to_json()["result"]["entries"].as_array().map(Vec::len), Some(1), "{:?}", listing.to_json());
             id
         }));

@@ -21,11 +21,11 @@ fn programs() -> Programs {
 #[tokio::test(flavor = "multi_thread")]
 async fn deno_backend_in_processes_passes_the_conformance_suite() {
     let (_root, backend) = common::backend_in(DenoIsolation::Process);
-    Suite::new(backend, Language::Deno, programs()).run_all().await;
+    Suite::new(backend, Language::TypeScript, programs()).run_all().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn deno_backend_in_threads_passes_the_conformance_suite() {
     let (_root, backend) = common::backend_in(DenoIsolation::Thread);
-    Suite::new(backend, Language::Deno, programs()).run_all().await;
+    Suite::new(backend, Language::TypeScript, programs()).run_all().await;
 }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use codebeaker::{Command, Error, Policy};
+use codebeaker::{Command, ErrorKind, Policy};
 use codebeaker_deno::DenoIsolation;
 use common::*;
 
@@ -66,7 +66,7 @@ async fn file_commands_and_the_runtime_share_one_quota(isolation: DenoIsolation)
     let id = session(&manager).await;
     let mib = "x".repeat(1 << 20);
     for i in 0..6 {
-        let written = command(&manager, &id, Command::write_file(format!("host{i}.txt"), mib.clone())).await;
+        let written = command(&manager, &id, Command::write_file(format!("host{i}.txt"), mib.clone()).unwrap()).await;
         assert!(written.success, "{:?}", written.to_json());
     }
     // The runtime sees what the host wrote.
@@ -74,15 +74,16 @@ async fn file_commands_and_the_runtime_share_one_quota(isolation: DenoIsolation)
     assert_eq!(message, format!("{QUOTA_ERROR} /workspace/js.bin"));
     output(&manager, &id, "await Deno.writeFile('js.bin', new Uint8Array(2 << 20))").await;
     // And the host sees what the runtime wrote.
-    let refused = manager.execute(&id, Command::write_file("more.txt", mib.clone()), Default::default()).await;
+    let refused = manager.execute(&id, Command::write_file("more.txt", mib.clone()).unwrap(), Default::default()).await;
     let refused = refused.map(|o| o.error).unwrap_or_else(Some);
     assert!(
-        matches!(&refused, Some(Error::LimitReached(m)) if m == "workspace quota of 8 MiB exceeded writing /workspace/more.txt"),
+        refused.as_ref().is_some_and(|e| e.kind() == ErrorKind::LimitReached
+            && e.message() == "Limit reached: workspace quota of 8 MiB exceeded writing /workspace/more.txt"),
         "{refused:?}"
     );
-    let copied = manager.execute(&id, Command::copy_file("js.bin", "copy.bin"), Default::default()).await;
+    let copied = manager.execute(&id, Command::copy_file("js.bin", "copy.bin").unwrap(), Default::default()).await;
     let copied = copied.map(|o| o.error).unwrap_or_else(Some);
-    assert!(matches!(&copied, Some(Error::LimitReached(_))), "{copied:?}");
+    assert!(copied.as_ref().map(|e| e.kind()) == Some(ErrorKind::LimitReached), "{copied:?}");
     assert!(du(&workspace_of(&backend, &manager, &id)) <= 8 << 20);
     manager.close(&id).await.unwrap();
 }
@@ -129,4 +130,24 @@ fn du(dir: &std::path::Path) -> u64 {
         total += if metadata.is_dir() { du(&entry.path()) } else { metadata.len() };
     }
     total
+}
+
+/// A streamed upload (the HTTP `PUT` route's path) stops at the quota with
+/// `LimitReached` and leaves no partial file; code sees what an upload that fits wrote.
+#[tokio::test(flavor = "multi_thread")]
+async fn streamed_uploads_stop_at_the_quota_and_leave_nothing() {
+    let (_root, backend, manager) = manager_with_policy_in(DenoIsolation::Process, small_workspace());
+    let id = session(&manager).await;
+    let body = |len: usize| -> codebeaker::workspace::UploadBody { Box::pin(std::io::Cursor::new(vec![7u8; len])) };
+    let refused = manager.upload_as(None, &id, "up/big.bin", false, body(9 << 20)).await;
+    assert!(
+        refused.as_ref().err().is_some_and(|e| e.kind() == ErrorKind::LimitReached && e.message().contains("8 MiB")),
+        "{refused:?}"
+    );
+    assert!(!workspace_of(&backend, &manager, &id).join("up/big.bin").exists(), "no partial file stays");
+    assert!(du(&workspace_of(&backend, &manager, &id)) <= 8 << 20);
+    let written = manager.upload_as(None, &id, "up/fits.bin", false, body(3 << 20)).await;
+    assert_eq!(written.ok(), Some(3 << 20));
+    let size = output(&manager, &id, "console.log((await Deno.stat('up/fits.bin')).size)").await;
+    assert_eq!(size, (3 << 20).to_string());
 }

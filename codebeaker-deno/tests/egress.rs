@@ -12,8 +12,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use codebeaker::{Allowlist, DenoPermissions, NetPolicy, Policy};
+use codebeaker::{Allowlist, NetPolicy, Policy};
 use codebeaker_deno::DenoIsolation;
+use codebeaker_deno::DenoPermissions;
 use common::*;
 
 /// A loopback HTTP server answering each request with `respond(request line)` (a full

@@ -40,7 +40,7 @@ async fn workspace_modules_import_each_other() {
             "import name, { square } from './lib/math.ts';\nexport const result: string = `${name}:${square(7)}`;",
         ),
     ] {
-        assert!(command(&manager, &id, Command::write_file(path, content)).await.success);
+        assert!(command(&manager, &id, Command::write_file(path, content).unwrap()).await.success);
     }
     assert_eq!(output(&manager, &id, "import { result } from './main.ts';\nconsole.log(result)").await, "math:49");
     assert_eq!(
@@ -65,7 +65,7 @@ async fn a_fixed_module_is_imported_afresh() {
     // The agent loop: import a file that throws, fix the file, import it again.
     let (_root, _backend, manager) = manager();
     let id = session(&manager).await;
-    let write = |content: &str| command(&manager, &id, Command::write_file("stats.ts", content));
+    let write = |content: &str| command(&manager, &id, Command::write_file("stats.ts", content).unwrap());
     write("const values = [1, 2, 3];\nexport const mean = values.length / value.length;").await;
     let failed = error(&manager, &id, "await import('./stats.ts')").await;
     assert!(failed.contains("value is not defined"), "{failed}");

@@ -4,18 +4,18 @@
 
 mod common;
 
-use codebeaker::{DenoPermissions, Error, Language, Policy, SessionConfig};
+use codebeaker::{ErrorKind, Language, Policy, SessionConfig};
 use codebeaker_deno::DenoIsolation;
+use codebeaker_deno::{DenoOptions, DenoPermissions};
 use common::*;
 
 fn grants(read: &[&str], write: &[&str]) -> SessionConfig {
-    let mut config = SessionConfig::new(Language::Deno);
-    config.permissions = DenoPermissions {
+    let permissions = DenoPermissions {
         allow_read: read.iter().map(|p| p.to_string()).collect(),
         allow_write: write.iter().map(|p| p.to_string()).collect(),
         ..DenoPermissions::default()
     };
-    config
+    DenoOptions { permissions }.apply(SessionConfig::new(Language::TypeScript)).expect("options")
 }
 
 async fn host_paths_are_refused_by_default(isolation: DenoIsolation) {
@@ -30,8 +30,8 @@ async fn host_paths_are_refused_by_default(isolation: DenoIsolation) {
         (&["/workspace", "/root"], &["/workspace"]),
     ] {
         let refused = manager.create(grants(read, write)).await.err();
-        let Some(Error::InvalidInput(message)) = refused else {
-            panic!("{read:?} {write:?} was not refused as invalid input: {refused:?}")
+        let Some(message) = refused.filter(|e| e.kind() == ErrorKind::InvalidInput).map(|e| e.to_string()) else {
+            panic!("{read:?} {write:?} was not refused as invalid input")
         };
         let list = if write.iter().any(|p| *p != "/workspace") { "allowWrite" } else { "allowRead" };
         assert!(message.contains(list) && message.contains("grantable-paths"), "{message}");
@@ -54,12 +54,15 @@ async fn host_paths_are_refused_by_default_in_a_thread() {
 }
 
 async fn the_operator_can_make_host_paths_grantable(isolation: DenoIsolation) {
-    let shared = tempfile::tempdir().unwrap();
+    let shared = passable_tempdir();
     std::fs::create_dir(shared.path().join("data")).unwrap();
     std::fs::write(shared.path().join("data/input.csv"), "a,b").unwrap();
     std::os::unix::fs::symlink("/etc", shared.path().join("data/etc")).unwrap();
     let data = shared.path().join("data");
-    let policy = Policy { grantable_paths: vec![data.clone()], ..Policy::default() };
+    let policy = Policy {
+        backends: [("deno".into(), serde_json::json!({"grantable-paths": vec![data.clone()]}))].into(),
+        ..Policy::default()
+    };
     let (_root, _backend, manager) = manager_with_policy_in(isolation, policy);
     let shown = data.display().to_string();
     let id = manager.create(grants(&[&shown], &[])).await.unwrap().session_id;
@@ -70,7 +73,9 @@ async fn the_operator_can_make_host_paths_grantable(isolation: DenoIsolation) {
     manager.close(&id).await.unwrap();
     for escape in [format!("{shown}/.."), format!("{shown}/etc"), format!("{shown}/etc/passwd"), "/".to_owned()] {
         let refused = manager.create(grants(&[&escape], &[])).await.err();
-        let Some(Error::InvalidInput(message)) = refused else { panic!("{escape}: {refused:?}") };
+        let Some(message) = refused.filter(|e| e.kind() == ErrorKind::InvalidInput).map(|e| e.to_string()) else {
+            panic!("{escape}: not refused as invalid input")
+        };
         assert!(message.contains(&shown), "the policy is named: {message}");
     }
 }

@@ -44,9 +44,9 @@ async fn parallel_reads_of_a_big_file_fail_clearly_and_the_session_lives(isolati
         assert_eq!(output(&manager, &id, "console.log(kept)").await, "still here", "after {read}");
     }
     // A small session has a small budget: 64 MiB does not fit 16 MiB, not even once.
-    let mut config = SessionConfig::new(Language::Deno);
+    let mut config = SessionConfig::new(Language::TypeScript);
     config.memory_limit_mb = 64;
-    let small = manager.create(config).await.unwrap().session_id;
+    let small: String = manager.create(config).await.unwrap().session_id.into();
     std::fs::write(workspace_of(&backend, &manager, &small).join("big.bin"), vec![1u8; 64 * MIB]).unwrap();
     let message = error(&manager, &small, "await Deno.readFile('big.bin')").await;
     assert!(message.contains("needs 64.0 MiB") && message.contains("16.0 MiB"), "{message}");

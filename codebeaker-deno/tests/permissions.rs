@@ -8,7 +8,8 @@ mod common;
 use std::io::{Read, Write};
 use std::net::TcpListener;
 
-use codebeaker::{Allowlist, DenoPermissions, NetPolicy, Policy};
+use codebeaker::{Allowlist, NetPolicy, Policy};
+use codebeaker_deno::DenoPermissions;
 use common::*;
 
 const DENIED_READ: &str = "PermissionDenied: Requires read access to";
@@ -69,8 +70,11 @@ async fn symlinks_are_judged_by_where_they_lead() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn extra_paths_can_be_granted_separately_for_read_and_write() {
-    let shared = tempfile::tempdir().unwrap();
-    let policy = Policy { grantable_paths: vec![shared.path().to_path_buf()], ..Policy::default() };
+    let shared = passable_tempdir();
+    let policy = Policy {
+        backends: [("deno".into(), serde_json::json!({"grantable-paths": vec![shared.path().to_path_buf()]}))].into(),
+        ..Policy::default()
+    };
     let (_root, _backend, manager) = manager_with_policy(policy);
     std::fs::write(shared.path().join("input.csv"), "a,b").unwrap();
     let data = shared.path().display().to_string();

@@ -2,7 +2,8 @@
 
 mod common;
 
-use codebeaker::{Allowlist, Command, DenoPermissions};
+use codebeaker::{Allowlist, Command};
+use codebeaker_deno::DenoPermissions;
 use common::*;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -21,7 +22,7 @@ async fn writing_then_importing_calculator_ts() {
     let (_root, _backend, manager) = manager();
     let id = session(&manager).await;
     let content = "interface Calculator {\n  add(a: number, b: number): number;\n}\n\nconst calc: Calculator = {\n  add: (a, b) => a + b\n};\n\nconsole.log('Result:', calc.add(15, 25));";
-    let written = command(&manager, &id, Command::write_file("calculator.ts", content)).await;
+    let written = command(&manager, &id, Command::write_file("calculator.ts", content).unwrap()).await;
     assert!(written.success, "{:?}", written.to_json());
     let outcome = run(&manager, &id, "// Import from file\nimport('./calculator.ts');").await;
     assert!(outcome.success, "{:?}", outcome.to_json());
@@ -41,7 +42,7 @@ async fn permissions_example_reads_and_writes_but_no_net() {
     let id = session_with(&manager, permissions).await;
     let code = "await Deno.writeTextFile('/workspace/data.txt', 'Hello!');\nconst content = await Deno.readTextFile('/workspace/data.txt');\nconsole.log(content);";
     assert_eq!(output(&manager, &id, code).await, "Hello!");
-    let read = command(&manager, &id, Command::read_file("data.txt")).await;
+    let read = command(&manager, &id, Command::read_file("data.txt").unwrap()).await;
     assert_eq!(read.to_json()["result"]["content"], "Hello!", "the file is in the workspace");
     let denied = error(&manager, &id, "const response = await fetch('https://api.github.com');").await;
     assert_eq!(denied, "PermissionDenied: Requires net access to \"api.github.com\"");

@@ -77,9 +77,9 @@ fn rss_kb() -> u64 {
 }
 
 async fn session_of(manager: &SessionManager, memory_mb: u64) -> String {
-    let mut config = SessionConfig::new(Language::Deno);
+    let mut config = SessionConfig::new(Language::TypeScript);
     config.memory_limit_mb = memory_mb;
-    manager.create(config).await.expect("create").session_id
+    manager.create(config).await.expect("create").session_id.into()
 }
 
 fn worker_pid(manager: &SessionManager, backend: &DenoBackend, id: &str) -> u32 {
@@ -122,7 +122,14 @@ async fn c_level_builtin_loops_are_killed_in_time_and_the_session_goes_on() {
         let outcome = run_for(&manager, &id, spin, Duration::from_secs(1)).await;
         let took = started.elapsed();
         assert!(took < Duration::from_secs(2), "{spin} answered after {took:?}");
-        assert!(error_of(&outcome).contains("timed out after 1000 ms"), "{spin}: {}", outcome.to_json());
+        // Stopped by its timeout, or (a builtin that fills memory as it loops, on a fast
+        // machine) by the session's memory limit first: either way within the bound.
+        let error = error_of(&outcome);
+        assert!(
+            error.contains("timed out after 1000 ms") || error.contains("memory limit exceeded"),
+            "{spin}: {}",
+            outcome.to_json()
+        );
         assert!(outcome.to_json()["usage"]["cpuMs"].as_u64().unwrap() > 0, "{spin}: {}", outcome.to_json());
         // A builtin that checks the interrupt flag stops in the same worker, state kept; one
         // that spins in C without checking it takes the worker with it, and the result says so.

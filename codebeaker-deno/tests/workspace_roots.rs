@@ -33,14 +33,32 @@ async fn unsafe_existing_roots_are_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_root_under_a_directory_workers_cannot_pass_is_refused() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return; // Only a root server gives workers other uids.
+    }
+    let closed = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(closed.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let root = closed.path().join("deno");
+    let refused = DenoBackend::new(DenoConfig { pool_size: 0, workspace_root: root, ..DenoConfig::default() }).err();
+    let message = refused.map(|e| e.to_string()).unwrap_or_default();
+    assert!(message.contains("other users may not pass") && message.contains("mode 0700"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn roots_workspaces_and_files_are_private() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = passable_tempdir();
     let root = tmp.path().join("deno-root");
     let backend =
         DenoBackend::new(DenoConfig { pool_size: 1, workspace_root: root.clone(), ..DenoConfig::default() }).unwrap();
     let manager = codebeaker::SessionManager::new(vec![backend.clone()], codebeaker::ManagerConfig::default());
-    assert_eq!(mode(&root), 0o700);
-    assert_eq!(mode(backend.workspaces_dir()), 0o700);
+    // A root server's workers (uids of their own) may pass through, not list: 0710 to
+    // their group. Otherwise private to the server.
+    // SAFETY: geteuid has no preconditions.
+    let passage = if unsafe { libc::geteuid() } == 0 { 0o710 } else { 0o700 };
+    assert_eq!(mode(&root), passage);
+    assert_eq!(mode(backend.workspaces_dir()), passage);
     let first = session(&manager).await;
     let second = session(&manager).await;
     let (a, b) = (workspace_of(&backend, &manager, &first), workspace_of(&backend, &manager, &second));
@@ -53,9 +71,9 @@ async fn roots_workspaces_and_files_are_private() {
     assert_ne!(a, b);
     output(&manager, &first, "await Deno.mkdir('js/sub', { recursive: true }); await Deno.writeTextFile('js/sub/a.txt', 'x'); await Deno.writeFile('b.bin', new Uint8Array(3));").await;
     for command in [
-        Command::write_file("host/sub/c.txt", "y"),
-        Command::create_directory("made"),
-        Command::copy_file("b.bin", "copy.bin"),
+        Command::write_file("host/sub/c.txt", "y").unwrap(),
+        Command::create_directory("made").unwrap(),
+        Command::copy_file("b.bin", "copy.bin").unwrap(),
     ] {
         assert!(manager.execute(&first, command, Default::default()).await.unwrap().success);
     }

@@ -65,7 +65,7 @@ impl NetState {
     /// The network state of a session with `permissions` under the operator's `net`.
     pub fn new(permissions: &Permissions, net: &NetPolicy) -> Self {
         NetState {
-            rules: EgressRules::for_session(net, Language::Deno, permissions.net_allowlist()),
+            rules: EgressRules::for_session(net, Language::TypeScript, Some(permissions.net_allowlist())),
             ports: Arc::default(),
             open: Arc::default(),
             max_connections: net.max_connections,

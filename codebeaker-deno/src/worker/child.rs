@@ -15,7 +15,8 @@ use std::time::Duration;
 use codebeaker::{OutputSink, OutputStream, Usage};
 
 use super::ipc::{self, FromWorker, IpcError, ToWorker, WorkerRun, WorkerSetup, MAX_REQUEST_FRAME};
-use super::walls::{self, SyscallFilters};
+use super::syscalls::SyscallFilters;
+use super::walls;
 use crate::engine::{Engine, Run, SessionSetup};
 use crate::rusage::{cpu_ms, peak_rss_kb};
 use crate::watchdog::Watchdog;
@@ -68,9 +69,15 @@ fn serve_session(mut engine: Engine, filters: &SyscallFilters, mut channel: Unix
     engine.renew_after_fork().map_err(WorkerError::Engine)?;
     ipc::write_frame(&mut channel, &FromWorker::Ready).map_err(IpcError::from)?;
     let setup = match ipc::read_frame(&mut channel, MAX_REQUEST_FRAME)? {
-        ToWorker::Assign(setup) => setup,
+        ToWorker::Assign(setup) => *setup,
         ToWorker::Run(_) => return Err(WorkerError::OutOfTurn("a cell before the session")),
     };
+    // Egress judges addresses by the host's interfaces (its own addresses and subnets are
+    // refused): read them while a netlink socket may still be opened, which the walls
+    // forbid. Failing that, every address is refused with the reason.
+    if let Err(error) = codebeaker::egress::read_host_networks() {
+        eprintln!("codebeaker-deno worker {}: cannot read the host's interfaces: {error}", std::process::id());
+    }
     if let Err(error) = walls::for_session(&setup, filters) {
         let _ = ipc::write_frame(&mut channel, &FromWorker::Refused(error.to_string()));
         return Err(error.into());

@@ -9,10 +9,12 @@
 use std::io::{Read, Write};
 use std::path::PathBuf;
 
-use codebeaker::{CodeResult, DenoPermissions};
+use crate::DenoPermissions;
+use codebeaker::CodeResult;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use super::identity::Identity;
 use crate::ops::OpLimits;
 
 /// Largest frame of a worker that is not a result (ready, assigned, an output chunk).
@@ -54,6 +56,8 @@ pub(crate) struct WorkerSetup {
     /// What the ops enforce (buffer budget, workspace quota, egress rules); its
     /// `workspace_bytes` is also the worker's `RLIMIT_FSIZE`.
     pub limits: OpLimits,
+    /// The uid the worker drops to (`None`: the server is not root, the worker keeps its uid).
+    pub identity: Option<Identity>,
 }
 
 /// One `execute_code`.
@@ -73,7 +77,7 @@ pub(crate) struct WorkerRun {
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum ToWorker {
     /// Become this session's runtime: apply the session's walls, then set up the engine.
-    Assign(WorkerSetup),
+    Assign(Box<WorkerSetup>),
     /// Run a cell.
     Run(WorkerRun),
 }

@@ -16,16 +16,26 @@
 //! | a short message with a descriptor beside it | `fdpass` |
 //! | spare workers | `pool` |
 //! | the worker's side: engine, walls, cells | `child`, `walls` |
+//! | the session's uid: leases, workspace ownership (host) | `identity` |
+//! | dropping to that uid and every capability (worker) | `privileges` |
+//! | the seccomp allowlist | `syscalls` |
+//! | the zygote's and workers' stderr, into the log, bounded | `log_pipe` |
 //! | the host's handle, deadlines, kill | `supervisor` |
+//! | stopping and continuing a session's worker (`session.pause`) | `pause` |
 //! | the session over successive workers | `sandbox` |
 
 mod child;
 mod fdpass;
+pub(crate) mod identity;
 pub(crate) mod ipc;
+mod log_pipe;
+pub(crate) mod pause;
 pub(crate) mod pool;
+mod privileges;
 pub(crate) mod sandbox;
 mod spawn;
 pub(crate) mod supervisor;
+mod syscalls;
 #[cfg(feature = "test-hooks")]
 mod test_hooks;
 mod walls;

@@ -5,24 +5,26 @@
 //! outside or broke the protocol is replaced by a fresh one from the pool. The session's
 //! JavaScript state (globals, imports) is then lost, its workspace files are kept, and the
 //! result says so (`stateReset`).
+//!
+//! A session may be paused (see `pause`): its worker is stopped, memory kept, and every
+//! command is refused at once until it is resumed.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use codebeaker::{Command, CommandResult, Error, ExecContext, HostWorkspace, Result, Sandbox};
+use codebeaker::{Command, CommandResult, Error, ExecContext, FileStreams, HostWorkspace, Pausing, Result, Sandbox};
 use tokio::sync::Mutex;
 
+use super::identity::Lease;
 use super::ipc::{WorkerRun, WorkerSetup};
+use super::pause::{self, Pauses};
 use super::pool::WorkerPool;
 use super::spawn::Killer;
 use super::supervisor::{RunEnd, Worker};
 use crate::backend::{LiveSandboxes, WorkerPid};
 use crate::sandbox::{close_workspace, dispatch, STATE_RESET};
-
-/// How long a worker may go on after its timeout interrupted it before it is killed.
-const INTERRUPT_GRACE: Duration = Duration::from_millis(500);
 
 /// The session's current worker.
 struct Slot {
@@ -36,12 +38,19 @@ pub(crate) struct ProcessSandbox {
     id: String,
     workspace: Arc<HostWorkspace>,
     setup: WorkerSetup,
+    /// The session's uid, held while the session lives (its workspace files are its).
+    _lease: Option<Lease>,
     pool: Arc<WorkerPool>,
     slot: Mutex<Slot>,
-    /// Kills the current worker while a cell holds the slot (close).
+    /// Kills the current worker while a cell holds the slot (close), stops and continues
+    /// it (pause, resume). Pausing changes `pauses` under this lock, so a worker that
+    /// becomes the session's is stopped if the session is paused.
     killer: std::sync::Mutex<Option<Killer>>,
+    pauses: Pauses,
     closing: AtomicBool,
-    stop_grace: Duration,
+    /// How long a worker may go on after its timeout interrupted it before it is killed
+    /// (the operator's interrupt grace, which fits in the stop grace).
+    interrupt_grace: Duration,
     pid: WorkerPid,
     live: LiveSandboxes,
 }
@@ -51,23 +60,26 @@ pub(crate) struct ProcessSandboxParts {
     pub id: String,
     pub workspace: Arc<HostWorkspace>,
     pub setup: WorkerSetup,
+    pub lease: Option<Lease>,
     pub pool: Arc<WorkerPool>,
     pub worker: Worker,
-    pub stop_grace: Duration,
+    pub interrupt_grace: Duration,
     pub pid: WorkerPid,
     pub live: LiveSandboxes,
 }
 
 /// Takes a spare from `pool` and gives it the session `setup`.
 pub(crate) async fn start_worker(pool: &WorkerPool, setup: &WorkerSetup) -> Result<Worker> {
-    let unavailable = |reason: String| Error::BackendUnavailable { backend: "deno".into(), reason };
+    let unavailable = |reason: String| Error::backend_unavailable("deno", reason);
     let taken = pool.take().await;
     let started = match taken {
-        Ok(spawned) => Worker::start(spawned, setup).await.map_err(|e| format!("the deno worker did not start: {e}")),
-        Err(e) => Err(format!("cannot start a deno worker process: {e}")),
+        Ok(spawned) => Worker::start(spawned, setup)
+            .await
+            .map_err(|e| unavailable(format!("the deno worker did not start: {e}")).with_source(e)),
+        Err(e) => Err(unavailable(format!("cannot start a deno worker process: {e}")).with_source(e)),
     };
     pool.refill();
-    started.map_err(unavailable)
+    started
 }
 
 impl ProcessSandbox {
@@ -78,19 +90,40 @@ impl ProcessSandbox {
             id: parts.id,
             workspace: parts.workspace,
             setup: parts.setup,
+            _lease: parts.lease,
             pool: parts.pool,
             slot: Mutex::new(Slot { worker: Some(parts.worker), unreported_reset: None }),
             killer: std::sync::Mutex::new(Some(killer)),
+            pauses: Pauses::default(),
             closing: AtomicBool::new(false),
-            stop_grace: parts.stop_grace,
+            interrupt_grace: parts.interrupt_grace,
             pid: parts.pid,
             live: parts.live,
         }
     }
 
+    fn killer(&self) -> std::sync::MutexGuard<'_, Option<Killer>> {
+        self.killer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn set_killer(&self, killer: Option<Killer>) {
         self.pid.store(killer.as_ref().map_or(0, Killer::pid), Ordering::Release);
-        *self.killer.lock().unwrap_or_else(|p| p.into_inner()) = killer;
+        let mut current = self.killer();
+        if let Some(killer) = killer.as_ref().filter(|_| self.pauses.is_paused()) {
+            pause::stop(killer);
+        }
+        *current = killer;
+    }
+
+    /// The answer to a command while the session is paused.
+    fn refuse_if_paused(&self) -> Result<()> {
+        if self.pauses.is_paused() {
+            return Err(Error::invalid_input(format!(
+                "the session is paused (sandbox {}): resume it before sending commands",
+                self.id
+            )));
+        }
+        Ok(())
     }
 
     /// The slot's worker if it is healthy, else a fresh one (the reset noted in the slot).
@@ -110,21 +143,23 @@ impl ProcessSandbox {
     async fn execute_code(&self, code: String, context: ExecContext) -> Result<CommandResult> {
         let mut slot = self.slot.lock().await;
         if self.closing.load(Ordering::Acquire) {
-            return Err(Error::SessionClosed(self.id.clone()));
+            return Err(Error::session_closed(self.id.clone()));
         }
+        // Paused while this command waited for the slot.
+        self.refuse_if_paused()?;
         let mut worker = self.healthy_worker(&mut slot).await?;
         // From here until the worker is back in the slot, a dropped future kills the worker
         // (it is owned by this future) and the next command reports the reset.
         let earlier_reset = slot.unreported_reset.replace("the previous command was abandoned midway");
         let started = Instant::now();
-        let grace = INTERRUPT_GRACE.min(self.stop_grace);
+        let grace = self.interrupt_grace;
         let run = WorkerRun {
             code,
             timeout_ms: u64::try_from(context.timeout.as_millis()).unwrap_or(u64::MAX),
             output_limit: context.output_limit,
             stream: context.output.is_some(),
         };
-        let end = worker.run(run, context.output, started + context.timeout + grace).await;
+        let end = worker.run(run, context.output, started + context.timeout + grace, &self.pauses).await;
         let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let mut result = match end {
             RunEnd::Done { result, memory_exceeded: false } => {
@@ -180,18 +215,75 @@ impl Sandbox for ProcessSandbox {
     }
 
     async fn execute(&self, command: Command, context: ExecContext) -> Result<CommandResult> {
+        self.refuse_if_paused()?;
         dispatch(&self.id, &self.workspace, command, |code| self.execute_code(code, context)).await
+    }
+
+    fn file_streams(&self) -> Option<&dyn FileStreams> {
+        // The workspace lives on the host: the server streams it directly, under its quota.
+        Some(self.workspace.as_ref())
+    }
+
+    fn archives(&self) -> Option<&dyn codebeaker::Archives> {
+        // The same host workspace, archived under its owner's rights and quota.
+        Some(self.workspace.as_ref())
+    }
+
+    fn pausing(&self) -> Option<&dyn Pausing> {
+        Some(self)
     }
 
     async fn close(&self) -> Result<()> {
         self.closing.store(true, Ordering::Release);
         // Stop what runs first: the command holding the slot then ends at once.
-        if let Some(killer) = self.killer.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        if let Some(killer) = self.killer().as_ref() {
             killer.kill();
         }
         let worker = self.slot.lock().await.worker.take();
         drop(worker);
         self.set_killer(None);
         close_workspace(&self.id, &self.workspace, &self.live).await
+    }
+}
+
+#[async_trait]
+impl Pausing for ProcessSandbox {
+    /// Stops the session's worker (`SIGSTOP`), and returns once the kernel shows it
+    /// stopped; a cell running then stays where it is. Pausing a paused session does
+    /// nothing; so does pausing one between workers (the next is stopped on arrival).
+    async fn pause(&self) -> Result<()> {
+        if self.closing.load(Ordering::Acquire) {
+            return Err(Error::session_closed(self.id.clone()));
+        }
+        let stopped = {
+            let killer = self.killer();
+            if !self.pauses.begin() {
+                return Ok(());
+            }
+            killer.as_ref().map(|killer| {
+                pause::stop(killer);
+                killer.pid()
+            })
+        };
+        if let Some(pid) = stopped {
+            pause::until_stopped(pid).await;
+        }
+        tracing::debug!(sandbox = %self.id, "deno session paused");
+        Ok(())
+    }
+
+    /// Lets the worker go on (`SIGCONT`). Resuming a running session does nothing.
+    async fn resume(&self) -> Result<()> {
+        if self.closing.load(Ordering::Acquire) {
+            return Err(Error::session_closed(self.id.clone()));
+        }
+        let killer = self.killer();
+        if self.pauses.end() {
+            if let Some(killer) = killer.as_ref() {
+                pause::go_on(killer);
+            }
+            tracing::debug!(sandbox = %self.id, "deno session resumed");
+        }
+        Ok(())
     }
 }

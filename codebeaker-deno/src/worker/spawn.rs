@@ -17,7 +17,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use super::{fdpass, WORKER_ENV, WORKER_FD};
+use super::{fdpass, log_pipe, WORKER_ENV, WORKER_FD};
 
 /// How long a fork may take, the zygote's first (which builds its engine) included.
 const FORK_WAIT: Duration = Duration::from_secs(60);
@@ -44,15 +44,25 @@ pub(crate) struct Killer {
 impl Killer {
     /// Sends `SIGKILL`; a worker already gone is no error.
     pub fn kill(&self) {
+        let _ = self.signal(libc::SIGKILL);
+    }
+
+    /// Sends `signal` to the worker (through its pidfd: never to another process).
+    pub fn signal(&self, signal: libc::c_int) -> std::io::Result<()> {
         // SAFETY: pidfd_send_signal on a pidfd we own, no siginfo.
-        unsafe {
+        let rc = unsafe {
             libc::syscall(
                 libc::SYS_pidfd_send_signal,
                 self.pidfd.as_raw_fd(),
-                libc::SIGKILL,
+                signal,
                 std::ptr::null::<libc::siginfo_t>(),
                 0,
-            );
+            )
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
         }
     }
 
@@ -182,17 +192,22 @@ struct Zygote {
 }
 
 impl Zygote {
-    /// Starts `program` as a zygote with its end of a new socketpair as fd 3.
+    /// Starts `program` as a zygote with its end of a new socketpair as fd 3, an empty
+    /// environment (but for [`WORKER_ENV`]), `/dev/null` as stdin and stdout, and a pipe
+    /// read into the log as stderr.
     fn start(program: &Path) -> std::io::Result<Zygote> {
         let (host, zygote) = UnixStream::pair()?;
         host.set_read_timeout(Some(FORK_WAIT))?;
         let zygote_fd = zygote.as_raw_fd();
         let mut command = Command::new(program);
+        // An environment built from nothing: no variable of the server (its token, its
+        // proxies, its paths) reaches the zygote or any worker.
         command
+            .env_clear()
             .env(WORKER_ENV, format!("{WORKER_FD}:{}", std::process::id()))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
+            .stderr(Stdio::piped());
         // SAFETY: only async-signal-safe calls between fork and exec.
         unsafe {
             command.pre_exec(move || {
@@ -209,7 +224,10 @@ impl Zygote {
                 Ok(())
             });
         }
-        let process = command.spawn()?;
+        let mut process = command.spawn()?;
+        if let Some(stderr) = process.stderr.take() {
+            log_pipe::forward(stderr, process.id());
+        }
         Ok(Zygote { process, control: host })
     }
 

@@ -12,10 +12,13 @@ use codebeaker::{CodeResult, OutputCollector, OutputSink, OutputStream, Usage};
 use tokio::net::UnixStream;
 
 use super::ipc::{self, FromWorker, IpcError, ToWorker, WorkerRun, WorkerSetup, MAX_CONTROL_FRAME};
+use super::pause::Pauses;
 use super::spawn::{Killer, Spawned, WorkerProcess};
 
 /// How long a new worker may take to build its engine (debug builds are slow).
 const READY_WAIT: Duration = Duration::from_secs(60);
+/// How often a cell's deadline is looked at again while its session is paused.
+const PAUSED_CHECK: Duration = Duration::from_millis(100);
 
 /// Why a worker could not be given a session.
 #[derive(Debug, thiserror::Error)]
@@ -81,7 +84,7 @@ impl Worker {
         if !matches!(ready, FromWorker::Ready) {
             return Err(StartError::OutOfTurn("something else than ready"));
         }
-        ipc::send(&mut channel, &ToWorker::Assign(setup.clone())).await?;
+        ipc::send(&mut channel, &ToWorker::Assign(Box::new(setup.clone()))).await?;
         match ipc::receive::<FromWorker>(&mut channel, MAX_CONTROL_FRAME).await? {
             FromWorker::Assigned => Ok(Worker { process, channel, cpu_total_ms: 0 }),
             FromWorker::Refused(reason) => Err(StartError::Refused(reason)),
@@ -101,9 +104,10 @@ impl Worker {
         matches!(self.channel.try_read(&mut probe), Err(e) if e.kind() == ErrorKind::WouldBlock)
     }
 
-    /// Runs one cell; output chunks go to `sink` as they come. At `kill_at` the worker is
-    /// killed if it has not answered.
-    pub async fn run(&mut self, run: WorkerRun, sink: Option<OutputSink>, kill_at: Instant) -> RunEnd {
+    /// Runs one cell; output chunks go to `sink` as they come. At `kill_at`, moved on by
+    /// the time the session spends paused meanwhile (see `pause`), the worker is killed if
+    /// it has not answered; a paused worker is never killed for its deadline.
+    pub async fn run(&mut self, run: WorkerRun, sink: Option<OutputSink>, kill_at: Instant, pauses: &Pauses) -> RunEnd {
         let limit = run.output_limit;
         // A result holds the output three times (combined, stdout, stderr), each char at
         // most six bytes once escaped as JSON.
@@ -113,26 +117,45 @@ impl Worker {
         if let Err(reason) = ipc::send(&mut self.channel, &ToWorker::Run(run)).await {
             return self.lost(reason, partial, streamed);
         }
+        let (paused_before, _) = pauses.paused_for();
         loop {
-            let frame =
-                tokio::time::timeout_at(kill_at.into(), ipc::receive::<FromWorker>(&mut self.channel, cap)).await;
+            let frame = {
+                // Kept across the deadline's checks: a frame half read is never dropped.
+                let receive = ipc::receive::<FromWorker>(&mut self.channel, cap);
+                tokio::pin!(receive);
+                let mut wake = kill_at;
+                loop {
+                    tokio::select! {
+                        frame = &mut receive => break Some(frame),
+                        () = tokio::time::sleep_until(wake.into()) => {}
+                    }
+                    // The deadline moves on by what was paused since the cell began.
+                    let (paused, now_paused) = pauses.paused_for();
+                    let deadline = kill_at + paused.saturating_sub(paused_before);
+                    let now = Instant::now();
+                    if !now_paused && now >= deadline {
+                        break None;
+                    }
+                    wake = if now_paused { now + PAUSED_CHECK } else { deadline };
+                }
+            };
             match frame {
-                Err(_deadline) => {
+                None => {
                     let usage = self.usage_now(streamed);
                     self.process.killer().kill();
                     return RunEnd::Killed { partial, usage };
                 }
-                Ok(Err(reason)) => return self.lost(reason, partial, streamed),
-                Ok(Ok(FromWorker::Output { stderr, text })) => {
+                Some(Err(reason)) => return self.lost(reason, partial, streamed),
+                Some(Ok(FromWorker::Output { stderr, text })) => {
                     let stream = if stderr { OutputStream::Stderr } else { OutputStream::Stdout };
                     streamed = streamed.saturating_add(text.len() as u64);
                     partial.push(stream, text.as_bytes());
                 }
-                Ok(Ok(FromWorker::Done { result, memory_exceeded, cpu_total_ms })) => {
+                Some(Ok(FromWorker::Done { result, memory_exceeded, cpu_total_ms })) => {
                     self.cpu_total_ms = cpu_total_ms;
                     return RunEnd::Done { result, memory_exceeded };
                 }
-                Ok(Ok(_)) => {
+                Some(Ok(_)) => {
                     let reason = IpcError::Garbage(serde::de::Error::custom("a setup frame in the middle of a cell"));
                     return self.lost(reason, partial, streamed);
                 }

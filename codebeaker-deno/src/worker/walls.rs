@@ -5,29 +5,34 @@
 //! - At start, before the engine exists: `PR_SET_NO_NEW_PRIVS`, no core dumps, `SIGXFSZ`
 //!   ignored (a write over `RLIMIT_FSIZE` then fails with `EFBIG` instead of killing).
 //! - At assignment, before any guest code, while the worker has a single thread (Landlock
-//!   restricts the calling thread and its future children only): rlimits sized from the
-//!   session (`RLIMIT_DATA` from `memoryLimitMB` plus the runtime's overhead,
-//!   `RLIMIT_FSIZE` = the workspace quota, `RLIMIT_NOFILE`), a Landlock ruleset confining
-//!   the filesystem to the workspace and the granted paths, and a seccomp filter on every
-//!   thread forbidding process creation, `ptrace` and (without `allowNet`) sockets.
+//!   restricts the calling thread and its future children only), in this order:
+//!   1. rlimits sized from the session (`RLIMIT_DATA` from `memoryLimitMB` plus the
+//!      runtime's overhead, `RLIMIT_FSIZE` = the workspace quota, `RLIMIT_NOFILE`);
+//!   2. a Landlock ruleset (opened while still root, so a grant the session's uid cannot
+//!      open still gives a clear `EACCES` at use rather than a refused session): the
+//!      filesystem confined to the workspace and the granted paths; TCP `bind` refused,
+//!      TCP `connect` refused without `allowNet` and limited to its ports when every
+//!      `allowNet` entry names one (ABI 4+); signals and abstract Unix sockets scoped to
+//!      the worker (ABI 6+);
+//!   3. the session's uid and no capability left (`privileges`);
+//!   4. the seccomp lock on every thread, under the allowlist the zygote attached before
+//!      forking (`syscalls`).
 //!
-//! Landlock is best effort where the kernel lacks it (logged once); the seccomp filter and
-//! the rlimits are required: a worker that cannot raise them refuses the session.
+//! Landlock is best effort where the kernel lacks it (logged once); the identity, the
+//! seccomp filter and the rlimits are required: a worker that cannot raise them refuses the
+//! session.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Once;
 
 use codebeaker::{Allowlist, WORKSPACE_ROOT};
 use landlock::{
-    path_beneath_rules, Access, AccessFs, CompatLevel, Compatible, Ruleset, RulesetAttr, RulesetCreatedAttr,
-    RulesetStatus, Scope, ABI,
-};
-use seccompiler::{
-    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule, TargetArch,
+    path_beneath_rules, Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, NetPort, Ruleset, RulesetAttr,
+    RulesetCreatedAttr, RulesetStatus, Scope, ABI,
 };
 
 use super::ipc::WorkerSetup;
+use super::syscalls::SyscallFilters;
 
 /// Address space the runtime needs beyond the JS heap (engine, op buffers, stacks).
 const RUNTIME_OVERHEAD_BYTES: u64 = 384 * 1024 * 1024;
@@ -40,6 +45,9 @@ const RESOLVER_FILES: &[&str] =
     &["/etc/resolv.conf", "/etc/hosts", "/etc/nsswitch.conf", "/etc/gai.conf", "/etc/host.conf", "/etc/ssl"];
 /// Shared libraries the resolver may load (`libnss_*`).
 const LIBRARY_DIRS: &[&str] = &["/lib", "/lib64", "/usr/lib", "/usr/lib64"];
+/// The port of DNS over TCP, open beside `allowNet`'s ports (a resolver falls back to TCP
+/// for long answers).
+const DNS_PORT: u16 = 53;
 
 /// Why a session's walls could not be raised.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +73,9 @@ pub(crate) enum WallError {
     /// Another thread exists: it would escape the Landlock ruleset.
     #[error("the process has {0} threads where it must have one (before a fork, or before the walls are up)")]
     Threads(usize),
+    /// The identity or capabilities are not what dropping them should have left.
+    #[error("cannot drop the worker's privileges: {0}")]
+    Capabilities(&'static str),
 }
 
 fn check(what: &'static str, rc: libc::c_int) -> Result<(), WallError> {
@@ -104,8 +115,9 @@ pub(crate) fn for_session(setup: &WorkerSetup, filters: &SyscallFilters) -> Resu
     set_limit("RLIMIT_FSIZE", libc::RLIMIT_FSIZE, setup.limits.workspace_bytes.max(1))?;
     set_limit("RLIMIT_NOFILE", libc::RLIMIT_NOFILE, MAX_OPEN_FILES)?;
     let net = !matches!(setup.permissions.allow_net, Allowlist::None);
-    confine_files(setup, net)?;
-    forbid_syscalls(filters, net)
+    confine(setup, net)?;
+    super::privileges::drop_to(setup.identity)?;
+    filters.lock(net)
 }
 
 /// Bytes of private writable memory the worker maps now (`VmData`), what `RLIMIT_DATA` counts.
@@ -139,7 +151,39 @@ fn host_path(workspace: &Path, granted: &str) -> PathBuf {
     }
 }
 
-fn confine_files(setup: &WorkerSetup, net: bool) -> Result<(), WallError> {
+/// The TCP ports `connect` may reach: `None` when any port may be (`allowNet` all, or an
+/// entry without a port), else the ports its entries name plus DNS; empty without `allowNet`.
+fn connect_ports(allow_net: &Allowlist) -> Option<Vec<u16>> {
+    match allow_net {
+        Allowlist::None => Some(Vec::new()),
+        Allowlist::All => None,
+        Allowlist::Only(entries) => {
+            let mut ports = entries.iter().map(|entry| explicit_port(entry)).collect::<Option<Vec<u16>>>()?;
+            ports.push(DNS_PORT);
+            ports.sort_unstable();
+            ports.dedup();
+            Some(ports)
+        }
+    }
+}
+
+/// The port an `allowNet` entry names (`host:443`, `[::1]:8080`), if any.
+fn explicit_port(entry: &str) -> Option<u16> {
+    let port = match entry.strip_prefix('[') {
+        Some(bracketed) => bracketed.split_once("]:")?.1,
+        None => {
+            let (host, port) = entry.rsplit_once(':')?;
+            if host.contains(':') {
+                // A bare IPv6 address: its colons name no port.
+                return None;
+            }
+            port
+        }
+    };
+    port.parse().ok()
+}
+
+fn confine(setup: &WorkerSetup, net: bool) -> Result<(), WallError> {
     let all = AccessFs::from_all(LANDLOCK_ABI);
     let read = AccessFs::from_read(LANDLOCK_ABI);
     let hosts = |paths: &[String]| paths.iter().map(|p| host_path(&setup.workspace, p)).collect::<Vec<_>>();
@@ -149,14 +193,23 @@ fn confine_files(setup: &WorkerSetup, net: bool) -> Result<(), WallError> {
     }
     let mut writable = hosts(&setup.permissions.allow_write);
     writable.push(setup.workspace.clone());
-    let status = Ruleset::default()
+    let ports = connect_ports(&setup.permissions.allow_net);
+    let mut tcp: BitFlags<AccessNet> = AccessNet::BindTcp.into();
+    if ports.is_some() {
+        tcp |= AccessNet::ConnectTcp;
+    }
+    let mut ruleset = Ruleset::default()
         .set_compatibility(CompatLevel::BestEffort)
         .handle_access(all)?
-        .scope(Scope::Signal)?
+        .handle_access(tcp)?
+        .scope(Scope::from_all(LANDLOCK_ABI))?
         .create()?
         .add_rules(path_beneath_rules(readable, read))?
-        .add_rules(path_beneath_rules(writable, all))?
-        .restrict_self()?;
+        .add_rules(path_beneath_rules(writable, all))?;
+    for port in ports.unwrap_or_default() {
+        ruleset = ruleset.add_rule(NetPort::new(port, AccessNet::ConnectTcp))?;
+    }
+    let status = ruleset.restrict_self()?;
     if status.ruleset != RulesetStatus::FullyEnforced {
         static ONCE: Once = Once::new();
         ONCE.call_once(|| {
@@ -166,72 +219,22 @@ fn confine_files(setup: &WorkerSetup, net: bool) -> Result<(), WallError> {
     Ok(())
 }
 
-fn rule(conditions: Vec<SeccompCondition>) -> Result<SeccompRule, WallError> {
-    Ok(SeccompRule::new(conditions)?)
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn filter(rules: BTreeMap<i64, Vec<SeccompRule>>, errno: i32) -> Result<BpfProgram, WallError> {
-    let arch = TargetArch::try_from(std::env::consts::ARCH)?;
-    let filter = SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(errno as u32), arch)?;
-    Ok(filter.try_into()?)
-}
-
-/// The worker's syscall filters, compiled once by the zygote (compiling takes longer than
-/// installing): a worker only installs the pair its session needs.
-pub(crate) struct SyscallFilters {
-    offline: BpfProgram,
-    online: BpfProgram,
-    clone3: BpfProgram,
-}
-
-impl SyscallFilters {
-    /// Compiles the filters of sessions without and with `allowNet`.
-    pub fn compile() -> Result<Self, WallError> {
-        // clone3 carries its flags in memory a filter cannot read: refuse it as unknown,
-        // which makes the C library fall back to clone (checked below) for threads.
-        let clone3: BTreeMap<i64, Vec<SeccompRule>> = [(libc::SYS_clone3, Vec::new())].into_iter().collect();
-        Ok(SyscallFilters {
-            offline: forbidden(false)?,
-            online: forbidden(true)?,
-            clone3: filter(clone3, libc::ENOSYS)?,
-        })
+    #[test]
+    fn connect_is_limited_only_when_every_allow_net_entry_names_a_port() {
+        assert_eq!(connect_ports(&Allowlist::None), Some(vec![]));
+        assert_eq!(connect_ports(&Allowlist::All), None);
+        let only = |entries: &[&str]| Allowlist::Only(entries.iter().map(|e| e.to_string()).collect());
+        assert_eq!(
+            connect_ports(&only(&["example.com:443", "[::1]:8080", "10.0.0.1:80"])),
+            Some(vec![53, 80, 443, 8080])
+        );
+        assert_eq!(connect_ports(&only(&["example.com:443", "example.org"])), None);
+        // A bare IPv6 address names no port.
+        assert_eq!(connect_ports(&only(&["::1"])), None);
+        assert_eq!(connect_ports(&only(&["host:notaport"])), None);
     }
-}
-
-/// The filter refusing, with `EPERM`, what no worker may do (and sockets without `net`).
-fn forbidden(net: bool) -> Result<BpfProgram, WallError> {
-    let mut forbidden: BTreeMap<i64, Vec<SeccompRule>> = [
-        libc::SYS_fork,
-        libc::SYS_vfork,
-        libc::SYS_execve,
-        libc::SYS_execveat,
-        libc::SYS_ptrace,
-        libc::SYS_process_vm_readv,
-        libc::SYS_process_vm_writev,
-    ]
-    .into_iter()
-    .map(|syscall| (syscall, Vec::new()))
-    .collect();
-    // clone is how threads start too: only a clone that shares the thread group may pass.
-    let not_a_thread =
-        SeccompCondition::new(0, SeccompCmpArgLen::Qword, SeccompCmpOp::MaskedEq(libc::CLONE_THREAD as u64), 0)?;
-    forbidden.insert(libc::SYS_clone, vec![rule(vec![not_a_thread])?]);
-    if net {
-        // Internet sockets only: a Unix socket could reach the host's daemons.
-        let not_inet = |family: i32| SeccompCondition::new(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Ne, family as u64);
-        let rules = vec![rule(vec![not_inet(libc::AF_INET)?, not_inet(libc::AF_INET6)?])?];
-        forbidden.insert(libc::SYS_socket, rules);
-        forbidden.insert(libc::SYS_socketpair, Vec::new());
-    } else {
-        forbidden.insert(libc::SYS_socket, Vec::new());
-        forbidden.insert(libc::SYS_socketpair, Vec::new());
-    }
-    filter(forbidden, libc::EPERM)
-}
-
-/// Installs the syscall filters on every thread of the worker (TSYNC).
-fn forbid_syscalls(filters: &SyscallFilters, net: bool) -> Result<(), WallError> {
-    seccompiler::apply_filter_all_threads(if net { &filters.online } else { &filters.offline })?;
-    seccompiler::apply_filter_all_threads(&filters.clone3)?;
-    Ok(())
 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::process::{pidfd_open, Pid, PidfdFlags};
 
-use super::{child, fdpass, walls};
+use super::{child, fdpass, syscalls, walls};
 use crate::engine::Engine;
 
 /// How often an idle zygote reaps workers that ended.
@@ -47,13 +47,16 @@ pub(crate) fn serve(control: UnixStream) -> ! {
 
 fn run(control: &UnixStream) -> Result<(), ZygoteError> {
     walls::at_start()?;
-    let filters = walls::SyscallFilters::compile()?;
+    let filters = syscalls::SyscallFilters::compile()?;
     wake_on_child_exit();
     let mut engine = Engine::new().map_err(ZygoteError::Engine)?;
     // What the bootstrap left as garbage is not copied into every worker.
     engine.compact();
     // An engine that started threads (V8's platform workers) cannot be forked safely.
     walls::single_threaded()?;
+    // The syscall allowlist, for the zygote and every worker it forks (attached once here:
+    // attaching it costs more than a worker's whole set-up).
+    syscalls::SyscallFilters::install_in_zygote()?;
     let zygote = std::process::id();
     loop {
         reap();

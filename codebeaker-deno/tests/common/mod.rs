@@ -4,15 +4,22 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use codebeaker::{
-    Command, CommandOutcome, DenoPermissions, ExecOptions, Language, ManagerConfig, SessionConfig, SessionManager,
-};
-use codebeaker_deno::{DenoBackend, DenoConfig, DenoIsolation};
+use codebeaker::{Command, CommandOutcome, ExecOptions, Language, ManagerConfig, SessionConfig, SessionManager};
+use codebeaker_deno::{DenoBackend, DenoConfig, DenoIsolation, DenoOptions, DenoPermissions};
+
+/// A fresh temporary directory that workers of other uids may pass through (a root server's
+/// workers run as uids of their own; `tempfile` makes directories 0700).
+pub fn passable_tempdir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).expect("chmod the temp dir");
+    dir
+}
 
 /// A backend in `isolation` with a small pool, workspaces under a fresh temporary directory (a new
 /// directory in it: the backend creates its root private, and refuses an open one).
 pub fn backend_in(isolation: DenoIsolation) -> (tempfile::TempDir, Arc<DenoBackend>) {
-    let root = tempfile::tempdir().expect("temp dir");
+    let root = passable_tempdir();
     let workspace_root = root.path().join("deno");
     let config = DenoConfig { pool_size: 2, workspace_root, isolation, ..DenoConfig::default() };
     (root, DenoBackend::new(config).expect("deno backend"))
@@ -37,9 +44,9 @@ pub fn manager() -> (tempfile::TempDir, Arc<DenoBackend>, SessionManager) {
 
 /// Opens a Deno session with `permissions`.
 pub async fn session_with(manager: &SessionManager, permissions: DenoPermissions) -> String {
-    let mut config = SessionConfig::new(Language::Deno);
-    config.permissions = permissions;
-    manager.create(config).await.expect("create a deno session").session_id
+    let config = SessionConfig::new(Language::TypeScript);
+    let config = DenoOptions { permissions }.apply(config).expect("options");
+    manager.create(config).await.expect("create a deno session").session_id.into()
 }
 
 /// Opens a Deno session with the default permissions.
