@@ -1,8 +1,17 @@
-//! Who may use the server's acting endpoints: the browser `Origin` check and token
-//! authentication with tenants, as one axum middleware ([`guard`]) that every such
-//! endpoint is wrapped in (`/ws/jsonrpc`, and `/mcp`).
+//! Who may use the server's acting endpoints: the `Host` check, the browser `Origin`
+//! check and token authentication with tenants, as one axum middleware ([`guard`]) that
+//! every such endpoint is wrapped in (`/ws/jsonrpc`, `/mcp`, `/metrics`). A request that
+//! passes lets its socket in: it is no longer pending (see the `pending` module).
 //!
 //! Security decisions:
+//! - DNS rebinding: a web page can point its own host name at 127.0.0.1 and then read
+//!   plain HTTP answers of a loopback server as same-origin, without any `Origin`
+//!   header. So the HTTP endpoints of a server listening on loopback (`/mcp`,
+//!   `/metrics`: [`HostCheck::Loopback`]) answer only requests whose `Host` is
+//!   `localhost`, `127.0.0.1` or `[::1]` (any port), and refuse others with 403. A
+//!   server deployed beyond loopback is reached by names only the operator knows, and
+//!   relies on tokens. (The WebSocket needs no such check: browsers always send `Origin`
+//!   with an upgrade.)
 //! - A browser always sends `Origin` with a WebSocket upgrade or a cross-site request, and
 //!   a page cannot forge it. A request whose `Origin` is present and not listed in
 //!   `--allowed-origins` is refused with 403, so a web page the operator merely visits
@@ -23,6 +32,8 @@ use axum::response::{IntoResponse, Response};
 use tracing::debug;
 
 use crate::api::Caller;
+use crate::metrics::RefusalKind;
+use crate::pending::PendingSocket;
 
 /// The tenants' tokens: from `--api-keys FILE` (one `tenant token` per line) and/or the
 /// single-tenant `--token`.
@@ -152,9 +163,26 @@ impl ApiKeys {
     }
 }
 
-/// Origins and keys: what [`guard`] checks.
+/// Which `Host` headers an endpoint answers (see the module docs).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum HostCheck {
+    /// Any host (a server beyond loopback, or an endpoint browsers cannot read by DNS
+    /// rebinding).
+    #[default]
+    Any,
+    /// Only `localhost`, `127.0.0.1` and `[::1]`, with any port: the plain HTTP endpoints
+    /// of a server listening on loopback.
+    Loopback,
+}
+
+/// The host names a loopback server answers to.
+const LOOPBACK_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
+
+/// Hosts, origins and keys: what [`guard`] checks.
 #[derive(Debug, Clone, Default)]
 pub struct Access {
+    /// Which `Host` headers are answered.
+    pub hosts: HostCheck,
     /// Origins allowed to drive the server (`scheme://host[:port]`, compared
     /// case-insensitively; `null` for opaque origins).
     pub allowed_origins: Vec<String>,
@@ -171,29 +199,44 @@ pub enum Refusal {
     /// No valid token.
     #[error("a valid token is required: send \"Authorization: Bearer TOKEN\" or ?token=TOKEN")]
     Token,
+    /// A `Host` a loopback server does not answer (DNS rebinding).
+    #[error(
+        "host {0:?} is not allowed: this server listens on loopback and answers only Host localhost, 127.0.0.1 \
+         or [::1] (a defence against DNS rebinding)"
+    )]
+    Host(String),
 }
 
 impl Refusal {
     /// The HTTP status of the refusal.
     pub fn status(&self) -> StatusCode {
         match self {
-            Refusal::Origin(_) => StatusCode::FORBIDDEN,
+            Refusal::Origin(_) | Refusal::Host(_) => StatusCode::FORBIDDEN,
             Refusal::Token => StatusCode::UNAUTHORIZED,
         }
     }
 
-    /// Short label for logs and metrics (`origin`, `auth`).
-    pub fn reason(&self) -> &'static str {
+    /// What the metrics count it as.
+    pub fn kind(&self) -> RefusalKind {
         match self {
-            Refusal::Origin(_) => "origin",
-            Refusal::Token => "auth",
+            Refusal::Origin(_) => RefusalKind::Origin,
+            Refusal::Token => RefusalKind::Auth,
+            Refusal::Host(_) => RefusalKind::Host,
         }
+    }
+
+    /// Short label for logs and metrics (`origin`, `auth`, `host`).
+    pub fn reason(&self) -> &'static str {
+        self.kind().as_str()
     }
 }
 
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
         let mut response = (self.status(), self.to_string()).into_response();
+        response.extensions_mut().insert(self.kind());
+        // A refused client has nothing more to ask on this socket: it does not linger.
+        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
         if self == Refusal::Token {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
@@ -202,10 +245,28 @@ impl IntoResponse for Refusal {
 }
 
 impl Access {
-    /// Checks a request's `Origin` and token; the tenant it acts for on success.
+    /// Checks a request's `Host`, `Origin` and token; the tenant it acts for on success.
     pub fn check(&self, headers: &HeaderMap, query: Option<&str>) -> Result<Option<String>, Refusal> {
+        self.check_host(headers)?;
         self.check_origin(headers)?;
         self.authenticate(headers, query)
+    }
+
+    /// Under [`HostCheck::Loopback`], the `Host` header must name a loopback host (any
+    /// port); a missing or malformed one is refused too.
+    pub fn check_host(&self, headers: &HeaderMap) -> Result<(), Refusal> {
+        if self.hosts == HostCheck::Any {
+            return Ok(());
+        }
+        let given = headers.get(header::HOST).map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned());
+        let host = given
+            .as_deref()
+            .and_then(|h| axum::http::uri::Authority::try_from(h).ok())
+            .map(|authority| authority.host().trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase());
+        match host {
+            Some(host) if LOOPBACK_HOSTS.contains(&host.as_str()) => Ok(()),
+            _ => Err(Refusal::Host(given.unwrap_or_default().chars().take(200).collect())),
+        }
     }
 
     /// A present `Origin` header must be allowed (every one, if several are sent).
@@ -241,13 +302,17 @@ impl Access {
     }
 }
 
-/// The middleware of every acting endpoint: refuses bad origins (403) and missing or wrong
-/// tokens (401); otherwise puts the request's [`Caller`] into its extensions.
+/// The middleware of every acting endpoint: refuses foreign hosts and bad origins (403)
+/// and missing or wrong tokens (401); otherwise lets the request's socket in (it is no
+/// longer pending) and puts the request's [`Caller`] into its extensions.
 pub async fn guard(State(access): State<Arc<Access>>, mut request: Request, next: Next) -> Response {
     let remote = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| *addr);
     match access.check(request.headers(), request.uri().query()) {
         Ok(tenant) => {
-            request.extensions_mut().insert(Caller { tenant, remote });
+            if let Some(socket) = request.extensions().get::<PendingSocket>() {
+                socket.let_in();
+            }
+            request.extensions_mut().insert(Caller { tenant, remote, authenticated: access.keys.required() });
             next.run(request).await
         }
         Err(refusal) => {
@@ -315,6 +380,20 @@ mod tests {
         assert_eq!(refused.status(), StatusCode::FORBIDDEN);
         assert!(refused.to_string().contains("https://evil.example"), "{refused}");
         assert!(Access::default().check(&headers(&[("origin", "null")]), None).is_err());
+    }
+
+    #[test]
+    fn loopback_servers_answer_loopback_hosts_only() {
+        let access = Access { hosts: HostCheck::Loopback, ..Access::default() };
+        for host in ["localhost", "127.0.0.1:5000", "[::1]:80", "LOCALHOST:1"] {
+            assert_eq!(access.check(&headers(&[("host", host)]), None), Ok(None), "{host}");
+        }
+        for host in ["evil.example", "evil.example:5000", "127.0.0.1.evil.example", "localhost@evil", ""] {
+            let refused = access.check(&headers(&[("host", host)]), None).unwrap_err();
+            assert_eq!((refused.status(), refused.reason()), (StatusCode::FORBIDDEN, "host"), "{host}");
+        }
+        assert!(access.check(&headers(&[]), None).is_err());
+        assert_eq!(Access::default().check(&headers(&[("host", "evil.example")]), None), Ok(None));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! health) lives in exactly one place over the [`SessionManager`].
 //!
 //! Every operation takes the [`Caller`] it acts for: its tenant scopes which sessions it
-//! sees (another tenant's session is [`codebeaker::Error::SessionNotFound`], worded
+//! sees (another tenant's session is [`codebeaker::ErrorKind::SessionNotFound`], worded
 //! exactly like an unknown id), its remote address is for logs and audit.
 //!
 //! Every operation is written to the audit log when there is one ([`Api::with_audit`]),
@@ -15,13 +15,16 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use codebeaker::manager::Forked;
+use codebeaker::snapshot::SnapshotInfo;
 use codebeaker::{
-    BackendHealth, Command, CommandOutcome, ExecOptions, Language, OutputSink, SessionConfig, SessionInfo,
-    SessionManager,
+    BackendHealth, Command, CommandOutcome, ExecOptions, OutputSink, ProcessAttachment, ProcessExit, ProcessInfo,
+    ProcessSignal, ProcessSpec, PtySize, SessionConfig, SessionInfo, SessionManager,
 };
 use serde::Serialize;
 
 use crate::audit::{self, AuditEntry, AuditLog};
+use crate::backends::BackendState;
 use crate::rate::{RateKey, RateLimited, RequestRateLimiter};
 
 /// Who a request acts for.
@@ -32,10 +35,26 @@ pub struct Caller {
     pub tenant: Option<String>,
     /// The peer's address, when the transport has one.
     pub remote: Option<SocketAddr>,
+    /// Whether the request presented a valid token: `false` on a server without auth,
+    /// where every client is the operator and only its address tells clients apart.
+    pub authenticated: bool,
+}
+
+/// What [`Api::control_process`] does to a process.
+#[derive(Debug, Clone)]
+pub enum ProcessAction {
+    /// Write to its stdin.
+    Write(Vec<u8>),
+    /// Close its stdin.
+    CloseStdin,
+    /// Resize its terminal.
+    Resize(PtySize),
+    /// Signal its process group.
+    Signal(ProcessSignal),
 }
 
 /// Why an operation failed.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// The SDK refused or failed the operation; its message is the one clients see.
     #[error(transparent)]
@@ -59,8 +78,6 @@ impl ApiError {
 #[derive(Clone)]
 pub struct Api {
     manager: SessionManager,
-    /// Per-command timeout of sessions and one-shot runs that do not set their own.
-    command_timeout: Duration,
     /// `(name, reason)` of backends that did not start (see [`crate::Backends`]).
     backends_off: Arc<Vec<(String, String)>>,
     audit: Option<AuditLog>,
@@ -68,10 +85,10 @@ pub struct Api {
 }
 
 impl Api {
-    /// The operations over `manager`; `command_timeout` is the server's default per-command
-    /// timeout, `backends_off` the backends that did not start and why.
-    pub fn new(manager: SessionManager, command_timeout: Duration, backends_off: Vec<(String, String)>) -> Self {
-        Api { manager, command_timeout, backends_off: Arc::new(backends_off), audit: None, rate: None }
+    /// The operations over `manager` (whose policy holds every timeout: the default one,
+    /// the range, the graces); `backends_off` the backends that did not start and why.
+    pub fn new(manager: SessionManager, backends_off: Vec<(String, String)>) -> Self {
+        Api { manager, backends_off: Arc::new(backends_off), audit: None, rate: None }
     }
 
     /// Writes every operation to `audit`.
@@ -91,15 +108,11 @@ impl Api {
         self.rate.clone()
     }
 
-    /// Counts one request of `caller` against its rate: per tenant, or per connection
-    /// (`connection` names it) without tenants. A refusal is audited as `method`.
-    pub fn admit(&self, caller: &Caller, connection: &str, method: &str) -> Result<(), ApiError> {
+    /// Counts one request of `caller` against its rate ([`RateKey::of`]: its tenant, the
+    /// `--token` holder, or its address without auth). A refusal is audited as `method`.
+    pub fn admit(&self, caller: &Caller, method: &str) -> Result<(), ApiError> {
         let Some(rate) = &self.rate else { return Ok(()) };
-        let key = match &caller.tenant {
-            Some(tenant) => RateKey::Tenant(tenant.clone()),
-            None => RateKey::Connection(connection.to_owned()),
-        };
-        rate.check(&key).map_err(|limited| {
+        rate.check(&RateKey::of(caller)).map_err(|limited| {
             let error = ApiError::from(limited);
             if let Some(entry) = self.audit(caller, audit::method_name(method), None, None) {
                 entry.finish(None, error.audit_outcome());
@@ -124,27 +137,14 @@ impl Api {
         &self.manager
     }
 
-    /// The server's default per-command timeout.
-    pub fn command_timeout(&self) -> Duration {
-        self.command_timeout
-    }
-
-    /// A session configuration for `language` with the server's defaults (its default
-    /// command timeout rather than the SDK's).
-    pub fn default_config(&self, language: Language) -> SessionConfig {
-        let mut config = SessionConfig::new(language);
-        config.default_timeout_ms = millis(self.command_timeout);
-        config
-    }
-
     /// Creates a session owned by the caller's tenant. Requests over the operator's caps
-    /// are [`codebeaker::Error::InvalidInput`] naming the cap and its value.
+    /// are [`codebeaker::ErrorKind::InvalidInput`] naming the cap and its value.
     pub async fn create(&self, caller: &Caller, config: SessionConfig) -> Result<SessionInfo, ApiError> {
         let entry = self.audit(caller, "session.create", None, None);
         let created = self.create_unaudited(caller, config).await;
         if let Some(entry) = entry {
             match &created {
-                Ok(info) => entry.finish(Some(info.session_id.clone()), "ok"),
+                Ok(info) => entry.finish(Some(info.session_id.to_string()), "ok"),
                 Err(error) => entry.finish(None, error.audit_outcome()),
             }
         }
@@ -152,7 +152,6 @@ impl Api {
     }
 
     async fn create_unaudited(&self, caller: &Caller, config: SessionConfig) -> Result<SessionInfo, ApiError> {
-        self.check_timeout("defaultTimeoutMs", config.default_timeout_ms)?;
         Ok(self.manager.create_as(caller.tenant.as_deref(), config).await?)
     }
 
@@ -167,19 +166,12 @@ impl Api {
         timeout: Option<Duration>,
         output: Option<OutputSink>,
     ) -> impl Future<Output = Result<CommandOutcome, ApiError>> + Send + 'static {
-        let checked = match timeout {
-            Some(timeout) => self.check_timeout("timeoutMs", millis(timeout)).map(|_| ()),
-            None => Ok(()),
-        };
         let entry = self.audit(caller, "session.execute", Some(session_id), Some(&command));
         let tenant = caller.tenant.as_deref();
-        let run =
-            checked.map(|()| self.manager.execute_as(tenant, session_id, command, ExecOptions { timeout, output }));
+        // The manager checks the timeout (the one check every entry point shares).
+        let run = self.manager.execute_as(tenant, session_id, command, ExecOptions { timeout, output });
         async move {
-            let outcome = match run {
-                Ok(run) => run.await.map_err(ApiError::from),
-                Err(error) => Err(ApiError::from(error)),
-            };
+            let outcome = run.await.map_err(ApiError::from);
             if let Some(entry) = entry {
                 entry.finish_command(outcome.as_ref().map_err(ApiError::audit_outcome));
             }
@@ -207,18 +199,157 @@ impl Api {
         closed
     }
 
-    /// Runs `code` once in a fresh sandbox (`execution.run`), with the server's default
-    /// timeout unless `timeout` is given.
+    /// Starts a streamed download of a file of one of the caller's sessions, from
+    /// `offset` (`GET /v1/sessions/{sessionId}/files/{path}`); audited as `files.get`.
+    pub async fn download(
+        &self,
+        caller: &Caller,
+        session_id: &str,
+        path: &str,
+        offset: u64,
+    ) -> Result<codebeaker::Download, ApiError> {
+        let opened = self.manager.download_as(caller.tenant.as_deref(), session_id, path, offset);
+        self.audited(caller, "files.get", session_id, opened).await
+    }
+
+    /// Streams `body` into a file of one of the caller's sessions, replacing it or
+    /// appending (`PUT /v1/sessions/{sessionId}/files/{path}`); audited as `files.put`.
+    pub async fn upload(
+        &self,
+        caller: &Caller,
+        session_id: &str,
+        path: &str,
+        append: bool,
+        body: codebeaker::workspace::UploadBody,
+    ) -> Result<u64, ApiError> {
+        let written = self.manager.upload_as(caller.tenant.as_deref(), session_id, path, append, body);
+        self.audited(caller, "files.put", session_id, written).await
+    }
+
+    /// Starts a background process in one of the caller's sessions (`process.start`).
+    pub async fn start_process(
+        &self,
+        caller: &Caller,
+        session_id: &str,
+        spec: ProcessSpec,
+    ) -> Result<ProcessInfo, ApiError> {
+        let started = self.manager.start_process_as(caller.tenant.as_deref(), session_id, spec);
+        self.audited(caller, "process.start", session_id, started).await
+    }
+
+    /// The background processes of one of the caller's sessions (`process.list`).
+    pub fn list_processes(&self, caller: &Caller, session_id: &str) -> Result<Vec<ProcessInfo>, ApiError> {
+        Ok(self.manager.list_processes_as(caller.tenant.as_deref(), session_id)?)
+    }
+
+    /// A reader of a process's output from `from_offset` (`process.attach`).
+    pub async fn attach_process(
+        &self,
+        caller: &Caller,
+        session_id: &str,
+        pid: u32,
+        from_offset: u64,
+    ) -> Result<ProcessAttachment, ApiError> {
+        let attached = self.manager.attach_process_as(caller.tenant.as_deref(), session_id, pid, from_offset);
+        self.audited(caller, "process.attach", session_id, std::future::ready(attached)).await
+    }
+
+    /// Does `action` to a running process (`process.write`, `process.closeStdin`,
+    /// `process.resize`, `process.signal`), audited as `method`.
+    pub async fn control_process(
+        &self,
+        caller: &Caller,
+        method: &'static str,
+        session_id: &str,
+        pid: u32,
+        action: ProcessAction,
+    ) -> Result<(), ApiError> {
+        let (manager, tenant) = (&self.manager, caller.tenant.as_deref());
+        let done = async move {
+            match action {
+                ProcessAction::Write(data) => manager.write_process_as(tenant, session_id, pid, data).await,
+                ProcessAction::CloseStdin => manager.close_process_stdin_as(tenant, session_id, pid).await,
+                ProcessAction::Resize(size) => manager.resize_process_as(tenant, session_id, pid, size).await,
+                ProcessAction::Signal(signal) => manager.signal_process_as(tenant, session_id, pid, signal).await,
+            }
+        };
+        self.audited(caller, method, session_id, done).await
+    }
+
+    /// Waits at most `timeout` for a process to end (`process.wait`).
+    pub async fn wait_process(
+        &self,
+        caller: &Caller,
+        session_id: &str,
+        pid: u32,
+        timeout: Duration,
+    ) -> Result<ProcessExit, ApiError> {
+        Ok(self.manager.wait_process_as(caller.tenant.as_deref(), session_id, pid, timeout).await?)
+    }
+
+    /// Pauses (`pause`) or resumes one of the caller's sessions (`session.pause`,
+    /// `session.resume`).
+    pub async fn set_paused(&self, caller: &Caller, session_id: &str, pause: bool) -> Result<SessionInfo, ApiError> {
+        let tenant = caller.tenant.as_deref();
+        if pause {
+            self.audited(caller, "session.pause", session_id, self.manager.pause_as(tenant, session_id)).await
+        } else {
+            self.audited(caller, "session.resume", session_id, self.manager.resume_as(tenant, session_id)).await
+        }
+    }
+
+    /// Snapshots one of the caller's sessions (`session.snapshot`).
+    pub async fn snapshot(&self, caller: &Caller, session_id: &str) -> Result<SnapshotInfo, ApiError> {
+        let taken = self.manager.snapshot_as(caller.tenant.as_deref(), session_id);
+        self.audited(caller, "session.snapshot", session_id, taken).await
+    }
+
+    /// The caller's snapshots (`snapshot.list`).
+    pub fn snapshots(&self, caller: &Caller) -> Vec<SnapshotInfo> {
+        self.manager.snapshots_as(caller.tenant.as_deref())
+    }
+
+    /// Deletes one of the caller's snapshots (`snapshot.delete`).
+    pub async fn delete_snapshot(&self, caller: &Caller, snapshot_id: &str) -> Result<(), ApiError> {
+        let deleted = std::future::ready(self.manager.delete_snapshot_as(caller.tenant.as_deref(), snapshot_id));
+        self.audited(caller, "snapshot.delete", snapshot_id, deleted).await
+    }
+
+    /// Forks one of the caller's sessions (`session.fork`).
+    pub async fn fork(&self, caller: &Caller, session_id: &str) -> Result<Forked, ApiError> {
+        let forked = self.manager.fork_as(caller.tenant.as_deref(), session_id);
+        self.audited(caller, "session.fork", session_id, forked).await
+    }
+
+    /// Runs an operation on `session_id` as audit line `method`.
+    async fn audited<T>(
+        &self,
+        caller: &Caller,
+        method: &'static str,
+        session_id: &str,
+        transfer: impl std::future::Future<Output = codebeaker::Result<T>>,
+    ) -> Result<T, ApiError> {
+        let entry = self.audit(caller, method, Some(session_id), None);
+        let outcome = transfer.await.map_err(ApiError::from);
+        if let Some(entry) = entry {
+            entry.finish(None, outcome.as_ref().map_or_else(ApiError::audit_outcome, |_| "ok"));
+        }
+        outcome
+    }
+
+    /// Runs `code` once in a fresh sandbox (`execution.run`) for `config` (a language,
+    /// or settings with a `backend`), with the operator's default timeout unless
+    /// `timeout` is given.
     pub async fn run(
         &self,
         caller: &Caller,
-        language: Language,
+        config: impl Into<SessionConfig>,
         code: String,
         timeout: Option<Duration>,
     ) -> Result<CommandOutcome, ApiError> {
         let command = self.audit.is_some().then(|| Command::code(code.as_str()));
         let entry = self.audit(caller, "execution.run", None, command.as_ref());
-        let outcome = self.run_unaudited(caller, language, code, timeout).await;
+        let outcome = self.run_unaudited(caller, config.into(), code, timeout).await;
         if let Some(entry) = entry {
             entry.finish_command(outcome.as_ref().map_err(ApiError::audit_outcome));
         }
@@ -228,18 +359,17 @@ impl Api {
     async fn run_unaudited(
         &self,
         caller: &Caller,
-        language: Language,
+        config: SessionConfig,
         code: String,
         timeout: Option<Duration>,
     ) -> Result<CommandOutcome, ApiError> {
-        let timeout = timeout.unwrap_or(self.command_timeout);
-        self.check_timeout("timeoutMs", millis(timeout))?;
-        Ok(self.manager.run_once_as(caller.tenant.as_deref(), language, code, Some(timeout)).await?)
+        Ok(self.manager.run_once_as(caller.tenant.as_deref(), config, code, timeout).await?)
     }
 
     /// The state of the server and of each backend (see [`Health`]).
     pub async fn health(&self) -> Health {
         let mut backends: BTreeMap<String, String> = BTreeMap::new();
+        let mut details: BTreeMap<String, BackendState> = BTreeMap::new();
         let mut usable = 0usize;
         let mut down = 0usize;
         for (name, reason) in self.backends_off.iter() {
@@ -249,6 +379,7 @@ impl Api {
                 down += 1;
             }
             backends.insert(name.clone(), format!("unavailable: {reason}"));
+            details.insert(name.clone(), BackendState::disabled(reason));
         }
         for (name, state) in self.manager.health().await {
             match state {
@@ -256,24 +387,14 @@ impl Api {
                 BackendHealth::Unavailable(_) => down += 1,
             }
             backends.insert(name.to_owned(), state.describe());
+            details.insert(name.to_owned(), BackendState::of(&state));
         }
         let status = match (usable, down) {
             (0, _) => HealthStatus::Down,
             (_, 0) => HealthStatus::Ok,
             _ => HealthStatus::Degraded,
         };
-        Health { status, sessions: self.manager.count(), backends }
-    }
-
-    /// A timeout in milliseconds must be positive and within the operator's maximum.
-    fn check_timeout(&self, field: &str, ms: u64) -> Result<u64, codebeaker::Error> {
-        let max = self.manager.config().policy.max_command_timeout_ms;
-        if ms == 0 || ms > max {
-            return Err(codebeaker::Error::InvalidInput(format!(
-                "{field} must be between 1 and {max} (the operator's max-command-timeout-ms), got {ms}"
-            )));
-        }
-        Ok(ms)
+        Health { status, sessions: self.manager.count(), backends, details }
     }
 }
 
@@ -286,6 +407,8 @@ pub struct Health {
     pub sessions: usize,
     /// Each backend's state: `ok` or `unavailable: <reason>`.
     pub backends: BTreeMap<String, String>,
+    /// Each backend's state with the reason and the command that fixes it, apart.
+    pub details: BTreeMap<String, BackendState>,
 }
 
 /// The overall state in [`Health`].
@@ -298,8 +421,4 @@ pub enum HealthStatus {
     Degraded,
     /// No backend is usable (HTTP 503).
     Down,
-}
-
-fn millis(duration: Duration) -> u64 {
-    duration.as_millis().try_into().unwrap_or(u64::MAX)
 }

@@ -79,26 +79,17 @@ fn rfc3339_millis<S: serde::Serializer>(time: &DateTime<Utc>, serializer: S) -> 
 pub fn command_outcome(outcome: &CommandOutcome) -> &'static str {
     match &outcome.error {
         None if outcome.success => "ok",
-        Some(codebeaker::Error::TimedOut(_)) => "timeout",
+        Some(error) if error.kind() == codebeaker::ErrorKind::TimedOut => "timeout",
         _ => "failed",
     }
 }
 
 /// The `outcome` of a request the API refused or could not run: the error's kind.
 pub fn error_outcome(error: &codebeaker::Error) -> &'static str {
-    use codebeaker::Error;
-    match error {
-        Error::SessionNotFound(_) => "session_not_found",
-        Error::SessionClosed(_) => "session_closed",
-        Error::LimitReached(_) => "limit_reached",
-        Error::BackendUnavailable { .. } => "backend_unavailable",
-        Error::InvalidInput(_) | Error::Unsupported(_) => "invalid_params",
-        Error::TimedOut(_) => "timeout",
-        _ => "internal_error",
-    }
+    crate::error_codes::wire_codes(error.kind()).audit
 }
 
-/// The audit name of a JSON-RPC method: one of the five, or `unknown` (a client's
+/// The audit name of a JSON-RPC method: one the server has, or `unknown` (a client's
 /// arbitrary method string never reaches the log).
 pub fn method_name(method: &str) -> &'static str {
     match method {
@@ -107,6 +98,22 @@ pub fn method_name(method: &str) -> &'static str {
         "session.list" => "session.list",
         "session.close" => "session.close",
         "execution.run" => "execution.run",
+        "files.get" => "files.get",
+        "files.put" => "files.put",
+        "process.start" => "process.start",
+        "process.list" => "process.list",
+        "process.attach" => "process.attach",
+        "process.write" => "process.write",
+        "process.closeStdin" => "process.closeStdin",
+        "process.resize" => "process.resize",
+        "process.signal" => "process.signal",
+        "process.wait" => "process.wait",
+        "session.pause" => "session.pause",
+        "session.resume" => "session.resume",
+        "session.snapshot" => "session.snapshot",
+        "session.fork" => "session.fork",
+        "snapshot.list" => "snapshot.list",
+        "snapshot.delete" => "snapshot.delete",
         _ => "unknown",
     }
 }

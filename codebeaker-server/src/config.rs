@@ -10,13 +10,17 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Parser;
-use codebeaker::{Language, ManagerConfig, Policy};
+use codebeaker::{ManagerConfig, Policy, Route};
+#[cfg(feature = "deno")]
 use codebeaker_deno::DenoConfig;
+#[cfg(feature = "docker")]
 use codebeaker_docker::{DockerConfig, DOCKER_LANGUAGES};
 
-use crate::access::{Access, ApiKeys, ApiKeysError};
+use crate::access::{Access, ApiKeys, ApiKeysError, HostCheck};
+use codebeaker::snapshot::SnapshotStore;
+
 use crate::audit::AuditArgs;
-use crate::backends::{BackendChoice, BackendKind, BackendOptions};
+use crate::backends::{BackendChoice, BackendOptions};
 use crate::limits::{Limits, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_OUTBOUND_BYTES};
 use crate::logging::LogFormat;
 use crate::rate::{Rate, RateArgs};
@@ -46,11 +50,9 @@ pub struct ServerConfig {
     pub limits: Limits,
     /// Session limits and timings of the manager.
     pub manager: ManagerConfig,
-    /// Per-command timeout for sessions and one-shot runs that do not set their own.
-    pub command_timeout: Duration,
     /// Bearer token `GET /metrics` requires; open (like `/health`) when `None`.
     pub metrics_token: Option<String>,
-    /// Requests per second allowed per tenant (per connection without tenants); off when `None`.
+    /// Requests per second allowed per tenant (per address without auth); off when `None`.
     pub rate_limit: Option<Rate>,
     /// Where to append the audit log; none when `None`.
     pub audit_log: Option<PathBuf>,
@@ -67,7 +69,6 @@ impl Default for ServerConfig {
             allowed_origins: Vec::new(),
             limits: Limits::default(),
             manager: ManagerConfig::default(),
-            command_timeout: Duration::from_millis(codebeaker::config::DEFAULT_COMMAND_TIMEOUT_MS),
             metrics_token: None,
             rate_limit: None,
             audit_log: None,
@@ -92,7 +93,8 @@ impl ServerConfig {
                 ApiKeys::single(token.clone())
             };
         }
-        Access { allowed_origins: self.allowed_origins.clone(), keys }
+        // The WebSocket's own check is the Origin: browsers always send it with an upgrade.
+        Access { hosts: HostCheck::Any, allowed_origins: self.allowed_origins.clone(), keys }
     }
 }
 
@@ -129,11 +131,38 @@ pub enum ConfigError {
 }
 
 /// Reads a `--policy` TOML file.
+///
+/// The top-level keys of earlier versions are still read: `allowed-images` as
+/// `[backends.docker] allowed-images`, `grantable-paths` as `[backends.deno]
+/// grantable-paths` (giving both places is an error).
 pub fn load_policy(path: &Path) -> Result<Policy, ConfigError> {
     let text =
         std::fs::read_to_string(path).map_err(|source| ConfigError::PolicyRead { path: path.to_owned(), source })?;
-    toml::from_str(&text).map_err(|source| ConfigError::PolicyParse { path: path.to_owned(), source })
+    let parse_error = |source| ConfigError::PolicyParse { path: path.to_owned(), source };
+    let mut table: toml::Table = toml::from_str(&text).map_err(parse_error)?;
+    for (key, backend) in LEGACY_POLICY_KEYS {
+        let Some(value) = table.remove(key) else { continue };
+        let backends = table.entry("backends").or_insert_with(|| toml::Value::Table(Default::default()));
+        let section = backends
+            .as_table_mut()
+            .map(|b| b.entry(backend).or_insert_with(|| toml::Value::Table(Default::default())))
+            .and_then(toml::Value::as_table_mut);
+        match section {
+            Some(section) if !section.contains_key(key) => {
+                section.insert(key.to_owned(), value);
+            }
+            _ => {
+                return Err(ConfigError::Policy(codebeaker::Error::invalid_input(format!(
+                    "policy: {key} is given both at the top level and in [backends.{backend}]; keep the latter"
+                ))))
+            }
+        }
+    }
+    table.try_into().map_err(parse_error)
 }
+
+/// Top-level policy keys of earlier versions, and the backend table they now belong to.
+const LEGACY_POLICY_KEYS: [(&str, &str); 2] = [("allowed-images", "docker"), ("grantable-paths", "deno")];
 
 /// What the binary runs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -185,6 +214,46 @@ pub struct Cli {
     #[arg(long, env = "CODEBEAKER_MAX_CONNECTIONS", default_value_t = Limits::default().max_connections)]
     pub max_connections: usize,
 
+    /// Most WebSocket connections one tenant may hold [default: a quarter of --max-connections].
+    #[arg(long, env = "CODEBEAKER_MAX_CONNECTIONS_PER_TENANT")]
+    pub max_connections_per_tenant: Option<usize>,
+
+    /// Most WebSocket connections one source address may hold [default: half of --max-connections].
+    #[arg(long, env = "CODEBEAKER_MAX_CONNECTIONS_PER_ADDRESS")]
+    pub max_connections_per_address: Option<usize>,
+
+    /// Most sockets not let in yet (no request past the token check); a new one closes the oldest.
+    #[arg(long, env = "CODEBEAKER_MAX_PENDING_CONNECTIONS", default_value_t = Limits::default().max_pending_connections)]
+    pub max_pending_connections: usize,
+
+    /// Most sockets not let in yet per source address [default: half of --max-pending-connections].
+    #[arg(long, env = "CODEBEAKER_MAX_PENDING_PER_ADDRESS")]
+    pub max_pending_per_address: Option<usize>,
+
+    /// Most MCP sessions over HTTP (/mcp) open at once.
+    #[arg(long, env = "CODEBEAKER_MAX_MCP_SESSIONS", default_value_t = Limits::default().max_mcp_sessions)]
+    pub max_mcp_sessions: usize,
+
+    /// Most MCP sessions one tenant may hold [default: a quarter of --max-mcp-sessions].
+    #[arg(long, env = "CODEBEAKER_MAX_MCP_SESSIONS_PER_TENANT")]
+    pub max_mcp_sessions_per_tenant: Option<usize>,
+
+    /// Most MCP sessions one source address may hold [default: half of --max-mcp-sessions].
+    #[arg(long, env = "CODEBEAKER_MAX_MCP_SESSIONS_PER_ADDRESS")]
+    pub max_mcp_sessions_per_address: Option<usize>,
+
+    /// Seconds an MCP session over HTTP may go without a request before it ends (closing its sandbox sessions).
+    #[arg(long, env = "CODEBEAKER_MCP_SESSION_IDLE_SECS", default_value_t = Limits::default().mcp_session_idle.as_secs())]
+    pub mcp_session_idle_secs: u64,
+
+    /// Where session snapshots are kept (they survive restarts) [default: $XDG_DATA_HOME/codebeaker/snapshots, or ~/.local/share/codebeaker/snapshots].
+    #[arg(long, env = "CODEBEAKER_SNAPSHOT_DIR")]
+    pub snapshot_dir: Option<PathBuf>,
+
+    /// Most bytes of snapshots one tenant may keep, in MiB.
+    #[arg(long, env = "CODEBEAKER_SNAPSHOT_QUOTA_MB", default_value_t = codebeaker::snapshot::DEFAULT_SNAPSHOT_QUOTA / (1024 * 1024))]
+    pub snapshot_quota_mb: u64,
+
     /// Largest WebSocket message accepted, in bytes.
     #[arg(long, env = "CODEBEAKER_MAX_MESSAGE_BYTES", default_value_t = DEFAULT_MAX_MESSAGE_BYTES)]
     pub max_message_bytes: usize,
@@ -201,9 +270,9 @@ pub struct Cli {
     #[arg(long, env = "CODEBEAKER_MAX_IN_FLIGHT_BYTES", default_value_t = Limits::default().max_in_flight_bytes)]
     pub max_in_flight_bytes: usize,
 
-    /// Per-command timeout when neither the session nor the request sets one, in ms.
-    #[arg(long, env = "CODEBEAKER_COMMAND_TIMEOUT_MS", default_value_t = codebeaker::config::DEFAULT_COMMAND_TIMEOUT_MS)]
-    pub command_timeout_ms: u64,
+    /// Per-command timeout when neither the session nor the request sets one, in ms [default: 60000, or the policy file's default-command-timeout-ms].
+    #[arg(long, env = "CODEBEAKER_COMMAND_TIMEOUT_MS")]
+    pub command_timeout_ms: Option<u64>,
 
     /// Longest per-command timeout a request may ask for, in ms [default: 3600000, or the policy file's].
     #[arg(long, env = "CODEBEAKER_MAX_COMMAND_TIMEOUT_MS")]
@@ -233,15 +302,15 @@ pub struct Cli {
     #[arg(long, env = "CODEBEAKER_WORKSPACE_MB")]
     pub workspace_mb: Option<u64>,
 
-    /// Images a session may name in dockerImage besides the built-in ones, comma-separated.
+    /// Images a Docker session may name (backendOptions.docker.image) besides the built-in ones, comma-separated ([backends.docker] allowed-images).
     #[arg(long, env = "CODEBEAKER_ALLOWED_IMAGES", value_delimiter = ',')]
     pub allowed_images: Option<Vec<String>>,
 
-    /// Host paths a Deno session may be granted (allowRead/allowWrite), comma-separated [default: none].
+    /// Host paths a Deno session may be granted (allowRead/allowWrite), comma-separated ([backends.deno] grantable-paths) [default: none].
     #[arg(long, env = "CODEBEAKER_GRANTABLE_PATHS", value_delimiter = ',')]
     pub grantable_paths: Option<Vec<PathBuf>>,
 
-    /// Most sessions one tenant may hold at once [default: 100, or the policy file's].
+    /// Most sessions one tenant may hold at once [default: a quarter of --max-sessions, or the policy file's].
     #[arg(long, env = "CODEBEAKER_MAX_SESSIONS_PER_TENANT")]
     pub max_sessions_per_tenant: Option<usize>,
 
@@ -281,23 +350,38 @@ pub struct Cli {
     #[arg(long, env = "CODEBEAKER_OUTPUT_LIMIT_BYTES", default_value_t = codebeaker::backend::DEFAULT_OUTPUT_LIMIT)]
     pub output_limit_bytes: usize,
 
-    /// Backends to run, comma-separated (deno, docker). Default: Deno always, Docker when an engine answers.
+    /// Backends to run, comma-separated registered names (docker, deno). Default: each that can start.
     #[arg(long, env = "CODEBEAKER_BACKENDS", value_delimiter = ',')]
-    pub backends: Vec<BackendKind>,
+    pub backends: Vec<String>,
 
-    /// Started spare containers kept per Docker language (0 disables the warm pool).
+    /// Which backend serves a language when a session names none, as LANGUAGE=BACKEND, comma-separated or repeated
+    /// [default: python, javascript, go, csharp=docker; typescript=deno].
+    #[arg(long = "route", env = "CODEBEAKER_ROUTES", value_delimiter = ',', value_parser = parse_route)]
+    pub routes: Vec<Route>,
+
+    /// Started spare containers kept per Docker language at least (0 disables the warm pool).
+    #[cfg(feature = "docker")]
     #[arg(long, env = "CODEBEAKER_DOCKER_POOL_SIZE", default_value_t = 1)]
     pub docker_pool_size: usize,
 
+    /// Most spare containers per Docker language the warm pool grows to under demand
+    /// (it shrinks back to --docker-pool-size after a minute without takes).
+    #[cfg(feature = "docker")]
+    #[arg(long, env = "CODEBEAKER_DOCKER_POOL_MAX", default_value_t = DockerConfig::default().pool_max)]
+    pub docker_pool_max: usize,
+
     /// Ready Deno runtimes kept for new Deno sessions.
+    #[cfg(feature = "deno")]
     #[arg(long, env = "CODEBEAKER_DENO_POOL_SIZE", default_value_t = DenoConfig::default().pool_size)]
     pub deno_pool_size: usize,
 
     /// Directory holding Deno sessions' workspaces (default: codebeaker-deno in the temp dir).
+    #[cfg(feature = "deno")]
     #[arg(long, env = "CODEBEAKER_DENO_WORKSPACES")]
     pub deno_workspaces: Option<std::path::PathBuf>,
 
     /// Label owning this server's containers; leftovers with it are removed at start-up.
+    #[cfg(feature = "docker")]
     #[arg(long, env = "CODEBEAKER_DOCKER_OWNER", default_value = "codebeaker-server")]
     pub docker_owner: String,
 
@@ -311,6 +395,23 @@ pub struct Cli {
 }
 
 impl Cli {
+    /// The snapshot store `--snapshot-dir` and `--snapshot-quota-mb` describe.
+    fn snapshot_store(&self) -> Result<SnapshotStore, ConfigError> {
+        let dir = match &self.snapshot_dir {
+            Some(dir) => dir.clone(),
+            None => {
+                let data = std::env::var_os("XDG_DATA_HOME")
+                    .map(PathBuf::from)
+                    .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/share")))
+                    .unwrap_or_else(std::env::temp_dir);
+                data.join("codebeaker/snapshots")
+            }
+        };
+        let quota = self.snapshot_quota_mb.saturating_mul(1024 * 1024);
+        SnapshotStore::open(&dir, quota)
+            .map_err(|e| ConfigError::Flag(format!("--snapshot-dir {}: {}", dir.display(), e.message())))
+    }
+
     /// The server configuration these flags describe: reads `--policy` and `--api-keys`
     /// and validates the result.
     pub fn server_config(&self) -> Result<ServerConfig, ConfigError> {
@@ -321,6 +422,26 @@ impl Cli {
             Some(path) => ApiKeys::load(path)?,
             None => ApiKeys::none(),
         };
+        let limits = Limits {
+            max_connections: self.max_connections,
+            max_connections_per_tenant: self.max_connections_per_tenant,
+            max_connections_per_address: self.max_connections_per_address,
+            max_pending_connections: self.max_pending_connections,
+            max_pending_per_address: self.max_pending_per_address,
+            max_mcp_sessions: self.max_mcp_sessions,
+            max_mcp_sessions_per_tenant: self.max_mcp_sessions_per_tenant,
+            max_mcp_sessions_per_address: self.max_mcp_sessions_per_address,
+            mcp_session_idle: Duration::from_secs(self.mcp_session_idle_secs),
+            max_message_bytes: self.max_message_bytes,
+            max_batch: self.max_batch,
+            max_in_flight: self.max_in_flight,
+            max_in_flight_bytes: self.max_in_flight_bytes,
+            shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
+            max_outbound_bytes: self.max_outbound_bytes,
+            connection_idle: Duration::from_secs(self.connection_idle_secs),
+            ..Limits::default()
+        };
+        limits.validate().map_err(ConfigError::Flag)?;
         Ok(ServerConfig {
             listen: self.listen,
             token: self.token.clone().filter(|t| !t.is_empty()),
@@ -331,24 +452,15 @@ impl Cli {
                 .map(|o| o.trim().to_owned())
                 .filter(|o| !o.is_empty())
                 .collect(),
-            limits: Limits {
-                max_connections: self.max_connections,
-                max_message_bytes: self.max_message_bytes,
-                max_batch: self.max_batch,
-                max_in_flight: self.max_in_flight,
-                max_in_flight_bytes: self.max_in_flight_bytes,
-                shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
-                max_outbound_bytes: self.max_outbound_bytes,
-                connection_idle: Duration::from_secs(self.connection_idle_secs),
-                ..Limits::default()
-            },
+            limits,
             manager: ManagerConfig {
                 max_sessions: self.max_sessions,
                 output_limit: self.output_limit_bytes,
                 policy: self.policy()?,
+                routes: self.routes(),
+                snapshots: Some(self.snapshot_store()?),
                 ..ManagerConfig::default()
             },
-            command_timeout: Duration::from_millis(self.command_timeout_ms),
             metrics_token: self.metrics_token.clone().filter(|t| !t.is_empty()),
             rate_limit: self.rate.rate().map_err(|e| ConfigError::Flag(e.to_string()))?,
             audit_log: self.audit.audit_log.clone(),
@@ -371,11 +483,24 @@ impl Cli {
         set(&mut policy.cpus, &self.cpus);
         set(&mut policy.max_lifetime_minutes, &self.max_lifetime_minutes);
         set(&mut policy.max_idle_minutes, &self.max_idle_minutes);
+        set(&mut policy.default_command_timeout_ms, &self.command_timeout_ms);
         set(&mut policy.max_command_timeout_ms, &self.max_command_timeout_ms);
         set(&mut policy.workspace_mb, &self.workspace_mb);
-        set(&mut policy.allowed_images, &self.allowed_images);
-        set(&mut policy.grantable_paths, &self.grantable_paths);
-        set(&mut policy.max_sessions_per_tenant, &self.max_sessions_per_tenant);
+        let mut table = |backend: &str, key: &str, value: serde_json::Value| {
+            let section = policy.backends.entry(backend.to_owned()).or_insert_with(|| serde_json::json!({}));
+            if let Some(section) = section.as_object_mut() {
+                section.insert(key.to_owned(), value);
+            }
+        };
+        if let Some(images) = &self.allowed_images {
+            table("docker", "allowed-images", serde_json::json!(images));
+        }
+        if let Some(paths) = &self.grantable_paths {
+            table("deno", "grantable-paths", serde_json::json!(paths));
+        }
+        if self.max_sessions_per_tenant.is_some() {
+            policy.max_sessions_per_tenant = self.max_sessions_per_tenant;
+        }
         set(&mut policy.net.allowed_hosts, &self.allowed_hosts);
         set(&mut policy.net.allowed_private, &self.allowed_private);
         if self.ca_bundle.is_some() {
@@ -385,12 +510,6 @@ impl Cli {
             policy.net.egress = false;
         }
         policy.validate().map_err(ConfigError::Policy)?;
-        if self.command_timeout_ms == 0 || self.command_timeout_ms > policy.max_command_timeout_ms {
-            return Err(ConfigError::Flag(format!(
-                "command-timeout-ms must be between 1 and max-command-timeout-ms ({}), got {}",
-                policy.max_command_timeout_ms, self.command_timeout_ms
-            )));
-        }
         if let Some(bundle) = &policy.net.ca_bundle {
             if !bundle.is_file() {
                 return Err(ConfigError::Flag(format!("ca-bundle {} is not a readable file", bundle.display())));
@@ -399,20 +518,36 @@ impl Cli {
         Ok(policy)
     }
 
+    /// The routing table: the defaults, with each `--route` applied.
+    pub fn routes(&self) -> codebeaker::Routes {
+        let mut routes = codebeaker::Routes::default();
+        for route in &self.routes {
+            routes.set(route.language, route.backend.clone());
+        }
+        routes
+    }
+
     /// The backends these flags select.
     ///
-    /// `policy` is the operator's policy the server config resolved: the Docker backend
-    /// starts its warm spares under it, so they match the sessions it serves.
+    /// `policy` is the operator's policy the server config resolved: each backend reads
+    /// its table from it, and the Docker backend starts its warm spares under it, so they
+    /// match the sessions it serves.
     pub fn backend_options(&self, policy: &Policy) -> BackendOptions {
-        let mut docker = DockerConfig::default().with_owner(self.docker_owner.clone()).with_policy(policy.clone());
-        docker.pool_size = DOCKER_LANGUAGES.iter().map(|&l: &Language| (l, self.docker_pool_size)).collect();
         BackendOptions {
             choice: if self.backends.is_empty() {
                 BackendChoice::Auto
             } else {
-                BackendChoice::Only(self.backends.clone())
+                BackendChoice::Only(self.backends.iter().map(|name| name.trim().to_owned()).collect())
             },
-            docker,
+            policy: policy.clone(),
+            #[cfg(feature = "docker")]
+            docker: {
+                let mut docker = DockerConfig::default().with_owner(self.docker_owner.clone());
+                docker.pool_size = DOCKER_LANGUAGES.iter().map(|&l| (l, self.docker_pool_size)).collect();
+                docker.pool_max = self.docker_pool_max;
+                docker
+            },
+            #[cfg(feature = "deno")]
             deno: DenoConfig {
                 pool_size: self.deno_pool_size,
                 workspace_root: self.deno_workspaces.clone().unwrap_or_else(|| DenoConfig::default().workspace_root),
@@ -420,6 +555,10 @@ impl Cli {
             },
         }
     }
+}
+
+fn parse_route(text: &str) -> Result<Route, String> {
+    text.parse().map_err(|e: codebeaker::Error| e.to_string())
 }
 
 #[cfg(test)]
@@ -433,7 +572,7 @@ mod tests {
         assert_eq!(config.listen.to_string(), "127.0.0.1:5000");
         assert_eq!(config.manager.policy, Policy::default());
         assert_eq!(config.limits, Limits::default());
-        assert_eq!(config.command_timeout, Duration::from_secs(60));
+        assert_eq!(config.manager.policy.default_command_timeout(), Duration::from_secs(60));
         assert_eq!(config.token, None);
         assert_eq!(cli.backend_options(&Policy::default()).choice, BackendChoice::Auto);
     }
@@ -454,11 +593,42 @@ mod tests {
         .unwrap();
         assert_eq!(
             cli.backend_options(&Policy::default()).choice,
-            BackendChoice::Only(vec![BackendKind::Deno, BackendKind::Docker])
+            BackendChoice::Only(vec!["deno".into(), "docker".into()])
         );
-        assert_eq!(cli.server_config().unwrap().manager.max_sessions, 3);
+        let config = cli.server_config().unwrap();
+        assert_eq!(config.manager.max_sessions, 3);
+        // A tenant's share of the global session cap, unless set.
+        assert_eq!(config.manager.policy.sessions_per_tenant(3), 1);
+        let shares = Cli::try_parse_from([
+            "codebeaker-server",
+            "--max-connections",
+            "40",
+            "--max-connections-per-address",
+            "5",
+            "--max-mcp-sessions-per-tenant",
+            "3",
+        ])
+        .unwrap()
+        .server_config()
+        .unwrap();
+        let connections = shares.limits.connection_caps();
+        assert_eq!((connections.per_tenant, connections.per_address), (10, 5));
+        assert_eq!(shares.limits.mcp_session_caps().per_tenant, 3);
+        let zero = Cli::try_parse_from(["codebeaker-server", "--max-mcp-sessions-per-address", "0"]).unwrap();
+        assert!(zero.server_config().unwrap_err().to_string().contains("max-mcp-sessions-per-address"));
         assert_eq!(cli.log_format, LogFormat::Json);
-        assert!(Cli::try_parse_from(["codebeaker-server", "--backends", "lxc"]).is_err());
+        assert!(Cli::try_parse_from(["codebeaker-server", "--route", "javascript"]).is_err());
+    }
+
+    #[test]
+    fn routes_override_the_defaults() {
+        let cli =
+            Cli::try_parse_from(["codebeaker-server", "--route", "javascript=deno,ts=deno", "--route", "go=other"])
+                .unwrap();
+        let routes = cli.server_config().unwrap().manager.routes;
+        assert_eq!(routes.get(codebeaker::Language::JavaScript), Some("deno"));
+        assert_eq!(routes.get(codebeaker::Language::Go), Some("other"));
+        assert_eq!(routes.get(codebeaker::Language::Python), Some("docker"));
     }
 
     fn policy_of(args: &[&str]) -> Result<Policy, ConfigError> {
@@ -479,10 +649,18 @@ mod tests {
         let path = file.to_str().unwrap();
         let policy = policy_of(&["--policy", path, "--cpus", "2", "--no-egress"]).unwrap();
         assert_eq!((policy.max_memory_mb, policy.cpus), (1024, 2.0));
-        assert_eq!(policy.grantable_paths, [PathBuf::from("/srv/data")]);
+        // The earlier top-level key lands in the Deno backend's table.
+        assert_eq!(policy.backends["deno"], serde_json::json!({"grantable-paths": ["/srv/data"]}));
         assert_eq!((policy.net.egress, policy.net.allowed_private.len()), (false, 1));
         let flags = policy_of(&["--max-memory-mb", "4096", "--allowed-images", "a:1,b:2"]).unwrap();
-        assert_eq!((flags.max_memory_mb, flags.allowed_images.len()), (4096, 2));
+        assert_eq!(flags.max_memory_mb, 4096);
+        assert_eq!(flags.backends["docker"], serde_json::json!({"allowed-images": ["a:1", "b:2"]}));
+        std::fs::write(&file, "[backends.docker]\nallowed-images = [\"x:1\"]\n").unwrap();
+        let tables = policy_of(&["--policy", path]).unwrap();
+        assert_eq!(tables.backends["docker"], serde_json::json!({"allowed-images": ["x:1"]}));
+        std::fs::write(&file, "allowed-images = [\"y\"]\n[backends.docker]\nallowed-images = [\"x:1\"]\n").unwrap();
+        let twice = policy_of(&["--policy", path]).unwrap_err().to_string();
+        assert!(twice.contains("allowed-images") && twice.contains("backends.docker"), "{twice}");
     }
 
     #[test]

@@ -21,7 +21,7 @@ use std::time::Duration;
 use axum::extract::ws::{close_code, Message, Utf8Bytes, WebSocket};
 use futures::{FutureExt as _, SinkExt as _, StreamExt as _};
 use serde_json::Value;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info_span, Instrument as _};
@@ -29,6 +29,7 @@ use tracing::{debug, info_span, Instrument as _};
 use crate::api::Caller;
 use crate::metrics::RefusalKind;
 use crate::outbox::{self, Outbox, Outgoing};
+use crate::processes::{Attachments, Peer};
 use crate::rpc::{self, Incoming, Response, RpcError};
 use crate::server::Shared;
 
@@ -46,6 +47,15 @@ struct Connection {
     in_flight_kib: Arc<Semaphore>,
     /// Cancelled when the connection has ended: requests still waiting are dropped.
     ended: CancellationToken,
+    /// The processes whose output this connection receives.
+    attachments: Attachments,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        // A process outlives its connection; the forwarding to it does not.
+        self.attachments.end_all();
+    }
 }
 
 /// The places one frame's requests hold until they are answered.
@@ -98,6 +108,7 @@ pub(crate) async fn serve(ws: WebSocket, shared: Arc<Shared>, caller: Caller, sh
         in_flight: Arc::new(Semaphore::new(max_in_flight)),
         in_flight_kib: Arc::new(Semaphore::new(kib(budget))),
         ended: CancellationToken::new(),
+        attachments: Attachments::default(),
     };
     let _end_requests = connection.ended.clone().drop_guard();
     let outbox = &connection.outbox;
@@ -266,6 +277,13 @@ impl Connection {
         Ok(InFlight { _requests: requests, _kib: kib })
     }
 
+    /// What a request gets of this connection, and the sender to fire once its
+    /// response is queued.
+    fn peer(&self) -> (oneshot::Sender<()>, Peer) {
+        let (sent, answered) = oneshot::channel();
+        (sent, Peer { outbox: self.outbox.clone(), attachments: self.attachments.clone(), answered })
+    }
+
     /// Parses one text frame and starts its requests.
     async fn handle_text(&self, text: Utf8Bytes) {
         let text = text.as_str();
@@ -290,7 +308,8 @@ impl Connection {
                 };
                 let id = request.id.clone();
                 let span = request_span(&request);
-                let reply = span.in_scope(|| self.shared.methods.call(request, &self.caller, &self.outbox));
+                let (answered, peer) = self.peer();
+                let reply = span.in_scope(|| self.shared.methods.call(request, &self.caller, peer));
                 let (outbox, ended) = (self.outbox.clone(), self.ended.clone());
                 tokio::spawn(
                     async move {
@@ -301,6 +320,7 @@ impl Connection {
                             }
                             _ => {}
                         }
+                        let _ = answered.send(());
                         drop(permit);
                     }
                     .instrument(span),
@@ -324,6 +344,7 @@ impl Connection {
                     }
                 };
                 // Started in order (tickets are taken now), answered together.
+                let mut answered = Vec::new();
                 let replies: Vec<_> = items
                     .into_iter()
                     .map(|item| -> futures::future::BoxFuture<'static, Option<Response>> {
@@ -332,8 +353,9 @@ impl Connection {
                             Ok(request) => {
                                 let id = request.id.clone();
                                 let span = request_span(&request);
-                                let reply =
-                                    span.in_scope(|| self.shared.methods.call(request, &self.caller, &self.outbox));
+                                let (sent, peer) = self.peer();
+                                answered.push(sent);
+                                let reply = span.in_scope(|| self.shared.methods.call(request, &self.caller, peer));
                                 Box::pin(
                                     async move {
                                         let outcome = reply.await;
@@ -356,6 +378,9 @@ impl Connection {
                         // A batch of notifications only is answered with nothing at all.
                         if !responses.is_empty() && !outbox.is_gone() {
                             outbox.send_text(rpc::to_text(&responses)).await;
+                        }
+                        for sent in answered {
+                            let _ = sent.send(());
                         }
                         drop(permit);
                     }

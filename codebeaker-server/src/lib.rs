@@ -15,13 +15,16 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Modules, in the order a request meets them: [`server`] (accept loop, limits on
-//! sockets, hyper's HTTP/1), [`routes`] (the axum router: health, upgrade), [`access`]
+//! Modules, in the order a request meets them: [`server`] (accept loop, hyper's HTTP/1)
+//! with `pending` (sockets not let in yet: capped per address, evicted oldest first),
+//! [`routes`] (the axum router: health, upgrade), [`access`]
 //! (browser origins, tokens and tenants), `connection` (read loop, writer, in-flight
 //! caps, idle timeout) with `outbox` (bounded response bytes), [`rpc`] (JSON-RPC parsing
-//! and error codes), `methods` (the five methods) over [`api`] (the typed operations
-//! every transport calls), and [`shutdown`]. [`limits`] holds every bound of the server
-//! in one place; the operator's caps on sessions are the [`codebeaker::Policy`] that
+//! and error codes), `methods` (the five methods, their params and replies typed in
+//! [`protocol`], whose JSON Schema [`schema`] generates) over [`api`] (the typed
+//! operations every transport calls), and [`shutdown`]. [`limits`] holds every bound of the server
+//! in one place, [`shares`] the global, per-tenant and per-address caps of connections
+//! and MCP sessions; the operator's caps on sessions are the [`codebeaker::Policy`] that
 //! [`config`] reads.
 
 #![warn(missing_docs)]
@@ -32,21 +35,29 @@ pub mod audit;
 pub mod backends;
 pub mod config;
 mod connection;
+pub mod error_codes;
+pub mod files_http;
+pub mod lifecycle;
 pub mod limits;
 pub mod logging;
 pub mod mcp;
 mod methods;
 pub mod metrics;
 mod outbox;
+mod pending;
+pub mod processes;
+pub mod protocol;
 pub mod rate;
 pub mod routes;
 pub mod rpc;
+pub mod schema;
 pub mod server;
+pub mod shares;
 pub mod shutdown;
 
 pub use access::{Access, ApiKeys};
 pub use api::{Api, ApiError, Caller, Health, HealthStatus};
-pub use backends::{BackendChoice, BackendKind, BackendOptions, Backends};
+pub use backends::{BackendChoice, BackendOptions, Backends};
 pub use config::{Cli, ConfigError, ServerConfig};
 pub use limits::Limits;
 pub use routes::{HEALTH_PATH, WS_PATH};

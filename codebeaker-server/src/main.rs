@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
     // Deno sessions run in worker processes that are this executable started again.
+    #[cfg(feature = "deno")]
     codebeaker_deno::run_worker_if_requested();
     serve()
 }
@@ -34,6 +35,12 @@ async fn serve() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // A route to a running backend that does not run the language would never apply.
+    if let Err(error) = config.manager.routes.check(&backends.enabled) {
+        tracing::error!(%error, "invalid configuration");
+        eprintln!("codebeaker-server: {error}");
+        return ExitCode::FAILURE;
+    }
     if cli.mode == Mode::Mcp {
         return serve_mcp_stdio(Services::start(&config, backends)).await;
     }

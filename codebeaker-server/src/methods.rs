@@ -1,4 +1,5 @@
-//! The five methods of the protocol, dispatched by name onto the typed [`Api`].
+//! The methods of the protocol, dispatched by name onto the typed [`Api`] (the
+//! `process.*` ones by [`crate::processes`]).
 //!
 //! [`Methods::call`] is split in two on purpose. Its synchronous part runs in the
 //! connection's read loop, in arrival order: it checks the params and, for
@@ -9,15 +10,20 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use codebeaker::{Command, Language, OutputSink, SessionConfig};
+use codebeaker::{OutputSink, SessionConfig};
 use futures::future::BoxFuture;
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde::Serialize;
+use serde_json::{json, Value};
 
 use crate::api::{Api, ApiError, Caller};
+use crate::lifecycle;
 use crate::metrics::{Metrics, RefusalKind};
 use crate::outbox::Outbox;
+use crate::processes::{self, Peer};
+use crate::protocol::{
+    CloseParams, ExecuteParams, ListParams, OutputNotification, RunParams, SessionClosed, SessionCreated, SessionList,
+};
 use crate::rpc::{self, Request, RpcError, METHOD_NOT_FOUND};
 
 /// What a method eventually answers.
@@ -29,67 +35,40 @@ pub(crate) struct Methods {
     metrics: Arc<Metrics>,
 }
 
-/// `session.execute` params.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct ExecuteParams {
-    session_id: String,
-    command: Command,
-    #[serde(default)]
-    timeout_ms: Option<u64>,
-    #[serde(default)]
-    stream: bool,
-}
-
-/// `session.close` params.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct CloseParams {
-    session_id: String,
-}
-
-/// `execution.run` params.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct RunParams {
-    language: Language,
-    code: String,
-    #[serde(default)]
-    timeout_ms: Option<u64>,
-}
-
-/// `session.list` takes no params; anything named is a mistake worth reporting.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ListParams {}
-
 impl Methods {
     pub(crate) fn new(api: Api, metrics: Arc<Metrics>) -> Self {
         Methods { api, metrics }
     }
 
-    /// Starts handling `request` for `caller` (see the module docs); `outbox` receives
-    /// the `session.output` notifications of a streamed command.
-    pub(crate) fn call(&self, request: Request, caller: &Caller, outbox: &Outbox) -> Reply {
-        // Every request counts against the rate, each one of a batch too; a connection is
-        // told apart by its peer address.
-        let connection = caller.remote.map(|addr| addr.to_string()).unwrap_or_default();
-        if let Err(limited) = self.api.admit(caller, &connection, &request.method) {
+    /// Starts handling `request` for `caller` (see the module docs); `peer` is the
+    /// connection it came on: its outbox receives the `session.output` notifications of
+    /// a streamed command and the output of the processes it attaches to.
+    pub(crate) fn call(&self, request: Request, caller: &Caller, peer: Peer) -> Reply {
+        // Every request counts against the rate, each one of a batch too.
+        if let Err(limited) = self.api.admit(caller, &request.method) {
             return Box::pin(futures::future::ready(Err(limited.into())));
         }
         let metrics = self.metrics.clone();
         let started = match request.method.as_str() {
             "session.create" => self.create(request.params, caller),
-            "session.execute" => self.execute(request.params, request.id, caller, outbox),
+            "session.execute" => self.execute(request.params, request.id, caller, &peer.outbox),
             "session.list" => self.list(request.params, caller),
             "session.close" => self.close(request.params, caller),
             "execution.run" => self.run(request.params, caller),
+            method if processes::METHODS.contains(&method) => {
+                processes::call(&self.api, method, request.params, caller, peer)
+            }
+            method if lifecycle::METHODS.contains(&method) => {
+                lifecycle::call(&self.api, method, request.params, caller)
+            }
             other => Err(RpcError::new(
                 METHOD_NOT_FOUND,
                 format!(
                     "no method {:?}; the methods are session.create, session.execute, session.list, \
-                     session.close and execution.run",
-                    other.chars().take(64).collect::<String>()
+                     session.close, execution.run, {} and {}",
+                    other.chars().take(64).collect::<String>(),
+                    lifecycle::METHODS.join(", "),
+                    processes::METHODS.join(", ")
                 ),
             )),
         };
@@ -105,35 +84,16 @@ impl Methods {
     }
 
     fn create(&self, params: Option<Value>, caller: &Caller) -> Result<Reply, RpcError> {
-        let mut object = match params {
+        let object = match params {
             Some(Value::Object(object)) => object,
             Some(_) => return Err(by_name_only()),
             None => return Err(RpcError::invalid_params("session.create needs params with at least a language")),
         };
-        // The server's default command timeout applies unless the client chose one.
-        object.entry("defaultTimeoutMs").or_insert_with(|| json!(millis(self.api.command_timeout())));
+        // Without `defaultTimeoutMs` the manager applies the operator's default.
         let config: SessionConfig =
             serde_json::from_value(Value::Object(object)).map_err(|e| RpcError::invalid_params(e.to_string()))?;
         let (api, caller) = (self.api.clone(), caller.clone());
-        Ok(Box::pin(async move {
-            let info = api.create(&caller, config).await?;
-            let mut config = serde_json::to_value(&info.config).map_err(internal)?;
-            if let Some(object) = config.as_object_mut() {
-                object.remove("language");
-                // Permissions are a Deno setting; other sessions would only show defaults.
-                if info.language != Language::Deno {
-                    object.remove("permissions");
-                }
-            }
-            Ok(json!({
-                "sessionId": info.session_id,
-                "containerId": info.container_id,
-                "language": info.language,
-                "createdAt": info.created_at,
-                "state": info.state,
-                "config": config,
-            }))
-        }))
+        Ok(Box::pin(async move { reply(&SessionCreated::from(&api.create(&caller, config).await?)) }))
     }
 
     fn execute(
@@ -143,13 +103,28 @@ impl Methods {
         caller: &Caller,
         outbox: &Outbox,
     ) -> Result<Reply, RpcError> {
+        let asked = |name: &str| params.as_ref().and_then(|p| p.get(name));
+        let kinds = asked("errorKinds").and_then(Value::as_bool).unwrap_or(false);
+        let answer = move |outcome: codebeaker::CommandOutcome| match kinds {
+            true => reply(&outcome.with_kinds()),
+            false => reply(&outcome),
+        };
+        // A path out of the workspace fails the command (`success: false`), as the
+        // protocol has it, in a session the caller may see; every other defect of the
+        // params is -32602 below.
+        if let Some(refused) = asked("command").and_then(codebeaker::command::refused_path) {
+            let session_id = asked("sessionId").and_then(Value::as_str).unwrap_or_default();
+            self.api.manager().info_as(caller.tenant.as_deref(), session_id)?;
+            let outcome = codebeaker::CommandOutcome::from_result(Err(refused), 0);
+            return Ok(Box::pin(futures::future::ready(answer(outcome))));
+        }
         let params: ExecuteParams = by_name(params)?;
         let timeout = params.timeout_ms.map(Duration::from_millis);
         // A notification has no id for its output to refer to, so it is not streamed.
         let streaming = params.stream.then_some(id).flatten();
         let Some(request_id) = streaming else {
             let run = self.api.execute(caller, &params.session_id, params.command, timeout, None);
-            return Ok(Box::pin(async move { Ok(run.await?.to_json()) }));
+            return Ok(Box::pin(async move { answer(run.await?) }));
         };
         let (sink, mut chunks) = OutputSink::channel();
         // Dropping this reply gives up a command still waiting for its turn; one already
@@ -158,14 +133,8 @@ impl Methods {
         let outbox = outbox.clone();
         let session_id = params.session_id;
         Ok(Box::pin(async move {
-            let notify = |chunk: codebeaker::OutputChunk| {
-                let mut params = Map::with_capacity(4);
-                params.insert("sessionId".into(), session_id.clone().into());
-                params.insert("requestId".into(), request_id.clone());
-                params.insert("stream".into(), serde_json::to_value(chunk.stream).unwrap_or(Value::Null));
-                params.insert("data".into(), chunk.data.into());
-                rpc::notification("session.output", params)
-            };
+            let notify =
+                |chunk| rpc::notification("session.output", &OutputNotification::new(&session_id, &request_id, chunk));
             tokio::pin!(run);
             let outcome = loop {
                 tokio::select! {
@@ -181,7 +150,7 @@ impl Methods {
             while let Ok(chunk) = chunks.try_recv() {
                 outbox.send_text(notify(chunk)).await;
             }
-            Ok(outcome?.to_json())
+            answer(outcome?)
         }))
     }
 
@@ -193,9 +162,8 @@ impl Methods {
                 by_name::<ListParams>(Some(params))?;
             }
         }
-        let sessions = self.api.list(caller);
-        let result = json!({"count": sessions.len(), "sessions": sessions});
-        Ok(Box::pin(futures::future::ready(Ok(result))))
+        let result = reply(&SessionList::from(self.api.list(caller)));
+        Ok(Box::pin(futures::future::ready(result)))
     }
 
     fn close(&self, params: Option<Value>, caller: &Caller) -> Result<Reply, RpcError> {
@@ -203,16 +171,19 @@ impl Methods {
         let (api, caller) = (self.api.clone(), caller.clone());
         Ok(Box::pin(async move {
             api.close(&caller, &session_id).await?;
-            Ok(json!({"sessionId": session_id, "closed": true}))
+            reply(&SessionClosed::new(session_id))
         }))
     }
 
     fn run(&self, params: Option<Value>, caller: &Caller) -> Result<Reply, RpcError> {
-        let RunParams { language, code, timeout_ms } = by_name(params)?;
+        let RunParams { language, backend, code, timeout_ms } = by_name(params)?;
+        // The same rules as session.create: `deno` is typescript on the deno backend.
+        let config: SessionConfig = serde_json::from_value(json!({"language": language, "backend": backend}))
+            .map_err(|e| RpcError::invalid_params(e.to_string()))?;
         let (api, caller) = (self.api.clone(), caller.clone());
-        Ok(Box::pin(async move {
-            Ok(api.run(&caller, language, code, timeout_ms.map(Duration::from_millis)).await?.to_json())
-        }))
+        Ok(Box::pin(
+            async move { reply(&api.run(&caller, config, code, timeout_ms.map(Duration::from_millis)).await?) },
+        ))
     }
 }
 
@@ -226,7 +197,7 @@ impl From<ApiError> for RpcError {
 }
 
 /// Deserializes by-name params; serde's message names the field and the expected type.
-fn by_name<T: DeserializeOwned>(params: Option<Value>) -> Result<T, RpcError> {
+pub(crate) fn by_name<T: DeserializeOwned>(params: Option<Value>) -> Result<T, RpcError> {
     match params {
         Some(Value::Object(object)) => {
             serde_json::from_value(Value::Object(object)).map_err(|e| RpcError::invalid_params(e.to_string()))
@@ -240,10 +211,7 @@ fn by_name_only() -> RpcError {
     RpcError::invalid_params("params must be an object (by-name); positional params are not supported")
 }
 
-fn internal(error: impl std::fmt::Display) -> RpcError {
-    RpcError::new(rpc::INTERNAL_ERROR, error.to_string())
-}
-
-fn millis(duration: Duration) -> u64 {
-    duration.as_millis().try_into().unwrap_or(u64::MAX)
+/// A method's typed reply as the response's `result`.
+pub(crate) fn reply(result: &impl Serialize) -> Result<Value, RpcError> {
+    serde_json::to_value(result).map_err(|error| RpcError::new(rpc::INTERNAL_ERROR, error.to_string()))
 }

@@ -14,12 +14,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use codebeaker::{CloseReason, CommandOutcome, Error, SessionInfo, SessionManager, SessionObserver};
+use codebeaker::{CloseReason, CommandOutcome, Error, ErrorKind, SessionInfo, SessionManager, SessionObserver};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -91,18 +91,25 @@ pub enum RefusalKind {
     Limit,
     /// The caller's request rate is over `--rate-limit`.
     Rate,
+    /// A `Host` a loopback server does not answer (DNS rebinding).
+    Host,
 }
 
 impl RefusalKind {
-    /// The label value (`auth`, `origin`, `limit`, `rate`).
+    /// The label value (`auth`, `origin`, `limit`, `rate`, `host`).
     pub fn as_str(self) -> &'static str {
         match self {
             RefusalKind::Auth => "auth",
             RefusalKind::Origin => "origin",
             RefusalKind::Limit => "limit",
             RefusalKind::Rate => "rate",
+            RefusalKind::Host => "host",
         }
     }
+
+    /// Every reason, in label order.
+    const ALL: [RefusalKind; 5] =
+        [RefusalKind::Auth, RefusalKind::Origin, RefusalKind::Limit, RefusalKind::Rate, RefusalKind::Host];
 }
 
 /// A transport clients connect over.
@@ -208,7 +215,7 @@ impl Metrics {
         let refused = Family::default();
         registry.register(
             "requests_refused",
-            "Requests refused before reaching a session, by reason (auth, origin, limit, rate)",
+            "Requests refused before reaching a session, by reason (auth, origin, limit, rate, host)",
             Family::clone(&refused),
         );
         let egress_refused = Family::default();
@@ -245,7 +252,7 @@ impl Metrics {
             audit_write_errors,
         };
         // Every refusal reason shows from the start, so a scraper sees zeros, not gaps.
-        for reason in [RefusalKind::Auth, RefusalKind::Origin, RefusalKind::Limit, RefusalKind::Rate] {
+        for reason in RefusalKind::ALL {
             let _ = metrics.refused.get_or_create(&RefusedLabels { reason: reason.as_str().into() });
         }
         for transport in [Transport::WebSocket, Transport::Mcp] {
@@ -302,8 +309,9 @@ struct Endpoint {
     manager: SessionManager,
 }
 
-/// `GET /metrics` behind `access` (origin check, and the metrics token when there is one:
-/// scrapers need no tenant key).
+/// `GET /metrics` behind `access` (host and origin checks, and the metrics token when
+/// there is one: scrapers need no tenant key). Each answer closes its connection: a
+/// scraper reconnects at its next scrape, and no socket lingers between scrapes.
 pub fn router(metrics: Arc<Metrics>, manager: SessionManager, access: Arc<crate::access::Access>) -> Router {
     Router::new()
         .route(METRICS_PATH, get(scrape))
@@ -319,24 +327,20 @@ async fn scrape(State(endpoint): State<Endpoint>) -> Response {
     }
     let mut response = endpoint.metrics.render().into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+    response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
     response
 }
 
-/// A layer over every HTTP route that counts refused requests by their status: 401 is
-/// `auth`, 403 `origin` (only the access guard answers with these). Rate refusals are
-/// counted by the rate limiter itself.
+/// A layer over every HTTP route that counts refused requests by the [`RefusalKind`] their
+/// response carries (the access guard's and the MCP session caps' refusals carry one).
+/// Rate refusals are counted by the rate limiter itself.
 pub fn count_refusals(router: Router, metrics: Arc<Metrics>) -> Router {
     router.layer(middleware::from_fn_with_state(metrics, refusal_counter))
 }
 
 async fn refusal_counter(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
     let response = next.run(request).await;
-    let kind = match response.status() {
-        StatusCode::UNAUTHORIZED => Some(RefusalKind::Auth),
-        StatusCode::FORBIDDEN => Some(RefusalKind::Origin),
-        _ => None,
-    };
-    if let Some(kind) = kind {
+    if let Some(&kind) = response.extensions().get::<RefusalKind>() {
         metrics.refused(kind);
     }
     response
@@ -357,14 +361,14 @@ impl Drop for ConnectionGuard {
 }
 
 fn session_labels(session: &SessionInfo) -> SessionLabels {
-    SessionLabels { backend: session.backend.into(), language: session.language.as_str().into() }
+    SessionLabels { backend: session.backend.clone(), language: session.language.as_str().into() }
 }
 
 /// `ok`, `timeout` or `error`.
 fn outcome_label(outcome: &CommandOutcome) -> &'static str {
     match &outcome.error {
         None if outcome.success => "ok",
-        Some(Error::TimedOut(_)) => "timeout",
+        Some(error) if error.kind() == ErrorKind::TimedOut => "timeout",
         _ => "error",
     }
 }
@@ -391,15 +395,15 @@ impl SessionObserver for Metrics {
     fn command_finished(&self, session: &SessionInfo, kind: &str, outcome: &CommandOutcome, elapsed: Duration) {
         let labels = CommandLabels {
             command: kind.into(),
-            backend: session.backend.into(),
+            backend: session.backend.clone(),
             outcome: outcome_label(outcome).into(),
         };
         self.commands.get_or_create(&labels).inc();
         let refused = outcome.usage().map_or(0, |usage| usage.egress_refused);
         if refused > 0 {
-            self.egress_refused.get_or_create(&BackendLabels { backend: session.backend.into() }).inc_by(refused);
+            self.egress_refused.get_or_create(&BackendLabels { backend: session.backend.clone() }).inc_by(refused);
         }
-        let duration = DurationLabels { command: kind.into(), backend: session.backend.into() };
+        let duration = DurationLabels { command: kind.into(), backend: session.backend.clone() };
         self.command_duration.get_or_create(&duration).observe(elapsed.as_secs_f64());
     }
 }

@@ -1,13 +1,15 @@
 //! Request rate limiting (`--rate-limit REQUESTS_PER_SEC`, `--rate-burst N`) with
-//! `governor`'s GCRA, keyed per tenant, or per connection when the server has no
-//! tenants (no token, or a single shared `--token`), so one client cannot starve the
-//! others by flooding.
+//! `governor`'s GCRA, keyed by who asks ([`RateKey::of`]): a tenant, the `--token` holder
+//! (one key, whatever connection it uses), or, on a server without auth, the source
+//! address. No key is a connection: reconnecting never refills a budget, so one client
+//! cannot starve the others by flooding.
 //!
 //! Every request counts once: each JSON-RPC request (each element of a batch), each MCP
 //! message. A refused JSON-RPC request is answered with `-32002` whose data names the
 //! rate; an MCP/HTTP request with `429 Too Many Requests` and `Retry-After`. Nothing is
 //! queued: a refused request costs the server only the check.
 
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -16,6 +18,9 @@ use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use prometheus_client::metrics::counter::Counter;
 
+use crate::api::Caller;
+use crate::shares::client_address;
+
 /// How often (in checks) keys that are back at a full burst are forgotten, so a stream
 /// of one-off connections cannot grow the limiter's map without bound.
 const PRUNE_EVERY: u64 = 4096;
@@ -23,7 +28,7 @@ const PRUNE_EVERY: u64 = 4096;
 /// The `--rate-limit` / `--rate-burst` flags.
 #[derive(Debug, Clone, Default, PartialEq, clap::Args)]
 pub struct RateArgs {
-    /// Requests per second allowed per tenant (per connection without tenants); off when unset.
+    /// Requests per second allowed per tenant (per address without auth); off when unset.
     #[arg(long = "rate-limit", env = "CODEBEAKER_RATE_LIMIT", value_name = "REQUESTS_PER_SEC")]
     pub rate_limit: Option<f64>,
 
@@ -69,8 +74,24 @@ impl std::fmt::Display for Rate {
 pub enum RateKey {
     /// An authenticated tenant (all its connections together).
     Tenant(String),
-    /// One connection (or one remote address for plain HTTP) of a server without tenants.
-    Connection(String),
+    /// The holder of the single `--token` (all its connections together).
+    Operator,
+    /// A source address of a server without auth (all its connections together; an IPv6
+    /// client is its /64, see [`client_address`]).
+    Address(IpAddr),
+}
+
+impl RateKey {
+    /// The key of `caller`: its tenant; else the `--token` holder if it authenticated;
+    /// else its address (without auth every client is the operator, and the address is
+    /// all that tells clients apart). A caller with neither (stdio) is the operator.
+    pub fn of(caller: &Caller) -> RateKey {
+        match (&caller.tenant, caller.authenticated, caller.remote) {
+            (Some(tenant), _, _) => RateKey::Tenant(tenant.clone()),
+            (None, false, Some(remote)) => RateKey::Address(client_address(remote.ip())),
+            (None, _, _) => RateKey::Operator,
+        }
+    }
 }
 
 /// A request over the rate.
@@ -158,6 +179,18 @@ mod tests {
         assert_eq!(limiter.refused.get(), 1);
         // Another key has its own budget.
         limiter.check(&RateKey::Tenant("bob".into())).unwrap();
+    }
+
+    #[test]
+    fn keys_are_who_asks_never_a_connection() {
+        let remote = |port| Some(std::net::SocketAddr::from(([10, 0, 0, 1], port)));
+        let anonymous = |port| Caller { tenant: None, remote: remote(port), authenticated: false };
+        assert_eq!(RateKey::of(&anonymous(1)), RateKey::of(&anonymous(2)), "a reconnect keeps its budget");
+        assert_eq!(RateKey::of(&anonymous(1)), RateKey::Address([10, 0, 0, 1].into()));
+        let token = |port| Caller { authenticated: true, ..anonymous(port) };
+        assert_eq!(RateKey::of(&token(1)), RateKey::Operator);
+        let alice = Caller { tenant: Some("alice".into()), ..token(1) };
+        assert_eq!(RateKey::of(&alice), RateKey::Tenant("alice".into()));
     }
 
     #[test]

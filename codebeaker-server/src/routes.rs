@@ -49,6 +49,7 @@ pub(crate) fn router(state: AppState) -> Router {
     Router::new()
         .route(HEALTH_PATH, get(health))
         .merge(ws)
+        .merge(crate::files_http::router(state.shared.clone()))
         .fallback(not_found)
         .layer(middleware::from_fn(close_after_response))
         .with_state(state)
@@ -65,7 +66,7 @@ async fn health(State(state): State<AppState>) -> Response {
 }
 
 async fn not_found() -> Response {
-    (StatusCode::NOT_FOUND, "not found: the endpoints are GET /health and the WebSocket /ws/jsonrpc").into_response()
+    (StatusCode::NOT_FOUND, "not found: the endpoints are GET /health, the WebSocket /ws/jsonrpc and GET/PUT /v1/sessions/{sessionId}/files/{path}").into_response()
 }
 
 /// Plain answers of these endpoints close their connection: clients of `/health` and
@@ -78,8 +79,9 @@ async fn close_after_response(request: Request, next: Next) -> Response {
     response
 }
 
-/// The WebSocket upgrade: refused with 426 unless it is one; past the connection limit it
-/// is accepted only to say why in a `-32002` error and a close frame (1013).
+/// The WebSocket upgrade: refused with 426 unless it is one; past a connection cap (the
+/// server's, the caller's tenant's or address's share, see [`crate::shares`]) it is
+/// accepted only to say which in a `-32002` error and a close frame (1013).
 async fn upgrade(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -94,7 +96,7 @@ async fn upgrade(
     };
     let AppState { shared, stop, tracker } = state;
     let limits = &shared.limits;
-    let place = shared.connections.clone().try_acquire_owned();
+    let place = shared.connections.take(&caller);
     let span = tracing::Span::current();
     if let Some(tenant) = &caller.tenant {
         span.record("tenant", tenant.as_str());
@@ -107,9 +109,12 @@ async fn upgrade(
         .on_upgrade(move |socket| {
             async move {
                 let _tracked = tracked;
-                let Ok(_place) = place else {
-                    shared.metrics.refused(RefusalKind::Limit);
-                    return refuse(socket, shared.limits.max_connections).await;
+                let _place = match place {
+                    Ok(place) => place,
+                    Err(full) => {
+                        shared.metrics.refused(RefusalKind::Limit);
+                        return refuse(socket, full.to_string()).await;
+                    }
                 };
                 let _counted = shared.metrics.connection(Transport::WebSocket);
                 debug!("connection open");
@@ -120,9 +125,8 @@ async fn upgrade(
         })
 }
 
-/// Over the connection limit: one `-32002` error, then a close frame saying the same.
-async fn refuse(mut ws: WebSocket, max: usize) {
-    let detail = format!("{max} connections are open, the maximum; try again later");
+/// Over a connection cap: one `-32002` error, then a close frame saying the same.
+async fn refuse(mut ws: WebSocket, detail: String) {
     warn!("connection refused: {detail}");
     let error = RpcResponse::error(Value::Null, RpcError::limit_reached(detail.clone()));
     let _ = ws.send(Message::text(error.to_text())).await;

@@ -7,38 +7,22 @@
 
 use serde::ser::SerializeMap as _;
 use serde::{Serialize, Serializer};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::limits::{nests_deeper_than, Limits};
 
-/// `-32700`: the message is not valid JSON.
-pub const PARSE_ERROR: i64 = -32700;
-/// `-32600`: the JSON is not a valid request object.
-pub const INVALID_REQUEST: i64 = -32600;
-/// `-32601`: no such method.
-pub const METHOD_NOT_FOUND: i64 = -32601;
-/// `-32602`: the params are missing, of the wrong type, or out of range.
-pub const INVALID_PARAMS: i64 = -32602;
-/// `-32603`: something failed inside the server.
-pub const INTERNAL_ERROR: i64 = -32603;
-/// `-32001` (extension): no open session has this id.
-pub const SESSION_NOT_FOUND: i64 = -32001;
-/// `-32002` (extension): a limit was reached (sessions, connections, message size…).
-pub const LIMIT_REACHED: i64 = -32002;
-/// `-32003` (extension): the backend that would serve the request is unavailable.
-pub const BACKEND_UNAVAILABLE: i64 = -32003;
-/// `-32004` (extension): the session closed while the request waited for its turn.
-pub const SESSION_CLOSED: i64 = -32004;
+pub use codebeaker::rpc_codes::*;
 
 /// A JSON-RPC error object: `{"code", "message", "data"?}`; `data` is a human-readable
 /// detail of what was wrong with which input.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct RpcError {
-    /// One of the codes of this module.
+    /// One of the codes of this module (see `docs/protocol.md`, "Error codes").
+    #[schemars(extend("enum" = CODES))]
     pub code: i64,
     /// The short standard message of the code.
     pub message: &'static str,
-    /// What exactly went wrong.
+    /// What exactly went wrong, naming the input, the limit or the setting.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data: Option<String>,
 }
@@ -85,19 +69,11 @@ fn standard_message(code: i64) -> &'static str {
     }
 }
 
-/// Maps an SDK error onto the protocol's codes; the SDK's message becomes `data`.
+/// Maps an SDK error onto the protocol's codes by its kind
+/// ([`wire_codes`](crate::error_codes::wire_codes)); the SDK's message becomes `data`.
 impl From<codebeaker::Error> for RpcError {
     fn from(error: codebeaker::Error) -> Self {
-        use codebeaker::Error;
-        let code = match &error {
-            Error::SessionNotFound(_) => SESSION_NOT_FOUND,
-            Error::LimitReached(_) => LIMIT_REACHED,
-            Error::BackendUnavailable { .. } => BACKEND_UNAVAILABLE,
-            Error::SessionClosed(_) => SESSION_CLOSED,
-            Error::InvalidInput(_) | Error::Unsupported(_) => INVALID_PARAMS,
-            _ => INTERNAL_ERROR,
-        };
-        RpcError::new(code, error.to_string())
+        RpcError::new(crate::error_codes::wire_codes(error.kind()).rpc, error.to_string())
     }
 }
 
@@ -234,12 +210,14 @@ impl Serialize for Response {
 }
 
 /// A notification from the server: `{"jsonrpc":"2.0","method":M,"params":P}`.
-pub fn notification(method: &str, params: Map<String, Value>) -> String {
-    let mut object = Map::with_capacity(3);
-    object.insert("jsonrpc".into(), "2.0".into());
-    object.insert("method".into(), method.into());
-    object.insert("params".into(), Value::Object(params));
-    to_text(&object)
+pub fn notification(method: &str, params: &impl Serialize) -> String {
+    #[derive(Serialize)]
+    struct Notification<'a, P> {
+        jsonrpc: &'static str,
+        method: &'a str,
+        params: P,
+    }
+    to_text(&Notification { jsonrpc: "2.0", method, params })
 }
 
 /// Serializes something the server built itself (maps of strings and numbers).
@@ -319,14 +297,14 @@ mod tests {
     #[test]
     fn sdk_errors_map_to_protocol_codes() {
         use codebeaker::Error;
-        assert_eq!(RpcError::from(Error::SessionNotFound("s".into())).code, SESSION_NOT_FOUND);
-        assert_eq!(RpcError::from(Error::LimitReached("n".into())).code, LIMIT_REACHED);
-        let down = Error::BackendUnavailable { backend: "docker".into(), reason: "down".into() };
+        assert_eq!(RpcError::from(Error::session_not_found("s")).code, SESSION_NOT_FOUND);
+        assert_eq!(RpcError::from(Error::limit_reached("n")).code, LIMIT_REACHED);
+        let down = Error::backend_unavailable("docker", "down");
         assert_eq!(RpcError::from(down).code, BACKEND_UNAVAILABLE);
-        assert_eq!(RpcError::from(Error::SessionClosed("s".into())).code, SESSION_CLOSED);
-        let invalid = RpcError::from(Error::InvalidInput("bad".into()));
+        assert_eq!(RpcError::from(Error::session_closed("s")).code, SESSION_CLOSED);
+        let invalid = RpcError::from(Error::invalid_input("bad"));
         assert_eq!((invalid.code, invalid.data.as_deref()), (INVALID_PARAMS, Some("Invalid input: bad")));
-        assert_eq!(RpcError::from(Error::Internal("x".into())).code, INTERNAL_ERROR);
+        assert_eq!(RpcError::from(Error::internal("x")).code, INTERNAL_ERROR);
     }
 
     /// Every response the parser produces is a valid JSON-RPC 2.0 error response.

@@ -1,6 +1,13 @@
-//! [`Server`]: the listening socket, the accept loop with its socket limit, hyper's HTTP/1
-//! connections serving the axum router of [`crate::routes`], and the orderly shutdown
-//! described in [`crate::shutdown`].
+//! [`Server`]: the listening socket, the accept loop, hyper's HTTP/1 connections serving
+//! the axum router of [`crate::routes`], and the orderly shutdown described in
+//! [`crate::shutdown`].
+//!
+//! The accept loop never waits for a permit: every socket is accepted at once and is
+//! *pending* (see the `pending` module) until a request of it passes an access guard.
+//! Pending sockets are capped per address and in all by closing the oldest, and closed
+//! at their deadline, so idle or half-sent sockets, however many, cannot keep `/health`
+//! or a real client from being answered. Sockets let in are bounded where they hold
+//! something: WebSocket connections and MCP sessions by their [`crate::shares`].
 
 use std::future::Future;
 use std::io;
@@ -16,14 +23,13 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt as _;
 use tracing::{debug, info, info_span, warn, Instrument as _};
 
-use crate::access::{Access, ApiKeys};
+use crate::access::{Access, ApiKeys, HostCheck};
 use crate::api::Api;
 use crate::audit::AuditLog;
 use crate::backends::Backends;
@@ -31,13 +37,11 @@ use crate::config::ServerConfig;
 use crate::limits::Limits;
 use crate::mcp;
 use crate::methods::Methods;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, RefusalKind};
+use crate::pending::PendingSockets;
 use crate::rate::RequestRateLimiter;
 use crate::routes::{self, AppState};
-
-/// Sockets that may be in their HTTP step beyond [`Limits::max_connections`], so that
-/// `/health` and clear refusals still get through when every connection is taken.
-const HANDSHAKE_SLACK: usize = 64;
+use crate::shares::Shares;
 
 /// What every connection of a server shares.
 pub(crate) struct Shared {
@@ -46,8 +50,8 @@ pub(crate) struct Shared {
     pub(crate) methods: Methods,
     pub(crate) limits: Limits,
     pub(crate) access: Arc<Access>,
-    /// One permit per open WebSocket connection.
-    pub(crate) connections: Arc<Semaphore>,
+    /// The places of open WebSocket connections (global, per tenant, per address).
+    pub(crate) connections: Arc<Shares>,
 }
 
 /// The typed API with what watches it (metrics, audit log, rate limit), as a
@@ -72,7 +76,7 @@ impl Services {
         }
         let Backends { enabled, disabled } = backends;
         let manager = SessionManager::new(enabled, manager_config);
-        let mut api = Api::new(manager, config.command_timeout, disabled);
+        let mut api = Api::new(manager, disabled);
         if let Some(path) = &config.audit_log {
             let log = AuditLog::start(
                 path.clone(),
@@ -122,28 +126,34 @@ impl Server {
             methods: Methods::new(api.clone(), metrics.clone()),
             api: api.clone(),
             metrics: metrics.clone(),
-            connections: Arc::new(Semaphore::new(config.limits.max_connections)),
+            connections: Shares::new(config.limits.connection_caps()),
             limits: config.limits.clone(),
             access: access.clone(),
         });
         let (stop, tracker) = (CancellationToken::new(), TaskTracker::new());
         let router = routes::router(AppState { shared: shared.clone(), stop: stop.clone(), tracker: tracker.clone() });
+        // The plain HTTP endpoints of a loopback server answer loopback hosts only (DNS
+        // rebinding); the WebSocket has its Origin check.
+        let hosts = if config.listen.ip().is_loopback() { HostCheck::Loopback } else { HostCheck::Any };
         // Scrapers present the metrics token (when there is one), not a tenant's key.
         let scrape_access = Access {
+            hosts,
             allowed_origins: config.allowed_origins.clone(),
             keys: config.metrics_token.clone().map(ApiKeys::single).unwrap_or_default(),
         };
+        let mcp_access = Access { hosts, ..(*access).clone() };
+        let mcp_sessions = Shares::new(config.limits.mcp_session_caps());
         let mcp = mcp::transport::http_service(
             api.clone(),
             metrics.clone(),
-            config.listen.ip().is_loopback(),
+            config.limits.mcp_session_idle,
             stop.child_token(),
         );
         // One budget per tenant across both transports.
         let rate = api.rate_limiter();
         let router = router
             .merge(crate::metrics::router(metrics.clone(), api.manager().clone(), Arc::new(scrape_access)))
-            .merge(mcp::transport::router(mcp, access, rate));
+            .merge(mcp::transport::router(mcp, Arc::new(mcp_access), rate, mcp_sessions));
         let router = crate::metrics::count_refusals(router, metrics);
         Ok(Server { listener, shared, router, stop, tracker })
     }
@@ -186,7 +196,8 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let Server { listener, shared, router, stop, tracker } = self;
         let limits = &shared.limits;
-        let sockets = Arc::new(Semaphore::new(limits.max_connections + HANDSHAKE_SLACK));
+        let pending =
+            PendingSockets::new(limits.max_pending_connections, limits.pending_per_address(), limits.http_head_timeout);
         let mut http = http1::Builder::new();
         http.timer(TokioTimer::new())
             .header_read_timeout(limits.http_head_timeout)
@@ -201,30 +212,33 @@ impl Server {
             );
         }
         loop {
-            let permit = tokio::select! {
-                _ = &mut shutdown => break,
-                permit = sockets.clone().acquire_owned() => match permit {
-                    Ok(permit) => permit,
-                    Err(_) => break, // the semaphore is never closed
-                },
-            };
             let (socket, peer) = tokio::select! {
                 _ = &mut shutdown => break,
                 accepted = listener.accept() => match accepted {
                     Ok(accepted) => accepted,
                     Err(error) => {
-                        // Out of file descriptors and the like: wait rather than spin.
+                        // Out of file descriptors and the like: free one held by a socket
+                        // nobody let in, and wait rather than spin.
                         warn!(%error, "accept failed");
+                        if pending.evict_oldest() {
+                            shared.metrics.refused(RefusalKind::Limit);
+                        }
                         tokio::time::sleep(Duration::from_millis(100)).await;
                         continue;
                     }
                 },
             };
+            let (ticket, evicted) = pending.admit(peer.ip());
+            for _ in 0..evicted {
+                shared.metrics.refused(RefusalKind::Limit);
+            }
             // Small frames go out at once: round trips matter more than packet counts here.
             let _ = socket.set_nodelay(true);
+            let in_requests = ticket.clone();
             let service =
                 TowerToHyperService::new(router.clone().map_request(move |mut request: hyper::Request<Incoming>| {
                     request.extensions_mut().insert(ConnectInfo(peer));
+                    request.extensions_mut().insert(in_requests.clone());
                     request
                 }));
             let connection = http.serve_connection(TokioIo::new(socket), service).with_upgrades();
@@ -232,10 +246,11 @@ impl Server {
             let span = info_span!("connection", %peer, tenant = tracing::field::Empty);
             tracker.spawn(
                 async move {
-                    let _place = permit;
                     tokio::pin!(connection);
                     let ended = tokio::select! {
                         ended = connection.as_mut() => ended,
+                        // Dropping the connection closes the socket.
+                        _ = ticket.dismissed() => return,
                         _ = stop.cancelled() => {
                             connection.as_mut().graceful_shutdown();
                             connection.await

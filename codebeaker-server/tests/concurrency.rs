@@ -80,7 +80,7 @@ async fn sessions_outlive_their_connection() {
 
     let mut second = Client::connect(&server.ws_url()).await;
     let read = second.execute(&session, json!({"type": "read_file", "path": "keep.txt"})).await;
-    assert_eq!(read["result"], json!({"content": "kept", "bytes": 4}));
+    assert_eq!(read["result"], json!({"content": "kept", "bytes": 4, "size": 4, "eof": true}));
     assert_eq!(backend.closes(), 0);
     second.call("session.close", json!({"sessionId": session})).await;
     assert_eq!(backend.closes(), 1);
@@ -122,7 +122,8 @@ async fn streamed_output_comes_as_notifications_before_the_response() {
 
 #[tokio::test]
 async fn timeouts_per_command_and_per_server() {
-    let config = ServerConfig { command_timeout: Duration::from_millis(300), ..ServerConfig::ephemeral() };
+    let mut config = ServerConfig::ephemeral();
+    config.manager.policy.default_command_timeout_ms = 300;
     let (server, _b) = tempdir_server(config).await;
     let mut c = Client::connect(&server.ws_url()).await;
     let session = c.create(json!({"language": "deno"})).await;

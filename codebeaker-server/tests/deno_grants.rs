@@ -40,7 +40,7 @@ async fn the_operators_grantable_paths_can_be_granted_and_nothing_else() {
     let shared = tempfile::tempdir().unwrap();
     std::fs::write(shared.path().join("hello.txt"), "from the host").unwrap();
     let mut config = ServerConfig::ephemeral();
-    config.manager.policy.grantable_paths = vec![shared.path().to_path_buf()];
+    config.manager.policy.backends.insert("deno".into(), json!({"grantable-paths": [shared.path()]}));
     let server = real_server("grantable", config).await;
     server.require_deno();
     let mut c = Client::connect(&server.handle.ws_url()).await;

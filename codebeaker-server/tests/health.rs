@@ -27,7 +27,7 @@ impl Backend for EngineDown {
     }
 
     async fn create_sandbox(&self, _: &SessionConfig, _: &SessionLimits) -> codebeaker::Result<Box<dyn Sandbox>> {
-        Err(codebeaker::Error::BackendUnavailable { backend: "engine".into(), reason: "no engine answers".into() })
+        Err(codebeaker::Error::backend_unavailable("engine", "no engine answers"))
     }
 
     fn capabilities(&self, _: Language) -> Capabilities {
@@ -51,7 +51,7 @@ async fn health_of(backends: Backends) -> (u16, Value) {
 }
 
 fn tempdir() -> Arc<dyn Backend> {
-    TempDirBackend::new(&[Language::Deno])
+    TempDirBackend::new(&[Language::TypeScript])
 }
 
 #[tokio::test]
@@ -61,17 +61,26 @@ async fn health_reports_ok_degraded_and_down() {
     all_up.disabled.push(("docker".into(), NOT_SELECTED.into()));
     let (status, body) = health_of(all_up).await;
     assert_eq!((status, &body["status"]), (200, &json!("ok")), "{body}");
+    assert_eq!(body["details"]["docker"], json!({"state": "off", "reason": NOT_SELECTED}), "{body}");
+    assert_eq!(body["details"]["tempdir"], json!({"state": "ok"}), "{body}");
 
     // One enabled backend down.
     let (status, body) = health_of(Backends::from_backends(vec![tempdir(), Arc::new(EngineDown)])).await;
     assert_eq!((status, &body["status"]), (200, &json!("degraded")), "{body}");
     assert_eq!(body["backends"]["engine"], "unavailable: no engine answers", "{body}");
 
-    // One backend failed to start (auto mode without an engine).
+    assert_eq!(body["details"]["engine"], json!({"state": "unavailable", "reason": "no engine answers"}), "{body}");
+
+    // One backend failed to start (auto mode without an engine): the reason, and the
+    // script it names as the fix, apart.
     let mut failed = Backends::from_backends(vec![tempdir()]);
-    failed.disabled.push(("docker".into(), "no Docker engine answers".into()));
+    let reason = "no Docker engine answers (connection refused); start one with scripts/docker-engine.sh";
+    failed.disabled.push(("docker".into(), reason.into()));
     let (status, body) = health_of(failed).await;
     assert_eq!((status, &body["status"]), (200, &json!("degraded")), "{body}");
+    assert_eq!(body["backends"]["docker"], format!("unavailable: {reason}"), "{body}");
+    let fix = "scripts/docker-engine.sh";
+    assert_eq!(body["details"]["docker"], json!({"state": "unavailable", "reason": reason, "fix": fix}), "{body}");
 
     // Nothing usable.
     let mut none = Backends::from_backends(vec![Arc::new(EngineDown)]);

@@ -229,6 +229,7 @@ async fn every_error_code_of_the_protocol() {
         ),
         ("session.close", json!({}), "sessionId"),
         ("execution.run", json!({"language": "deno"}), "code"),
+        ("execution.run", json!({"language": "deno", "code": "1", "timeoutMs": 3_600_001}), "timeoutMs"),
         ("session.list", json!({"verbose": true}), "verbose"),
     ] {
         let (code, error) = c.call_err(method, params.clone()).await;
@@ -250,6 +251,16 @@ async fn every_error_code_of_the_protocol() {
 
     // -32002: the session limit.
     let session = c.create(json!({"language": "deno"})).await;
+    // The timeout range is the policy's, in the words the SDK returns.
+    let (code, error) = c
+        .call_err(
+            "session.execute",
+            json!({"sessionId": session, "timeoutMs": 3_600_001, "command": {"type": "list_directory", "path": "."}}),
+        )
+        .await;
+    assert_eq!(code, -32602, "{error}");
+    let sdk = codebeaker::Policy::default().command_timeout("timeoutMs", 3_600_001).unwrap_err();
+    assert!(error["data"].as_str().unwrap().contains(&sdk.to_string()), "{error} vs {sdk}");
     let (code, error) = c.call_err("session.create", json!({"language": "deno"})).await;
     assert_eq!(code, -32002, "{error}");
 

@@ -4,8 +4,9 @@
 //! a token, as `examples/mcp/http.json` says. Also: `/mcp` behind the same token and
 //! origin check as the WebSocket, and sessions closed when their MCP session ends.
 //!
-//! Python is run too when `CODEBEAKER_MCP_DOCKER=1` (the Docker engine is then used);
-//! otherwise these tests use the Deno backend only.
+//! Python (and the process tools) run in the stdio test too when `CODEBEAKER_MCP_DOCKER=1` or
+//! `CODEBEAKER_REQUIRE_DOCKER=1` (the Docker engine is then used); otherwise these tests
+//! use the Deno backend only.
 
 mod common;
 mod mcp_support;
@@ -19,8 +20,11 @@ use serde_json::{json, Value};
 const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/mcp");
 const TOKEN: &str = "mcp-test-token";
 
+/// Whether the scenario also runs Python (Docker): asked for, or Docker is required
+/// (as in CI).
 fn with_docker() -> bool {
-    std::env::var("CODEBEAKER_MCP_DOCKER").as_deref() == Ok("1")
+    let set = |name: &str| std::env::var(name).as_deref() == Ok("1");
+    set("CODEBEAKER_MCP_DOCKER") || set("CODEBEAKER_REQUIRE_DOCKER")
 }
 
 fn example(name: &str) -> Value {
@@ -45,7 +49,7 @@ fn agent_host_configurations_are_valid() {
 
 #[tokio::test]
 async fn mcp_over_stdio_with_the_python_sdk() {
-    if !python_with(&["mcp"], "mcp_over_stdio_with_the_python_sdk") {
+    if !python_with(&["mcp", "jsonschema"], "mcp_over_stdio_with_the_python_sdk") {
         return;
     }
     let config = format!("{EXAMPLES}/stdio.json");
@@ -62,15 +66,14 @@ async fn mcp_over_stdio_with_the_python_sdk() {
 
 #[tokio::test]
 async fn mcp_over_http_with_the_python_sdk_and_sessions_close_with_it() {
-    if !python_with(&["mcp"], "mcp_over_http_with_the_python_sdk") {
+    if !python_with(&["mcp", "jsonschema"], "mcp_over_http_with_the_python_sdk") {
         return;
     }
     let server = Spawned::start(&["--token", TOKEN]).await;
     let url = format!("http://{}/mcp", server.addr);
-    let mut args = vec!["http", "--url", &url, "--token", TOKEN];
-    if with_docker() {
-        args.push("--python");
-    }
+    // The spawned server runs Deno only: Python and the process tools are the stdio
+    // test's part.
+    let args = ["http", "--url", &url, "--token", TOKEN];
     let out = run_python("mcp_client.py", &args, None, &[]).await;
     assert!(out.contains("OK: MCP scenario passed"), "{out}");
 

@@ -47,7 +47,7 @@ async fn metrics_need_their_token_and_count_sessions_and_commands() {
     let mut spares = None;
     for _ in 0..100 {
         spares = samples(&scrape(&server).await)
-            .get("codebeaker_warm_pool_size{backend=\"deno\",language=\"deno\"}")
+            .get("codebeaker_warm_pool_size{backend=\"deno\",language=\"typescript\"}")
             .copied();
         if spares.is_some_and(|n| n > 0.0) {
             break;
@@ -66,16 +66,19 @@ async fn metrics_need_their_token_and_count_sessions_and_commands() {
     assert_eq!(failed["success"], false, "{failed}");
     let open = samples(&scrape(&server).await);
     assert_eq!(open.get("codebeaker_connections{transport=\"websocket\"}"), Some(&1.0), "{open:?}");
-    assert_eq!(open.get("codebeaker_sessions_open{backend=\"deno\",language=\"deno\"}"), Some(&1.0), "{open:?}");
+    assert_eq!(open.get("codebeaker_sessions_open{backend=\"deno\",language=\"typescript\"}"), Some(&1.0), "{open:?}");
     client.call("session.close", json!({"sessionId": session})).await;
     client.close().await;
 
     let body = scrape(&server).await;
     let after = samples(&body);
     let get = |key: &str| after.get(key).copied().unwrap_or_else(|| panic!("no sample {key} in\n{body}"));
-    assert_eq!(get("codebeaker_sessions_created_total{backend=\"deno\",language=\"deno\"}"), 1.0);
-    assert_eq!(get("codebeaker_sessions_open{backend=\"deno\",language=\"deno\"}"), 0.0);
-    assert_eq!(get("codebeaker_sessions_closed_total{backend=\"deno\",language=\"deno\",reason=\"client\"}"), 1.0);
+    assert_eq!(get("codebeaker_sessions_created_total{backend=\"deno\",language=\"typescript\"}"), 1.0);
+    assert_eq!(get("codebeaker_sessions_open{backend=\"deno\",language=\"typescript\"}"), 0.0);
+    assert_eq!(
+        get("codebeaker_sessions_closed_total{backend=\"deno\",language=\"typescript\",reason=\"client\"}"),
+        1.0
+    );
     assert_eq!(get("codebeaker_commands_total{command=\"execute_code\",backend=\"deno\",outcome=\"ok\"}"), 2.0);
     assert_eq!(get("codebeaker_commands_total{command=\"read_file\",backend=\"deno\",outcome=\"error\"}"), 1.0);
     assert_eq!(get("codebeaker_command_duration_seconds_count{command=\"execute_code\",backend=\"deno\"}"), 2.0);
@@ -93,7 +96,7 @@ async fn metrics_need_their_token_and_count_sessions_and_commands() {
         let commands =
             find("codebeaker_commands_total", json!({"command": "execute_code", "backend": "deno", "outcome": "ok"}));
         assert_eq!((commands["value"].as_f64(), commands["type"].as_str()), (Some(2.0), Some("counter")));
-        let open = find("codebeaker_sessions_open", json!({"backend": "deno", "language": "deno"}));
+        let open = find("codebeaker_sessions_open", json!({"backend": "deno", "language": "typescript"}));
         assert_eq!((open["value"].as_f64(), open["type"].as_str()), (Some(0.0), Some("gauge")));
         let histogram =
             find("codebeaker_command_duration_seconds_count", json!({"command": "execute_code", "backend": "deno"}));

@@ -1,6 +1,7 @@
 //! `--rate-limit` / `--rate-burst` over the real server binary: JSON-RPC requests over the
-//! rate get `-32002` naming the rate (per connection without tenants, per tenant with
-//! them), MCP HTTP requests get 429 with `Retry-After`, and refusals are counted.
+//! rate get `-32002` naming the rate (per address without auth, per tenant with tenants,
+//! and one budget for the `--token` holder: reconnecting never refills it), MCP HTTP
+//! requests get 429 with `Retry-After`, and refusals are counted.
 
 mod common;
 mod mcp_support;
@@ -29,8 +30,8 @@ fn refused(answers: &[Value]) -> Vec<&Value> {
 }
 
 #[tokio::test]
-async fn json_rpc_requests_over_the_rate_are_refused_per_connection() {
-    let server = Spawned::start(&["--rate-limit", "2", "--rate-burst", "3"]).await;
+async fn json_rpc_requests_over_the_rate_are_refused_per_address() {
+    let server = Spawned::start(&["--rate-limit", "1", "--rate-burst", "3"]).await;
     let mut first = Client::connect(&server.ws_url()).await;
     let answers = burst(&mut first, 8).await;
     let errors = refused(&answers);
@@ -38,7 +39,7 @@ async fn json_rpc_requests_over_the_rate_are_refused_per_connection() {
     for error in &errors {
         assert_eq!(error["error"]["code"], -32002, "{error}");
         let data = error["error"]["data"].as_str().expect("data");
-        assert!(data.contains("rate limit of 2 requests/s (burst 3)"), "{data}");
+        assert!(data.contains("rate limit of 1 requests/s (burst 3)"), "{data}");
     }
     // A request in a batch counts too.
     let batch = json!([{"jsonrpc": "2.0", "id": "b1", "method": "session.list"}]);
@@ -46,17 +47,33 @@ async fn json_rpc_requests_over_the_rate_are_refused_per_connection() {
     let answer = first.recv().await;
     assert_eq!(answer[0]["error"]["code"], -32002, "{answer}");
 
-    // Another connection of a server without tenants has its own budget.
+    // Without auth the address is the client: a new connection from it has no fresh budget.
     let mut second = Client::connect(&server.ws_url()).await;
-    assert_eq!(refused(&burst(&mut second, 3).await).len(), 0);
+    assert_eq!(refused(&burst(&mut second, 1).await).len(), 1);
 
-    // The budget refills at the rate; the refused connection stayed open.
+    // The budget refills at the rate; the refused connections stayed open.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let later = first.request("session.list", json!({})).await;
     assert!(later.get("result").is_some(), "{later}");
 
     let metrics = http(server.addr, "GET", "/metrics", &[], "").await.expect("scrape");
-    assert!(metrics.body.contains("codebeaker_requests_refused_total{reason=\"rate\"} 6"), "{}", metrics.body);
+    assert!(metrics.body.contains("codebeaker_requests_refused_total{reason=\"rate\"} 7"), "{}", metrics.body);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_token_holder_keeps_its_budget_across_reconnects() {
+    let server =
+        Spawned::start(&["--token", "token-of-the-operator", "--rate-limit", "0.5", "--rate-burst", "2"]).await;
+    let url = format!("{}?token=token-of-the-operator", server.ws_url());
+    let mut first = Client::connect(&url).await;
+    assert_eq!(refused(&burst(&mut first, 2).await).len(), 0);
+    first.close().await;
+    // Reconnecting does not refill the budget: the `--token` holder is one client.
+    let mut again = Client::connect(&url).await;
+    let (code, error) = again.call_err("session.list", json!({})).await;
+    assert_eq!(code, -32002, "{error}");
+    assert!(error["data"].as_str().unwrap().contains("rate limit of 0.5 requests/s (burst 2)"), "{error}");
     server.stop().await;
 }
 

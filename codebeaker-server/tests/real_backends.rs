@@ -118,3 +118,53 @@ async fn docker_streaming_timeouts_and_disconnects() {
     again.close().await;
     server.handle.shutdown().await;
 }
+
+/// The proof on a real container: a process ticking every 100 ms for 3 s, the
+/// client dropping its WebSocket after five ticks, reconnecting and replaying from 0:
+/// every tick once, in order, then the exit.
+#[tokio::test]
+async fn docker_process_survives_a_dropped_connection() {
+    let server = real_server("real-process", ServerConfig::ephemeral()).await;
+    if !server.docker_or_skip("docker_process_survives_a_dropped_connection") {
+        return server.handle.shutdown().await;
+    }
+    let url = server.handle.ws_url();
+    let mut c = Client::connect(&url).await;
+    let session = c.create(json!({"language": "python"})).await;
+    let script = "import time\nfor i in range(1, 31):\n    print(f'tick {i}', flush=True)\n    time.sleep(0.1)";
+    let start = json!({"sessionId": session, "command": {"commandName": "python3", "args": ["-c", script]}});
+    let pid = c.call("process.start", start).await["pid"].as_u64().expect("pid");
+    let mut live = String::new();
+    while live.matches("tick").count() < 5 {
+        let message = c.recv().await;
+        assert_eq!(
+            (message["method"].as_str(), message["params"]["pid"].as_u64()),
+            (Some("process.output"), Some(pid))
+        );
+        live.push_str(message["params"]["data"].as_str().unwrap_or_default());
+    }
+    c.abort();
+
+    let mut c = Client::connect(&url).await;
+    let attached = c.call("process.attach", json!({"sessionId": session, "pid": pid, "fromOffset": 0})).await;
+    assert_eq!(attached["dropped"], 0, "{attached}");
+    let mut text = String::new();
+    let exit = loop {
+        let message = c.recv().await;
+        let params = &message["params"];
+        match message["method"].as_str() {
+            Some("process.output") => {
+                assert_eq!(params["offset"].as_u64(), Some(text.len() as u64), "{message}");
+                text.push_str(params["data"].as_str().unwrap_or_default());
+            }
+            Some("process.exit") => break params.clone(),
+            _ => panic!("unexpected {message}"),
+        }
+    };
+    let expected: String = (1..=30).map(|i| format!("tick {i}\n")).collect();
+    assert_eq!(text, expected);
+    assert_eq!((exit["exitCode"].as_i64(), exit["signal"].as_str()), (Some(0), None), "{exit}");
+    assert!(exit["usage"]["cpuMs"].is_u64(), "{exit}");
+    c.close().await;
+    server.handle.shutdown().await;
+}

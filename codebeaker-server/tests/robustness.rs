@@ -162,7 +162,12 @@ async fn bytes_in_flight_per_connection_are_capped() {
 
 #[tokio::test]
 async fn connections_past_the_limit_get_a_clear_refusal() {
-    let (server, _b) = tempdir_server(limits(|l| l.max_connections = 2)).await;
+    // Every client here has the same address: let it hold the server's every place.
+    let (server, _b) = tempdir_server(limits(|l| {
+        l.max_connections = 2;
+        l.max_connections_per_address = Some(2);
+    }))
+    .await;
     let mut first = Client::connect(&server.ws_url()).await;
     let second = Client::connect(&server.ws_url()).await;
     let mut third = Client::connect(&server.ws_url()).await;
@@ -223,7 +228,10 @@ async fn plain_http_requests_are_answered() {
     let (server, _b) = tempdir_server(ServerConfig::ephemeral()).await;
     let addr = server.local_addr();
     let body = health(addr).await;
-    assert_eq!(body, json!({"status": "ok", "sessions": 0, "backends": {"tempdir": "ok"}}));
+    assert_eq!(
+        body,
+        json!({"status": "ok", "sessions": 0, "backends": {"deno": "ok"}, "details": {"deno": {"state": "ok"}}})
+    );
     assert_eq!(raw_http(addr, "GET /nope HTTP/1.1\r\n\r\n").await.0, 404);
     assert_eq!(raw_http(addr, "GET /ws/jsonrpc HTTP/1.1\r\n\r\n").await.0, 426);
     assert_eq!(raw_http(addr, "DELETE /health HTTP/1.1\r\n\r\n").await.0, 405);

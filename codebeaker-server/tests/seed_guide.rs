@@ -37,7 +37,12 @@ fn assert_created(created: &Value, language: &str) -> String {
     for field in ["sessionId", "containerId", "createdAt"] {
         assert!(created[field].as_str().is_some_and(|s| !s.is_empty()), "{field}: {created}");
     }
+    // The guide's `deno` is answered as what it means: typescript on the deno backend.
+    let (language, backend) = if language == "deno" { ("typescript", Some("deno")) } else { (language, None) };
     assert_eq!(created["language"], language, "{created}");
+    if let Some(backend) = backend {
+        assert_eq!(created["backend"], backend, "{created}");
+    }
     assert_eq!(created["state"], "Active", "{created}");
     let created_at = created["createdAt"].as_str().unwrap();
     assert!(created_at.ends_with('Z') && created_at.contains('T'), "createdAt is not RFC 3339 UTC: {created_at}");
@@ -101,7 +106,10 @@ async fn session_walkthrough_on_docker() {
         &session,
     )
     .await;
-    assert_eq!(succeeded(result(&read)), &json!({"content": "print('Hello, World!')", "bytes": 22}));
+    assert_eq!(
+        succeeded(result(&read)),
+        &json!({"content": "print('Hello, World!')", "bytes": 22, "size": 22, "eof": true})
+    );
     // 5. 세션 목록 조회
     let listed = as_written(&mut c, r#"{"jsonrpc": "2.0", "id": 5, "method": "session.list", "params": {}}"#, "").await;
     let list = result(&listed);
@@ -112,6 +120,7 @@ async fn session_walkthrough_on_docker() {
     assert_eq!(
         keys,
         [
+            "backend",
             "capabilities",
             "containerId",
             "createdAt",
@@ -199,7 +208,9 @@ async fn command_types_and_scenarios_on_docker() {
         .await;
     let session = assert_created(&created, "python");
     assert_eq!(created["config"]["cpuShares"], 1024);
-    assert_eq!(created["config"]["dockerImage"], "codebeaker-python:latest");
+    // The guide's `dockerImage` is echoed where it lives now: the Docker backend's options.
+    assert_eq!(created["config"]["backendOptions"]["docker"]["image"], "codebeaker-python:latest");
+    assert_eq!(created["backend"], "docker");
     command_types(&mut c, &session, true).await;
 
     // 시나리오 1: 멀티턴 대화
@@ -301,8 +312,10 @@ async fn command_types(c: &mut Client, session: &str, shell: bool) {
         .collect();
     names.sort_unstable();
     assert_eq!(names, [("data", "directory"), ("file1.txt", "file"), ("file2.txt", "file")], "{list}");
+    // A path out of the workspace fails the command, as the guide says, naming the path.
     let escape = c.execute(session, json!({"type": "read_file", "path": "../etc/passwd"})).await;
     assert_eq!(escape["success"], false, "{escape}");
+    assert_eq!(escape["error"], "Permission denied: ../etc/passwd is outside /workspace", "{escape}");
 }
 
 #[tokio::test]

@@ -14,7 +14,7 @@ const KEYS: &str = "# tenant token\nalice alice-token-0001\nbob bob-token-0002\n
 
 fn tenants_config(per_tenant: usize) -> ServerConfig {
     let mut config = ServerConfig { api_keys: ApiKeys::parse(KEYS).unwrap(), ..ServerConfig::ephemeral() };
-    config.manager.policy.max_sessions_per_tenant = per_tenant;
+    config.manager.policy.max_sessions_per_tenant = Some(per_tenant);
     config
 }
 

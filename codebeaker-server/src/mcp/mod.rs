@@ -22,16 +22,30 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use codebeaker::command::{ExecuteShell, ListDirectory, ReadFile, WriteFile};
-use codebeaker::{Command, Encoding, Language, WriteMode};
+use codebeaker::{
+    Command, Encoding, Language, ProcessCommand, ProcessEvent, ProcessSignal, ProcessSpec, ProcessState, SessionConfig,
+    WorkspacePath, WriteMode,
+};
 use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::tool::schema_for_output;
 use rmcp::handler::server::wrapper::Parameters;
-use rmcp::model::{CallToolResult, Implementation, ProtocolVersion, ServerCapabilities, ServerConfig};
+use rmcp::model::{
+    CallToolResult, Implementation, InitializeRequestParams, InitializeResult, ProtocolVersion, ServerCapabilities,
+    ServerConfig,
+};
 use rmcp::service::RequestContext;
 use rmcp::{tool, tool_handler, tool_router, ErrorData, RoleServer, ServerHandler};
 use tokio::runtime::Handle;
 
-use crate::api::{Api, ApiError, Caller};
+use crate::api::{Api, ApiError, Caller, ProcessAction};
 use crate::metrics::ConnectionGuard;
+use crate::protocol::{
+    ProcessChunk, ProcessDone, ProcessOutputRead, ProcessStarted, SessionClosed, SessionCreated, SessionForked,
+    SessionList,
+};
+use crate::shares::Place;
+use codebeaker::snapshot::SnapshotInfo;
+use transport::SessionPlace;
 
 /// Protocol revisions offered: those with the `initialize` handshake, whose streamable
 /// HTTP transport has sessions (`Mcp-Session-Id`). Per-language sessions and "close what
@@ -49,7 +63,9 @@ const INSTRUCTIONS: &str = "CodeBeaker runs code in isolated sandboxes. Use run_
 (python, javascript, typescript, go, csharp) and code; calls in the same language share one session, so \
 variables and files persist where the backend keeps state (typescript always). Files live under /workspace: \
 write_file, read_file and list_directory act in the same session (give language or session_id). \
-run_shell runs a shell command in a container session (not typescript). create_session/close_session/\
+run_shell runs a shell command in a container session (not typescript). start_process runs a program in the \
+background (servers, watchers, an interactive shell with pty): read_process_output, write_process_input and \
+kill_process work with it. create_session/close_session/\
 list_sessions manage sessions explicitly; sessions created here close when this MCP session ends.";
 
 /// The tools of one MCP session (see the module docs). Cheap to clone: clones share the
@@ -72,6 +88,9 @@ struct McpSession {
     created: Mutex<Vec<(String, Caller)>>,
     runtime: Handle,
     _connection: Option<ConnectionGuard>,
+    /// The place this session holds under the MCP session caps (HTTP only), taken from
+    /// its `initialize` request; given back when the session ends.
+    place: Mutex<Option<Place>>,
 }
 
 impl Drop for McpSession {
@@ -104,8 +123,9 @@ impl McpTools {
             created: Mutex::default(),
             runtime: Handle::current(),
             _connection: connection,
+            place: Mutex::default(),
         };
-        McpTools { state: Arc::new(state), tool_router: Self::tool_router() }
+        McpTools { state: Arc::new(state), tool_router: Self::tool_router() + Self::lifecycle_router() }
     }
 
     /// The caller of a request: the one the HTTP guard attached, else this session's.
@@ -122,7 +142,7 @@ impl McpTools {
     async fn create(&self, caller: &Caller, config: codebeaker::SessionConfig) -> Result<String, ApiError> {
         let info = self.state.api.create(caller, config).await?;
         self.remember(caller, &info.session_id);
-        Ok(info.session_id)
+        Ok(info.session_id.into())
     }
 
     fn remember(&self, caller: &Caller, session_id: &str) {
@@ -161,7 +181,7 @@ impl McpTools {
             }
             defaults.remove(&language);
         }
-        let config = self.state.api.default_config(language);
+        let config = SessionConfig::new(language);
         let id = self.create(caller, config).await.map_err(|e| e.to_string())?;
         defaults.insert(language, id.clone());
         Ok((id.clone(), Some(format!("Started a new {language} session {id}."))))
@@ -223,7 +243,10 @@ impl McpTools {
     ) -> Result<CallToolResult, ErrorData> {
         let mut shell = ExecuteShell::new("sh", ["-c".to_owned(), p.command]);
         if let Some(directory) = p.working_directory {
-            shell.working_directory = directory;
+            shell.working_directory = match WorkspacePath::new(&directory) {
+                Ok(directory) => directory,
+                Err(error) => return Ok(render::error(error.to_string())),
+            };
         }
         shell.stdin = p.stdin;
         let command = Command::ExecuteShell(shell);
@@ -238,8 +261,12 @@ impl McpTools {
         Parameters(p): Parameters<params::WriteFile>,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
+        let path = match WorkspacePath::new(&p.path) {
+            Ok(path) => path,
+            Err(error) => return Ok(render::error(error.to_string())),
+        };
         let command = Command::WriteFile(WriteFile {
-            path: p.path,
+            path,
             content: p.content,
             mode: if p.append { WriteMode::Append } else { WriteMode::Create },
             encoding: if p.base64 { Encoding::Base64 } else { Encoding::Utf8 },
@@ -255,7 +282,11 @@ impl McpTools {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
         let encoding = if p.base64 { Encoding::Base64 } else { Encoding::Utf8 };
-        let command = Command::ReadFile(ReadFile { path: p.path, encoding });
+        let path = match WorkspacePath::new(&p.path) {
+            Ok(path) => path,
+            Err(error) => return Ok(render::error(error.to_string())),
+        };
+        let command = Command::ReadFile(ReadFile { path, encoding, offset: p.offset, length: p.length });
         Ok(self.run(&context, p.target, None, command, None).await)
     }
 
@@ -267,14 +298,20 @@ impl McpTools {
         Parameters(p): Parameters<params::ListDirectory>,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
-        let path = p.path.unwrap_or_else(|| codebeaker::WORKSPACE_ROOT.to_owned());
+        let path = match p.path.as_deref().map(WorkspacePath::new).transpose() {
+            Ok(path) => path.unwrap_or_else(WorkspacePath::root),
+            Err(error) => return Ok(render::error(error.to_string())),
+        };
         let command = Command::ListDirectory(ListDirectory { path });
         Ok(self.run(&context, p.target, None, command, None).await)
     }
 
     /// Creates a session.
-    #[tool(description = "Create a sandbox session and return its info (sessionId, language, capabilities). It is \
-                          closed when this MCP session ends, or by close_session.")]
+    #[tool(
+        description = "Create a sandbox session and return it as JSON (sessionId, language, config, capabilities), \
+                       the reply of session.create. It is closed when this MCP session ends, or by close_session.",
+        output_schema = schema_for_output::<SessionCreated>()
+    )]
     async fn create_session(
         &self,
         Parameters(p): Parameters<params::CreateSession>,
@@ -285,7 +322,7 @@ impl McpTools {
             Ok(language) => language,
             Err(message) => return Ok(render::error(message)),
         };
-        let mut config = self.state.api.default_config(language);
+        let mut config = SessionConfig::new(language);
         if let Some(mb) = p.memory_limit_mb {
             config.memory_limit_mb = mb;
         }
@@ -293,18 +330,22 @@ impl McpTools {
             config.idle_timeout_minutes = minutes;
         }
         if let Some(ms) = p.default_timeout_ms {
-            config.default_timeout_ms = ms;
+            config.default_timeout_ms = Some(ms);
         }
+        config.from_snapshot = p.from_snapshot;
         let info = match self.state.api.create(&caller, config).await {
             Ok(info) => info,
             Err(error) => return Ok(render::error(error.to_string())),
         };
         self.remember(&caller, &info.session_id);
-        Ok(render::text(serde_json::to_string_pretty(&info).unwrap_or_default()))
+        Ok(render::reply(&SessionCreated::from(&info)))
     }
 
     /// Closes a session.
-    #[tool(description = "Close a session; its sandbox and files are removed.")]
+    #[tool(
+        description = "Close a session; its sandbox and files are removed. Returns {sessionId, closed: true}.",
+        output_schema = schema_for_output::<SessionClosed>()
+    )]
     async fn close_session(
         &self,
         Parameters(p): Parameters<params::CloseSession>,
@@ -314,24 +355,232 @@ impl McpTools {
         match self.state.api.close(&caller, &p.session_id).await {
             Ok(()) => {
                 self.state.defaults.lock().await.retain(|_, id| *id != p.session_id);
-                Ok(render::text(format!("closed session {}", p.session_id)))
+                Ok(render::reply(&SessionClosed::new(p.session_id)))
             }
             Err(error) => Ok(render::error(error.to_string())),
         }
     }
 
     /// Lists the caller's sessions.
-    #[tool(description = "List your open sessions as JSON (sessionId, language, state, executionCount, idleMinutes, \
-                          capabilities).")]
+    #[tool(
+        description = "List your open sessions as JSON, the reply of session.list: {count, sessions: [{sessionId, \
+                       language, state, executionCount, idleMinutes, capabilities, ...}]}.",
+        output_schema = schema_for_output::<SessionList>()
+    )]
     async fn list_sessions(&self, context: RequestContext<RoleServer>) -> Result<CallToolResult, ErrorData> {
-        let sessions = self.state.api.list(&self.caller(&context));
-        let body = serde_json::json!({"count": sessions.len(), "sessions": sessions});
-        Ok(render::text(serde_json::to_string_pretty(&body).unwrap_or_default()))
+        Ok(render::reply(&SessionList::from(self.state.api.list(&self.caller(&context)))))
+    }
+
+    /// Starts a background process.
+    #[tool(
+        description = "Start a program in the background (a dev server, a watcher, a long build, an interactive \
+                       shell with pty) and return {pid} at once; it runs until it ends or its session closes. Read \
+                       what it prints with read_process_output, feed it with write_process_input, stop it with \
+                       kill_process. Uses this connection's python session unless session_id or language names \
+                       another (container sessions only).",
+        output_schema = schema_for_output::<ProcessStarted>()
+    )]
+    async fn start_process(
+        &self,
+        Parameters(p): Parameters<params::StartProcess>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let caller = self.caller(&context);
+        let cwd = match p.cwd.as_deref().map(WorkspacePath::new).transpose() {
+            Ok(cwd) => cwd.unwrap_or_else(WorkspacePath::root),
+            Err(error) => return Ok(render::error(error.to_string())),
+        };
+        let (session_id, _) = match self
+            .resolve(&caller, p.target.session_id, p.target.language.as_deref(), Some(Language::Python))
+            .await
+        {
+            Ok(resolved) => resolved,
+            Err(message) => return Ok(render::error(message)),
+        };
+        let command = ProcessCommand { command_name: p.command_name, args: p.args, env: p.env, cwd };
+        let spec = ProcessSpec { command, pty: p.pty, timeout_ms: p.timeout_ms };
+        Ok(match self.state.api.start_process(&caller, &session_id, spec).await {
+            Ok(info) => render::reply(&ProcessStarted { pid: info.pid }),
+            Err(error) => render::error(error.to_string()),
+        })
+    }
+
+    /// Reads a background process's output.
+    #[tool(
+        description = "Read what a background process wrote from fromOffset on (at most 256 KiB per call; pass the \
+                       answer's nextOffset to read on), whether it still runs, and its exit once it ended. waitMs \
+                       waits for something new.",
+        output_schema = schema_for_output::<ProcessOutputRead>()
+    )]
+    async fn read_process_output(
+        &self,
+        Parameters(p): Parameters<params::ReadProcessOutput>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let caller = self.caller(&context);
+        let api = &self.state.api;
+        let mut attachment = match api.attach_process(&caller, &p.session_id, p.pid, p.from_offset).await {
+            Ok(attachment) => attachment,
+            Err(error) => return Ok(render::error(error.to_string())),
+        };
+        let wait = Duration::from_millis(p.wait_ms.min(MAX_READ_WAIT_MS));
+        let mut read = ProcessOutputRead {
+            pid: p.pid,
+            state: ProcessState::Running,
+            chunks: Vec::new(),
+            next_offset: p.from_offset,
+            dropped: attachment.dropped_at_attach(),
+            exit: None,
+        };
+        let mut bytes = 0;
+        let mut first = if wait.is_zero() {
+            attachment.try_next()
+        } else {
+            tokio::time::timeout(wait, attachment.next()).await.ok().flatten()
+        };
+        while let Some(event) =
+            first.take().or_else(|| (bytes < READ_OUTPUT_BYTES).then(|| attachment.try_next()).flatten())
+        {
+            match event {
+                ProcessEvent::Output(chunk) => {
+                    bytes += chunk.data.len();
+                    read.dropped += chunk.dropped;
+                    read.next_offset = read.next_offset.max(chunk.offset + chunk.data.len() as u64);
+                    read.chunks.push(ProcessChunk { stream: chunk.stream, offset: chunk.offset, data: chunk.data });
+                }
+                ProcessEvent::Exit(exit) => {
+                    read.exit = Some(exit);
+                    break;
+                }
+            }
+        }
+        let listed = api.list_processes(&caller, &p.session_id).unwrap_or_default();
+        if let Some(info) = listed.iter().find(|info| info.pid == p.pid) {
+            read.state = info.state;
+        }
+        Ok(render::reply(&read))
+    }
+
+    /// Writes to a background process's stdin.
+    #[tool(description = "Write text to a background process's stdin (its terminal's input with pty: \\r is \
+                          Enter, \\u0003 Ctrl-C), and optionally close its stdin after it.")]
+    async fn write_process_input(
+        &self,
+        Parameters(p): Parameters<params::WriteProcessInput>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let caller = self.caller(&context);
+        let api = &self.state.api;
+        let mut done = Ok(());
+        if !p.data.is_empty() {
+            let action = ProcessAction::Write(p.data.into_bytes());
+            done = api.control_process(&caller, "process.write", &p.session_id, p.pid, action).await;
+        }
+        if done.is_ok() && p.close_stdin {
+            done = api
+                .control_process(&caller, "process.closeStdin", &p.session_id, p.pid, ProcessAction::CloseStdin)
+                .await;
+        }
+        Ok(match done {
+            Ok(()) => render::reply(&ProcessDone::default()),
+            Err(error) => render::error(error.to_string()),
+        })
+    }
+
+    /// Signals a background process.
+    #[tool(description = "Stop a background process: send it a signal (KILL by default; TERM, INT, HUP) and \
+                          return its exit once it ended (within 5 s).")]
+    async fn kill_process(
+        &self,
+        Parameters(p): Parameters<params::KillProcess>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let caller = self.caller(&context);
+        let api = &self.state.api;
+        let signal = ProcessAction::Signal(p.signal.unwrap_or(ProcessSignal::Kill));
+        if let Err(error) = api.control_process(&caller, "process.signal", &p.session_id, p.pid, signal).await {
+            return Ok(render::error(error.to_string()));
+        }
+        Ok(match api.wait_process(&caller, &p.session_id, p.pid, KILL_WAIT).await {
+            Ok(exit) => render::reply(&exit),
+            Err(error) => render::error(error.to_string()),
+        })
     }
 }
 
+#[tool_router(router = lifecycle_router)]
+impl McpTools {
+    /// Snapshots a session.
+    #[tool(
+        description = "Keep a session's workspace (its files and the packages it installed) as a snapshot and \
+                       return {snapshotId, bytes, ...}; create_session with from_snapshot starts a session with \
+                       those files. Snapshots are yours, survive restarts, and count against your quota.",
+        output_schema = schema_for_output::<SnapshotInfo>()
+    )]
+    async fn snapshot_session(
+        &self,
+        Parameters(p): Parameters<params::SnapshotSession>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let caller = self.caller(&context);
+        Ok(match self.state.api.snapshot(&caller, &p.session_id).await {
+            Ok(info) => render::reply(&info),
+            Err(error) => render::error(error.to_string()),
+        })
+    }
+
+    /// Forks a session.
+    #[tool(
+        description = "Copy a session into a new one (closed with this MCP session) and return it like \
+                       create_session, plus stateReset: false when variables and state were copied too (Deno), \
+                       true when only the files and installed packages were.",
+        output_schema = schema_for_output::<SessionForked>()
+    )]
+    async fn fork_session(
+        &self,
+        Parameters(p): Parameters<params::ForkSession>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let caller = self.caller(&context);
+        Ok(match self.state.api.fork(&caller, &p.session_id).await {
+            Ok(forked) => {
+                self.remember(&caller, &forked.info.session_id);
+                let session = SessionCreated::from(&forked.info);
+                render::reply(&SessionForked { session, forked_from: p.session_id, state_reset: forked.state_reset })
+            }
+            Err(error) => render::error(error.to_string()),
+        })
+    }
+}
+
+/// Most output bytes one `read_process_output` call returns.
+pub const READ_OUTPUT_BYTES: usize = 256 * 1024;
+/// Longest `waitMs` of `read_process_output`.
+const MAX_READ_WAIT_MS: u64 = 30_000;
+/// How long `kill_process` waits for the exit.
+const KILL_WAIT: Duration = Duration::from_secs(5);
+
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for McpTools {
+    /// The default handshake, after keeping the place the `initialize` request took under
+    /// the MCP session caps (see [`transport`]) for as long as this session lives.
+    async fn initialize(
+        &self,
+        request: InitializeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<InitializeResult, ErrorData> {
+        let place = context
+            .extensions
+            .get::<axum::http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<SessionPlace>())
+            .and_then(SessionPlace::take);
+        if place.is_some() {
+            *self.state.place.lock().unwrap_or_else(|p| p.into_inner()) = place;
+        }
+        context.peer.set_peer_info(request.clone());
+        self.negotiate_initialize(&request)
+    }
+
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
             .with_server_info(Implementation::new("codebeaker", env!("CARGO_PKG_VERSION")))

@@ -85,6 +85,12 @@ pub struct ReadFile {
     /// Return the content as base64 (for binary files).
     #[serde(default)]
     pub base64: bool,
+    /// First byte to read (default 0), for reading a large file in pieces.
+    #[serde(default)]
+    pub offset: u64,
+    /// Most bytes to read (default: the rest of the file; at most 16 MiB).
+    #[serde(default)]
+    pub length: Option<u64>,
     /// Which session.
     #[serde(flatten)]
     pub target: Target,
@@ -116,11 +122,97 @@ pub struct CreateSession {
     /// Per-command wall-clock limit in milliseconds for this session (default: the server's).
     #[serde(default)]
     pub default_timeout_ms: Option<u64>,
+    /// Start with the files of this snapshot (a snapshotId from snapshot_session).
+    #[serde(default)]
+    pub from_snapshot: Option<String>,
 }
 
 /// `close_session` input.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 pub struct CloseSession {
     /// The session to close; its sandbox and files are removed.
+    pub session_id: String,
+}
+
+/// `start_process` input.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+pub struct StartProcess {
+    /// The program to run (looked up on PATH; e.g. `python3`, `bash`, `npm`).
+    pub command_name: String,
+    /// Its arguments (no shell expansion; use `bash -c "..."` for a command line).
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Extra environment variables.
+    #[serde(default)]
+    pub env: std::collections::BTreeMap<String, String>,
+    /// Directory to run in, absolute under /workspace or relative to it (default /workspace).
+    #[serde(default)]
+    pub cwd: Option<String>,
+    /// Run on a terminal of this size (an interactive shell, a REPL); pipes when absent.
+    #[serde(default)]
+    pub pty: Option<codebeaker::PtySize>,
+    /// Kill it after this many milliseconds (default: it runs until it ends or the session closes).
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// Which session (default: this connection's python session).
+    #[serde(flatten)]
+    pub target: Target,
+}
+
+/// `read_process_output` input.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+pub struct ReadProcessOutput {
+    /// The process's session.
+    pub session_id: String,
+    /// The process (from `start_process`).
+    pub pid: u32,
+    /// Read from this offset of each stream (default 0); pass the previous answer's
+    /// `nextOffset` to get only what is new.
+    #[serde(default)]
+    pub from_offset: u64,
+    /// When nothing new is there yet, wait up to this many milliseconds for output or the
+    /// exit (default 0, at most 30000).
+    #[serde(default)]
+    pub wait_ms: u64,
+}
+
+/// `write_process_input` input.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+pub struct WriteProcessInput {
+    /// The process's session.
+    pub session_id: String,
+    /// The process.
+    pub pid: u32,
+    /// Text for its stdin (on a terminal: `\r` is Enter, `\u0003` Ctrl-C).
+    #[serde(default)]
+    pub data: String,
+    /// Close its stdin after the data (end of input).
+    #[serde(default)]
+    pub close_stdin: bool,
+}
+
+/// `kill_process` input.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+pub struct KillProcess {
+    /// The process's session.
+    pub session_id: String,
+    /// The process.
+    pub pid: u32,
+    /// The signal: TERM, KILL (default), INT or HUP.
+    #[serde(default)]
+    pub signal: Option<codebeaker::ProcessSignal>,
+}
+
+/// `snapshot_session` input.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+pub struct SnapshotSession {
+    /// The session whose workspace (files and installed packages) to keep.
+    pub session_id: String,
+}
+
+/// `fork_session` input.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+pub struct ForkSession {
+    /// The session to copy into a new one.
     pub session_id: String,
 }

@@ -1,11 +1,13 @@
 //! Command outcomes as MCP tool results: text an agent reads, rich outputs as image
 //! content, and every failure as a tool error (`isError: true`) carrying the same clear
-//! message the JSON-RPC envelope's `error` has.
+//! message the JSON-RPC envelope's `error` has. Session tools answer with the JSON-RPC
+//! method's own typed reply ([`reply`]).
 
 use base64::Engine as _;
 use codebeaker::result::CodeResult;
 use codebeaker::{CommandOutcome, CommandResult, RichOutput};
 use rmcp::model::{CallToolResult, ContentBlock};
+use serde::Serialize;
 
 /// Said when a command lost the session's interpreter state (extension `stateReset`).
 const STATE_RESET: &str =
@@ -16,14 +18,25 @@ pub(crate) fn error(message: impl Into<String>) -> CallToolResult {
     CallToolResult::error(vec![ContentBlock::text(message)])
 }
 
-/// A successful tool result with one text block.
-pub(crate) fn text(message: impl Into<String>) -> CallToolResult {
-    CallToolResult::success(vec![ContentBlock::text(message)])
+/// A successful tool result carrying a method's typed reply (see [`crate::protocol`]):
+/// the same JSON the JSON-RPC method answers, as structured content and as its text.
+pub(crate) fn reply(reply: &impl Serialize) -> CallToolResult {
+    match serde_json::to_value(reply) {
+        Ok(value) => CallToolResult::structured(value),
+        Err(failure) => error(format!("Internal error: cannot serialize the reply: {failure}")),
+    }
 }
 
-/// The tool result of a command's outcome. `note` (e.g. that a new session was started)
-/// comes first when given.
+/// The tool result of a command's outcome: text and images for the agent (`note`, e.g.
+/// that a new session was started, first when given), and the `session.execute` envelope
+/// itself as structured content.
 pub(crate) fn outcome(outcome: &CommandOutcome, note: Option<String>) -> CallToolResult {
+    let mut result = blocks(outcome, note);
+    result.structured_content = serde_json::to_value(outcome).ok();
+    result
+}
+
+fn blocks(outcome: &CommandOutcome, note: Option<String>) -> CallToolResult {
     let mut blocks: Vec<ContentBlock> = note.into_iter().map(ContentBlock::text).collect();
     match &outcome.result {
         Some(CommandResult::ExecuteCode(code)) => code_blocks(code, &mut blocks),
@@ -105,10 +118,11 @@ mod tests {
         let text = serde_json::to_value(&result.content).unwrap();
         assert_eq!(text[0]["text"], "ReferenceError: x");
         assert_eq!(text[1]["text"], "partial");
-        let missing = CommandOutcome::from_result(Err(Error::NotFound { path: "/workspace/a".into() }), 1);
+        let missing = CommandOutcome::from_result(Err(Error::not_found("/workspace/a")), 1);
         let result = outcome(&missing, None);
         assert_eq!(result.is_error, Some(true));
         assert_eq!(serde_json::to_value(&result.content).unwrap()[0]["text"], "File not found: /workspace/a");
+        assert_eq!(result.structured_content, Some(missing.to_json()), "the envelope, as session.execute answers");
     }
 
     #[test]

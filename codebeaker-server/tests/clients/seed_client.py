@@ -91,7 +91,7 @@ async def walkthrough(language):
                 "type": "write_file", "path": "/workspace/hello.py", "content": "print('Hello, World!')"})
 
         read = await envelope(ws, 4, session_id, {"type": "read_file", "path": "/workspace/hello.py"})
-        check(read == {"content": "print('Hello, World!')", "bytes": 22}, "read_file result", read)
+        check(read == {"content": "print('Hello, World!')", "bytes": 22, "size": 22, "eof": True}, "read_file result", read)
 
         listed = await call(ws, 5, "session.list", {})
         sessions = listed["result"]["sessions"]

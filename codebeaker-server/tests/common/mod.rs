@@ -17,10 +17,11 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 /// How long a test waits for any one frame before failing.
 pub const FRAME_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// A server over the temp-dir test backend serving `deno` sessions (not a sandbox:
-/// for tests of the protocol's mechanics only), and the backend to inspect.
+/// A server over the temp-dir test backend standing in for `deno` (it is named so and
+/// serves typescript, so clients' `{"language": "deno"}` reaches it; not a sandbox: for
+/// tests of the protocol's mechanics only), and the backend to inspect.
 pub async fn tempdir_server(config: ServerConfig) -> (ServerHandle, Arc<TempDirBackend>) {
-    let backend = TempDirBackend::new(&[Language::Deno]);
+    let backend = TempDirBackend::named("deno", &[Language::TypeScript]);
     let backends = Backends::from_backends(vec![backend.clone() as Arc<dyn Backend>]);
     let server = Server::bind(config, backends).await.expect("bind");
     (server.spawn(), backend)
@@ -37,6 +38,11 @@ pub struct Client {
 impl Client {
     pub async fn connect(url: &str) -> Client {
         let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap_or_else(|e| panic!("connect {url}: {e}"));
+        Client::from_stream(ws)
+    }
+
+    /// A client over a WebSocket the test opened itself.
+    pub fn from_stream(ws: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Client {
         Client { ws, next_id: 1000, notifications: Vec::new() }
     }
 
@@ -192,6 +198,7 @@ pub async fn real_server(owner: &str, config: ServerConfig) -> RealServer {
             .with_owner(format!("codebeaker-server-test-{owner}"))
             .with_pool_size(0),
         deno: codebeaker_deno::DenoConfig { pool_size: 2, ..codebeaker_deno::DenoConfig::default() },
+        policy: config.manager.policy.clone(),
     };
     let backends = Backends::start(options).await.expect("auto selection never fails");
     let off = |name: &str| backends.disabled.iter().find(|(n, _)| n == name).map(|(_, reason)| reason.clone());

@@ -81,7 +81,8 @@ impl HttpResponse {
     }
 }
 
-/// One HTTP/1.1 request (`Connection: close`); the body is read to the end.
+/// One HTTP/1.1 request (`Connection: close`, `Host: ADDR` unless `headers` name one);
+/// the body is read to the end.
 pub async fn http(
     addr: SocketAddr,
     method: &str,
@@ -89,8 +90,41 @@ pub async fn http(
     headers: &[(&str, &str)],
     body: &str,
 ) -> std::io::Result<HttpResponse> {
-    let mut stream = TcpStream::connect(addr).await?;
-    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    http_over(TcpStream::connect(addr).await?, addr, method, path, headers, body).await
+}
+
+/// A TCP connection to `addr` from the loopback address `source` (any 127.x.y.z works on
+/// Linux), so a test can be several clients' addresses at once.
+pub async fn connect_from(source: [u8; 4], addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::from((source, 0)))?;
+    socket.connect(addr).await
+}
+
+/// [`http`] from the loopback address `source`.
+pub async fn http_from(
+    source: [u8; 4],
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> std::io::Result<HttpResponse> {
+    http_over(connect_from(source, addr).await?, addr, method, path, headers, body).await
+}
+
+async fn http_over(
+    mut stream: TcpStream,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> std::io::Result<HttpResponse> {
+    let mut request = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
+    if !headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("host")) {
+        request.push_str(&format!("Host: {addr}\r\n"));
+    }
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }

@@ -16,12 +16,19 @@ import json
 import os
 import sys
 
+import jsonschema
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import get_default_environment
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
 EXPECTED_TOOLS = {
+    "snapshot_session",
+    "fork_session",
+    "start_process",
+    "read_process_output",
+    "write_process_input",
+    "kill_process",
     "run_code",
     "run_shell",
     "write_file",
@@ -36,6 +43,27 @@ EXPECTED_TOOLS = {
 def fail(message):
     print(f"FAIL: {message}", file=sys.stderr)
     sys.exit(1)
+
+
+SCHEMA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "docs", "schema")
+
+
+def method_reply(tool, result, method):
+    """The session tools answer their JSON-RPC method's reply: as structured content, as the
+    same JSON in text, valid against the method's result schema in docs/schema/."""
+    reply = result.structured_content
+    if reply is None or json.loads(texts(result)[0]) != reply:
+        fail(f"{tool} gave structured content {reply} and text {texts(result)}")
+    check_schema(tool, reply, method)
+    return reply
+
+
+def check_schema(tool, reply, method):
+    with open(os.path.join(SCHEMA_DIR, f"{method}.result.json")) as file:
+        schema = json.load(file)
+    errors = [error.message for error in jsonschema.Draft202012Validator(schema).iter_errors(reply)]
+    if errors:
+        fail(f"{tool} reply does not match {method}.result.json: {errors}")
 
 
 def texts(result):
@@ -71,6 +99,10 @@ async def scenario(client, with_python):
     second = await call(client, "run_code", {"language": "typescript", "code": "console.log(globalThis.kept + 1)"})
     if "42" not in texts(second):
         fail(f"state was not kept across calls: {texts(second)}")
+    envelope = second.structured_content or {}
+    if envelope.get("success") is not True or envelope.get("result") != "42":
+        fail(f"run_code's structured content is not the session.execute envelope: {envelope}")
+    check_schema("run_code", envelope, "session.execute")
 
     # A file written by one tool is read back by another, and by code.
     await call(client, "write_file", {"language": "typescript", "path": "notes/../hello.txt", "content": "hello from mcp"})
@@ -107,19 +139,29 @@ async def scenario(client, with_python):
 
     # Explicit sessions.
     created = await call(client, "create_session", {"language": "deno"})
-    info = json.loads(texts(created)[0])
+    info = method_reply("create_session", created, "session.create")
     session_id = info["sessionId"]
-    if info["capabilities"]["persistentState"] is not True:
-        fail(f"deno session capabilities: {info}")
+    if (
+        info["capabilities"]["persistentState"] is not True
+        or info["language"] != "typescript"
+        or info["backend"] != "deno"
+    ):
+        fail(f"deno session: {info}")
     await call(client, "run_code", {"language": "typescript", "session_id": session_id, "code": "globalThis.own = 7"})
     isolated = await call(client, "run_code", {"language": "typescript", "code": "console.log(typeof globalThis.own)"})
     if texts(isolated) != ["undefined"]:
         fail(f"sessions are not isolated: {texts(isolated)}")
-    listed = json.loads(texts(await call(client, "list_sessions", {}))[0])
+    listed = method_reply("list_sessions", await call(client, "list_sessions", {}), "session.list")
     ids = {s["sessionId"] for s in listed["sessions"]}
     if session_id not in ids or listed["count"] < 2:
         fail(f"list_sessions gave {listed}")
-    await call(client, "close_session", {"session_id": session_id})
+    # Background processes are not a Deno capability: a clear tool error.
+    no_processes = await call(client, "start_process", {"session_id": session_id, "command_name": "ls"}, expect_error=True)
+    if "background processes" not in texts(no_processes)[0]:
+        fail(f"start_process in a Deno session: {texts(no_processes)}")
+    closed = method_reply("close_session", await call(client, "close_session", {"session_id": session_id}), "session.close")
+    if closed != {"sessionId": session_id, "closed": True}:
+        fail(f"close_session gave {closed}")
 
     if with_python:
         py = await call(client, "run_code", {"language": "python", "code": "import sys\nprint(sys.version_info[0] * 14)"})
@@ -129,7 +171,51 @@ async def scenario(client, with_python):
         text = texts(shell)[-1]
         if "exit code: 3" not in text or "out" not in text or "err" not in text:
             fail(f"run_shell said {text}")
+        await processes(client)
     print("OK: MCP scenario passed")
+
+
+async def snapshots(client, session_id):
+    """A snapshot, a session made from it, and a fork (of the files: stateReset true)."""
+    await call(client, "write_file", {"session_id": session_id, "path": "kept.txt", "content": "kept"})
+    snapshot = method_reply("snapshot_session", await call(client, "snapshot_session", {"session_id": session_id}), "session.snapshot")
+    restored = method_reply("create_session", await call(client, "create_session", {"language": "python", "from_snapshot": snapshot["snapshotId"]}), "session.create")
+    kept = await call(client, "read_file", {"session_id": restored["sessionId"], "path": "kept.txt"})
+    if texts(kept) != ["kept"]:
+        fail(f"a session from a snapshot read {texts(kept)}")
+    forked = method_reply("fork_session", await call(client, "fork_session", {"session_id": session_id}), "session.fork")
+    if forked["stateReset"] is not True or forked["forkedFrom"] != session_id:
+        fail(f"fork_session gave {forked}")
+
+
+async def processes(client):
+    """The process tools in this connection's python (Docker) session."""
+    script = "for i in 1 2 3; do echo tick $i; sleep 0.1; done; read line; echo got $line"
+    started = await call(client, "start_process", {"command_name": "bash", "args": ["-c", script]})
+    pid = method_reply("start_process", started, "process.start")["pid"]
+    sessions = (await call(client, "list_sessions", {})).structured_content["sessions"]
+    session_id = next(s["sessionId"] for s in sessions if s["language"] == "python")
+    await call(client, "write_process_input", {"session_id": session_id, "pid": pid, "data": "hello\n", "close_stdin": True})
+    text, offset, exit = "", 0, None
+    for _ in range(100):
+        read = await call(client, "read_process_output", {"session_id": session_id, "pid": pid, "from_offset": offset, "wait_ms": 1000})
+        reply = read.structured_content or {}
+        text += "".join(chunk["data"] for chunk in reply.get("chunks", []))
+        offset = reply.get("nextOffset", offset)
+        exit = reply.get("exit")
+        if exit is not None:
+            break
+    if text != "tick 1\ntick 2\ntick 3\ngot hello\n" or exit is None or exit.get("exitCode") != 0:
+        fail(f"read_process_output gave {text!r}, exit {exit}")
+    sleeper = await call(client, "start_process", {"command_name": "sleep", "args": ["600"], "session_id": session_id})
+    sleeper_pid = sleeper.structured_content["pid"]
+    killed = await call(client, "kill_process", {"session_id": session_id, "pid": sleeper_pid, "signal": "TERM"})
+    if (killed.structured_content or {}).get("signal") != "TERM":
+        fail(f"kill_process gave {texts(killed)}")
+    gone = await call(client, "write_process_input", {"session_id": session_id, "pid": 99999, "data": "x"}, expect_error=True)
+    if "no process 99999" not in texts(gone)[0]:
+        fail(f"an unknown pid: {texts(gone)}")
+    await snapshots(client, session_id)
 
 
 async def main():
