@@ -82,7 +82,7 @@ fn deno_benches(c: &mut Criterion) {
                         // ~30 ms): this measures handing out a ready runtime.
                         tokio::time::sleep(Duration::from_millis(40)).await;
                         let started = Instant::now();
-                        let session = manager.create(SessionConfig::new(Language::Deno)).await.expect("create");
+                        let session = manager.create(SessionConfig::new(Language::TypeScript)).await.expect("create");
                         total += started.elapsed();
                         manager.close(&session.session_id).await.expect("close");
                     }
@@ -97,7 +97,8 @@ fn deno_benches(c: &mut Criterion) {
     group.sample_size(50).measurement_time(Duration::from_secs(5));
     for (label, isolation) in ISOLATIONS {
         let manager = manager_of(backend(4, &root, isolation), 256);
-        let id = runtime.block_on(manager.create(SessionConfig::new(Language::Deno))).expect("session").session_id;
+        let id =
+            runtime.block_on(manager.create(SessionConfig::new(Language::TypeScript))).expect("session").session_id;
         for (name, code) in [("hello", HELLO), ("typescript", TYPESCRIPT), ("1e6 loop", LOOP)] {
             let outcome =
                 runtime.block_on(manager.execute(&id, Command::code(code), ExecOptions::default())).expect("ran");
@@ -117,7 +118,7 @@ fn deno_benches(c: &mut Criterion) {
                     let mut total = Duration::ZERO;
                     for _ in 0..iters {
                         let started = Instant::now();
-                        let session = cold.create(SessionConfig::new(Language::Deno)).await.expect("create");
+                        let session = cold.create(SessionConfig::new(Language::TypeScript)).await.expect("create");
                         total += started.elapsed();
                         cold.close(&session.session_id).await.expect("close");
                     }
@@ -173,11 +174,14 @@ fn burst(runtime: &tokio::runtime::Runtime, root: &std::path::Path) {
         let manager = Arc::new(manager_of(backend(4, root, isolation), 256));
         std::thread::sleep(Duration::from_secs(2));
         let started = Instant::now();
-        let ids: Vec<String> = runtime.block_on(async {
-            let creates = (0..100).map(|_| {
-                let manager = manager.clone();
-                async move { manager.create(SessionConfig::new(Language::Deno)).await.expect("create").session_id }
-            });
+        let ids: Vec<codebeaker::SessionId> = runtime.block_on(async {
+            let creates =
+                    (0..100).map(|_| {
+                        let manager = manager.clone();
+                        async move {
+                            manager.create(SessionConfig::new(Language::TypeScript)).await.expect("create").session_id
+                        }
+                    });
             futures::future::join_all(creates).await
         });
         let took = started.elapsed().as_secs_f64();
@@ -196,10 +200,10 @@ fn idle_sessions(runtime: &tokio::runtime::Runtime, root: &std::path::Path) {
         let many = manager_of(backend(4, root, isolation), 1100);
         let before: u64 = pss_kb("self") + descendants("self").iter().map(|p| pss_kb(p)).sum::<u64>();
         let started = Instant::now();
-        let ids: Vec<String> = runtime.block_on(async {
+        let ids: Vec<codebeaker::SessionId> = runtime.block_on(async {
             let mut ids = Vec::new();
             for _ in 0..1000 {
-                let session = many.create(SessionConfig::new(Language::Deno)).await.expect("create");
+                let session = many.create(SessionConfig::new(Language::TypeScript)).await.expect("create");
                 many.execute(&session.session_id, Command::code("globalThis.x = 1"), ExecOptions::default())
                     .await
                     .expect("ran");
@@ -236,7 +240,7 @@ fn rounds(runtime: &tokio::runtime::Runtime, root: &std::path::Path, label: &str
     for _ in 0..10 {
         runtime.block_on(async {
             for _ in 0..500 {
-                let session = manager.create(SessionConfig::new(Language::Deno)).await.expect("create");
+                let session = manager.create(SessionConfig::new(Language::TypeScript)).await.expect("create");
                 manager
                     .execute(
                         &session.session_id,

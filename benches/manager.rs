@@ -24,7 +24,7 @@ fn manager_overhead(c: &mut Criterion) {
     group.bench_function("write_file 1 KiB (tempdir backend)", |b| {
         let content = "x".repeat(1024);
         b.to_async(&runtime).iter(|| async {
-            let command = Command::write_file("bench.txt", content.as_str());
+            let command = Command::write_file("bench.txt", content.as_str()).unwrap();
             let outcome = manager.execute(&id, command, ExecOptions::default()).await.expect("execute");
             assert!(outcome.success);
         })

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use codebeaker::{Command, ExecOptions, Language, SessionConfig, SessionManager};
 use codebeaker_deno::{DenoConfig, DenoIsolation};
-use codebeaker_server::{BackendChoice, BackendKind, BackendOptions, Backends, Server, ServerConfig, ServerHandle};
+use codebeaker_server::{BackendChoice, BackendOptions, Backends, Server, ServerConfig, ServerHandle};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use futures::{SinkExt as _, StreamExt as _};
 use serde_json::{json, Value};
@@ -78,7 +78,7 @@ async fn sample_round_trips(ws: &mut Ws, request: &str, n: usize) -> Duration {
 fn start_server(runtime: &tokio::runtime::Runtime, isolation: DenoIsolation) -> (ServerHandle, bool) {
     runtime.block_on(async {
         let options = BackendOptions {
-            choice: BackendChoice::Only(vec![BackendKind::Deno]),
+            choice: BackendChoice::Only(vec!["deno".into()]),
             deno: DenoConfig { isolation, ..DenoConfig::default() },
             ..BackendOptions::default()
         };
@@ -117,7 +117,7 @@ fn server_benches(c: &mut Criterion) {
 
     let session = deno.then(|| {
         server_runtime.block_on(async {
-            manager.create(SessionConfig::new(Language::Deno)).await.expect("create a Deno session").session_id
+            manager.create(SessionConfig::new(Language::TypeScript)).await.expect("create a Deno session").session_id
         })
     });
     let hello = session.as_ref().map(|id| {

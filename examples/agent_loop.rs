@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use codebeaker::{
-    Backend, Command, CommandOutcome, ExecOptions, Language, ManagerConfig, SessionConfig, SessionManager,
+    Backend, Command, CommandOutcome, CommandResult, Language, ManagerConfig, SessionConfig, SessionManager,
 };
 use codebeaker_deno::{DenoBackend, DenoConfig};
 use codebeaker_docker::{DockerBackend, DockerConfig};
@@ -19,7 +19,7 @@ struct ToolCall {
 }
 
 /// The model's script for each language: the first program has a bug (a misspelt name).
-fn script(language: Language) -> Vec<ToolCall> {
+fn script(language: Language) -> codebeaker::Result<Vec<ToolCall>> {
     let (file, buggy, fixed, run) = match language {
         Language::Python => (
             "stats.py",
@@ -34,16 +34,16 @@ fn script(language: Language) -> Vec<ToolCall> {
             Command::code("await import('./stats.ts');"),
         ),
     };
-    vec![
-        ToolCall { thought: "write a script that computes statistics", command: Command::write_file(file, buggy) },
+    Ok(vec![
+        ToolCall { thought: "write a script that computes statistics", command: Command::write_file(file, buggy)? },
         ToolCall { thought: "run it", command: run.clone() },
         ToolCall {
             thought: "the run failed: fix the misspelt name and write the file again",
-            command: Command::write_file(file, fixed),
+            command: Command::write_file(file, fixed)?,
         },
         ToolCall { thought: "run it again", command: run },
-        ToolCall { thought: "read the result file", command: Command::read_file("result.json") },
-    ]
+        ToolCall { thought: "read the result file", command: Command::read_file("result.json")? },
+    ])
 }
 
 /// Docker when an engine answers, else the in-process Deno backend.
@@ -54,23 +54,23 @@ async fn pick_backend() -> Result<(Arc<dyn Backend>, Language), codebeaker::Erro
         Ok(Err(error)) => println!("Docker is unavailable ({error}); falling back to Deno"),
         Err(_) => println!("Docker did not answer in 15 s; falling back to Deno"),
     }
-    Ok((DenoBackend::new(DenoConfig::default())?, Language::Deno))
+    Ok((DenoBackend::new(DenoConfig::default())?, Language::TypeScript))
 }
 
 /// What the model sees of a tool call: the essentials, the way a prompt would carry them.
 fn observe(outcome: &CommandOutcome) -> String {
-    let json = outcome.to_json();
-    let result = &json["result"];
-    match (outcome.success, result.get("exitCode")) {
-        (true, Some(code)) if code != 0 => format!("exit code {code}; stderr: {}", last_line(&result["stderr"])),
-        (true, Some(_)) => format!("exit code 0; stdout: {}", result["stdout"].as_str().unwrap_or("").trim()),
-        (true, None) => format!("ok: {result}"),
-        (false, _) => format!("failed: {}", last_line(&json["error"])),
+    match (outcome.is_success(), outcome.result()) {
+        (true, Some(CommandResult::ExecuteShell(shell))) if shell.exit_code() != 0 => {
+            format!("exit code {}; stderr: {}", shell.exit_code(), last_line(shell.stderr()))
+        }
+        (true, Some(CommandResult::ExecuteShell(shell))) => format!("exit code 0; stdout: {}", shell.stdout().trim()),
+        (true, Some(result)) => format!("ok: {}", result.to_json()),
+        _ => format!("failed: {}", last_line(&outcome.error_message().unwrap_or_default())),
     }
 }
 
-fn last_line(value: &serde_json::Value) -> String {
-    value.as_str().unwrap_or("").trim().lines().last().unwrap_or("").to_owned()
+fn last_line(text: &str) -> String {
+    text.trim().lines().last().unwrap_or("").to_owned()
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -84,24 +84,24 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let (backend, language) = pick_backend().await?;
     println!("agent session: {language} on the {} backend\n", backend.name());
     let manager = SessionManager::new(vec![backend], ManagerConfig::default());
-    let session = manager.create(SessionConfig::new(language)).await?;
+    let session = manager.open(SessionConfig::new(language)).await?;
 
     let mut observations = Vec::new();
-    for (step, call) in script(language).into_iter().enumerate() {
+    for (step, call) in script(language)?.into_iter().enumerate() {
         println!("step {}: {}", step + 1, call.thought);
         println!("  -> {}", serde_json::to_string(&call.command)?.chars().take(110).collect::<String>());
-        let outcome = manager.execute(&session.session_id, call.command, ExecOptions::default()).await?;
+        let outcome = session.execute(call.command).await?;
         let seen = observe(&outcome);
         println!("  <- {seen} ({} ms)\n", outcome.duration_ms);
         observations.push((outcome, seen));
     }
-    manager.close(&session.session_id).await?;
+    session.close().await?;
 
     // The loop worked if the first run failed, the second succeeded and the result is right.
     assert!(observations[1].1.contains("value"), "the buggy run should fail naming the typo: {}", observations[1].1);
     assert!(observations[3].1.contains("mean=3.875"), "the fixed run should print the mean: {}", observations[3].1);
-    let result: serde_json::Value =
-        serde_json::from_str(observations[4].0.to_json()["result"]["content"].as_str().unwrap_or("{}"))?;
+    let report = observations[4].0.result().and_then(CommandResult::as_read_file).map(|read| read.content.as_str());
+    let result: serde_json::Value = serde_json::from_str(report.unwrap_or("{}"))?;
     assert_eq!((result["mean"].as_f64(), result["max"].as_i64()), (Some(3.875), Some(9)));
     println!("final answer: mean {} and max {}", result["mean"], result["max"]);
     Ok(())

@@ -1,6 +1,6 @@
 //! Quickstart: the SDK in-process with a Deno session. Write a TypeScript module, run code
 //! that imports it, read the file it wrote, close. `cargo run --example quickstart`
-use codebeaker::{Command, ExecOptions, Language, ManagerConfig, SessionConfig, SessionManager};
+use codebeaker::{Language, ManagerConfig, SessionConfig, SessionManager};
 use codebeaker_deno::{DenoBackend, DenoConfig};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -12,12 +12,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 #[tokio::main]
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let manager = SessionManager::new(vec![DenoBackend::new(DenoConfig::default())?], ManagerConfig::default());
-    let session = manager.create(SessionConfig::new(Language::Deno)).await?;
-    let id = session.session_id.as_str();
-    let run = |command| manager.execute(id, command, ExecOptions::default());
+    let session = manager.open(SessionConfig::new(Language::TypeScript)).await?;
 
     let module = "export const greet = (name: string): string => `Hello, ${name}!`;";
-    run(Command::write_file("greet.ts", module)).await?;
+    session.write_file("greet.ts", module).await?;
 
     let code = r#"
         const { greet } = await import('./greet.ts');
@@ -25,15 +23,16 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         await Deno.writeTextFile('message.txt', message);
         console.log(message);
     "#;
-    let ran = run(Command::code(code)).await?;
-    println!("execute_code -> {}", ran.to_json());
-    assert!(ran.success, "the code should run: {:?}", ran.error);
+    let ran = session.run_code(code).await?;
+    println!("execute_code -> {:?} in {} ms", ran.output(), ran.duration_ms);
+    assert!(ran.succeeded(), "the code should run: {:?}", ran.error());
 
-    let read = run(Command::read_file("message.txt")).await?;
-    println!("read_file    -> {}", read.to_json()["result"]["content"]);
-    assert_eq!(read.to_json()["result"]["content"], "Hello, agent!");
+    let read = session.read_file("message.txt").await?;
+    println!("read_file    -> {:?}", read.content);
+    assert_eq!(read.content, "Hello, agent!");
 
-    manager.close(id).await?;
+    let id = session.id().clone();
+    session.close().await?;
     println!("session {id} closed");
     Ok(())
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build CodeBeaker's runtime images with no container registry (idempotent).
 #
-#   scripts/build-images.sh [--force] [--no-verify] [python|javascript|go|csharp ...]
+#   scripts/build-images.sh [--force] [--no-verify|--verify-new] [python|javascript|go|csharp ...]
 #
 # Each image is a Debian 12 `debootstrap --variant=minbase` root filesystem with the
 # language's Debian packages, imported with `docker import` (which drops USER, ENV,
@@ -11,7 +11,8 @@
 # changed is rebuilt, --force rebuilds regardless. Downloaded .debs are cached under
 # $CODEBEAKER_CACHE_DIR (default /var/cache/codebeaker) so rebuilds are quick.
 # Every image is then verified the way the Docker backend runs it: no network,
-# read-only root, init, uid 1000, a tmpfs-backed named volume at /workspace, tmpfs /tmp.
+# read-only root, init, uid 1000, a tmpfs-backed named volume at /workspace, tmpfs /tmp
+# (--verify-new: only the images built by this run; scripts/serve.sh starts that way).
 #
 # Package managers install into the session, never into the read-only root: pip
 # defaults to a user install under /workspace/.local (PYTHONUSERBASE; a venv under
@@ -111,7 +112,8 @@ for arg in "$@"; do
     case "$arg" in
         --force) FORCE=1 ;;
         --no-verify) VERIFY=0 ;;
-        -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+        --verify-new) VERIFY=new ;;
+        -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
         python|javascript|go|csharp) LANGS+=("$arg") ;;
         *) die "unknown argument: $arg (expected --force, --no-verify or a language)" ;;
     esac
@@ -284,11 +286,13 @@ for lang in "${LANGS[@]}"; do
     image="codebeaker-$lang:latest"
     if [ $FORCE -eq 0 ] && image_is_current "$lang"; then
         log "$lang: $image is current (recipe $(recipe_hash "$lang")), skipping build (use --force to rebuild)"
+        built=0
     else
         ensure_debootstrap
         build_one "$lang"
+        built=1
     fi
-    if [ $VERIFY -eq 1 ]; then
+    if [ "$VERIFY" = 1 ] || { [ "$VERIFY" = new ] && [ $built -eq 1 ]; }; then
         verify_one "$lang" || status=1
     fi
 done

@@ -8,24 +8,17 @@ const END: &str = "    // README example: end";
 #[tokio::test(flavor = "multi_thread")]
 async fn readme_rust_example_runs() -> Result<(), Box<dyn std::error::Error>> {
     // README example: start
-    use codebeaker::{Command, ExecOptions, Language, ManagerConfig, SessionConfig, SessionManager};
+    use codebeaker::{Language, ManagerConfig, SessionConfig, SessionManager};
     use codebeaker_deno::{DenoBackend, DenoConfig};
 
     let manager = SessionManager::new(vec![DenoBackend::new(DenoConfig::default())?], ManagerConfig::default());
-    let session = manager.create(SessionConfig::new(Language::Deno)).await?;
-    let id = &session.session_id;
-    manager
-        .execute(
-            id,
-            Command::write_file("greet.ts", "export const hi = (n: string) => `hi ${n}`;"),
-            ExecOptions::default(),
-        )
-        .await?;
-    let out = manager
-        .execute(id, Command::code("console.log((await import('./greet.ts')).hi('agent'))"), ExecOptions::default())
-        .await?;
-    assert_eq!(out.to_json()["result"], "hi agent");
-    manager.close(id).await?;
+    let session = manager.open(SessionConfig::new(Language::TypeScript)).await?;
+    session.write_file("greet.ts", "export const hi = (n: string) => `hi ${n}`;").await?;
+    let ran = session.run_code("console.log((await import('./greet.ts')).hi('agent'))").await?;
+    assert!(ran.succeeded(), "{:?}", ran.error());
+    assert_eq!(ran.output(), "hi agent");
+    // Dropped without close(), a session closes in the background.
+    session.close().await?;
     // README example: end
     Ok(())
 }
