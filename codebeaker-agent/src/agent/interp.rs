@@ -425,12 +425,15 @@ async fn spawn(runtime: &Runtime, request: &RunCodeRequest) -> Result<Interprete
             Ok(())
         });
     }
-    let (mut child, exit) = spawn_guest(runtime, &mut command).await.map_err(|e| match e.kind() {
-        io::ErrorKind::NotFound => {
-            ErrorReply::new(ErrorKind::Unsupported, format!("{program} is not available in this sandbox: {e}"))
-        }
-        _ => internal(&format!("starting {program}"), e),
-    })?;
+    let (mut child, exit) =
+        spawn_guest(runtime, &mut command, Duration::from_millis(request.grace_ms)).await.map_err(|e| {
+            match e.kind() {
+                io::ErrorKind::NotFound => {
+                    ErrorReply::new(ErrorKind::Unsupported, format!("{program} is not available in this sandbox: {e}"))
+                }
+                _ => internal(&format!("starting {program}"), e),
+            }
+        })?;
     drop((request_read, answer_write));
     let pid = child.id();
     let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {

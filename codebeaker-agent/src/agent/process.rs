@@ -109,7 +109,7 @@ async fn execute(
     command.envs(&request.env);
     prepare_child(&mut command, runtime.user, cwd, request.rlimits, terminal.is_some());
     let since = boot_ticks_now();
-    let spawned = spawn_guest(runtime, &mut command).await;
+    let spawned = spawn_guest(runtime, &mut command, Duration::from_millis(request.grace_ms)).await;
     // The agent's copies of the terminal's slave go now: the master reads EIO, the end of
     // output, once the command's own are closed.
     drop(command);
@@ -316,17 +316,22 @@ pub(crate) fn prepare_child(
 /// container's pids limit), what left them there is a runaway: leftovers of finished
 /// commands and runs (a fork bomb whose first process exited, copies of an interpreter
 /// forked by its code). They are killed, all but the interpreters and running commands'
-/// own processes, and the start is tried once more, so that the session stays usable.
+/// own processes, round after round until a round finds none it has not signalled or
+/// `grace` (the request's) has passed (a leftover bomb refills a limit faster than one
+/// round clears it), and the start is tried once more, so that the session stays usable.
 pub(crate) async fn spawn_guest(
     runtime: &Runtime,
     command: &mut Command,
+    grace: Duration,
 ) -> io::Result<(std::process::Child, tokio::sync::oneshot::Receiver<crate::agent::reaper::Exit>)> {
     match runtime.reaper.spawn(command) {
         Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {
             // SAFETY: getpid has no failure modes.
             let agent = unsafe { libc::getpid() } as u32;
             tracing::warn!("the guest's processes fill its limit; killing those no command or interpreter owns");
-            KillScope { root: agent, spare_root: true, since: 0 }.kill(&runtime.reaper).await;
+            KillScope { root: agent, spare_root: true, since: 0 }
+                .kill_until(&runtime.reaper, instant_after(grace))
+                .await;
             runtime.reaper.spawn(command)
         }
         other => other,
@@ -398,8 +403,10 @@ fn processes() -> Vec<ProcStat> {
 }
 
 impl KillScope {
-    /// The pids this scope reaches now (see the type's docs).
-    fn targets(&self, reaper: &Reaper) -> Vec<libc::pid_t> {
+    /// The processes this scope reaches now (see the type's docs), each as its pid and
+    /// start time: a pid alone can name another process by the next round, since a
+    /// fork bomb churning through the namespace's pids wraps them within seconds.
+    fn targets(&self, reaper: &Reaper) -> Vec<(libc::pid_t, u64)> {
         // SAFETY: getpid has no failure modes.
         let agent = unsafe { libc::getpid() };
         let root = self.root as libc::pid_t;
@@ -430,7 +437,7 @@ impl KillScope {
         found.retain(|pid| {
             *pid != agent && if *pid == root { !self.spare_root } else { !reaper.is_waited_for(*pid as u32) }
         });
-        found.into_iter().collect()
+        all.iter().filter(|p| found.contains(&p.pid)).map(|p| (p.pid, p.start)).collect()
     }
 
     /// Kills everything in scope with `SIGKILL`, round after round, until a round finds
@@ -440,21 +447,21 @@ impl KillScope {
     /// collects the dead. A spared root may go on forking: then the rounds end at `until`
     /// (at least one round runs).
     pub(crate) async fn kill_until(&self, reaper: &Reaper, until: Instant) {
-        let mut signalled: HashSet<libc::pid_t> = HashSet::new();
+        let mut signalled: HashSet<(libc::pid_t, u64)> = HashSet::new();
         loop {
             if !self.spare_root {
                 // SAFETY: a plain signal send; a group that is gone gives ESRCH.
                 unsafe { libc::killpg(self.root as libc::pid_t, libc::SIGKILL) };
             }
-            let fresh: Vec<libc::pid_t> =
-                self.targets(reaper).into_iter().filter(|pid| !signalled.contains(pid)).collect();
+            let fresh: Vec<(libc::pid_t, u64)> =
+                self.targets(reaper).into_iter().filter(|process| !signalled.contains(process)).collect();
             if fresh.is_empty() {
                 return;
             }
-            for pid in fresh {
+            for (pid, start) in fresh {
                 // SAFETY: as above; a pid that just ended gives ESRCH.
                 unsafe { libc::kill(pid, libc::SIGKILL) };
-                signalled.insert(pid);
+                signalled.insert((pid, start));
             }
             if self.spare_root && Instant::now() >= until {
                 return;
@@ -466,7 +473,7 @@ impl KillScope {
     /// [`KillScope::kill_until`] for a scope whose root goes too (its rounds end by
     /// themselves).
     pub(crate) async fn kill(&self, reaper: &Reaper) {
-        debug_assert!(!self.spare_root || self.root == std::process::id());
+        debug_assert!(!self.spare_root);
         self.kill_until(reaper, Instant::now()).await;
     }
 }

@@ -30,6 +30,10 @@ pub(crate) struct Exit {
     pub usage: Usage,
 }
 
+/// Children collected per turn of the reaping task before it lets the agent's other tasks
+/// run (see [`Reaper::start`]).
+const REAP_BATCH: usize = 64;
+
 /// The agent's reaper (see the module docs).
 #[derive(Debug, Default)]
 pub(crate) struct Reaper {
@@ -48,7 +52,13 @@ impl Reaper {
         tokio::spawn(async move {
             loop {
                 // Children that ended before the handler was installed are reaped too.
-                task.reap_ready();
+                if task.reap_ready() {
+                    // More may be waiting: a fork bomb's orphans can end as fast as they
+                    // are collected, and on the agent's one thread a loop until none is
+                    // left would hold every command's answer meanwhile.
+                    tokio::task::yield_now().await;
+                    continue;
+                }
                 if sigchld.recv().await.is_none() {
                     return;
                 }
@@ -88,10 +98,11 @@ impl Reaper {
         self.waiting.lock().unwrap_or_else(PoisonError::into_inner).contains_key(&pid)
     }
 
-    /// Collects every child that has ended, without blocking.
-    fn reap_ready(&self) {
+    /// Collects children that have ended, without blocking, at most [`REAP_BATCH`] of
+    /// them; whether that bound cut it short (more may be waiting).
+    fn reap_ready(&self) -> bool {
         let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
-        loop {
+        for _ in 0..REAP_BATCH {
             let mut status = 0;
             // SAFETY: an all-zero rusage is a valid value of this plain C struct.
             let mut rusage: libc::rusage = unsafe { std::mem::zeroed() };
@@ -100,11 +111,12 @@ impl Reaper {
             if pid <= 0 {
                 // 0: children remain, none has ended; -1: ECHILD (none left) or EINTR,
                 // after which the next SIGCHLD brings us back.
-                return;
+                return false;
             }
             let Some(tx) = waiting.remove(&(pid as u32)) else { continue };
             let _ = tx.send(exit_of(status, &rusage));
         }
+        true
     }
 }
 
