@@ -207,3 +207,56 @@ async fn an_import_over_the_quota_is_refused_and_undone_sparse_entries_included(
     assert!(tree(ws.root()).is_empty(), "{:?}", tree(ws.root()));
     assert!(ws.quota().unwrap().usage().unwrap() == 0);
 }
+
+/// The file-system uid of the calling thread (`setfsuid` with an invalid id changes
+/// nothing and returns the current one).
+fn thread_fsuid() -> u32 {
+    // SAFETY: an invalid id leaves the thread's ids as they are.
+    unsafe { libc::setfsuid(u32::MAX) as u32 }
+}
+
+/// An archive body that notes the file-system uid of every thread that reads it.
+struct Watched {
+    inner: std::io::Cursor<Vec<u8>>,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<u32>>>,
+}
+
+impl tokio::io::AsyncRead for Watched {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        self.seen.lock().unwrap().push(thread_fsuid());
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+/// An import into a workspace that acts as its sandbox's uid never reads the archive
+/// (nor starts anything, e.g. `tokio::fs` reads' blocking threads) on the thread acting
+/// as that uid: a thread started there inherits the uid, and the runtime's blocking
+/// threads once served other sandboxes and the server's own file work under it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_never_reads_its_archive_as_the_workspaces_owner() {
+    // SAFETY: geteuid has no failure modes.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: only root can act as another uid");
+        return;
+    }
+    let from_dir = tempfile::tempdir().unwrap();
+    std::fs::write(from_dir.path().join("a.txt"), "x".repeat(300_000)).unwrap();
+    let archive = export(&HostWorkspace::open(from_dir.path()).unwrap(), 64 << 20).await.unwrap();
+
+    let to_dir = tempfile::tempdir().unwrap();
+    let owner = codebeaker::workspace::FsOwner { uid: 1_900_123_456, gid: 1_900_123_456 };
+    std::os::unix::fs::chown(to_dir.path(), Some(owner.uid), Some(owner.gid)).unwrap();
+    let to = HostWorkspace::open(to_dir.path()).unwrap().acting_as(Some(owner));
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let body: UploadBody = Box::pin(Watched { inner: std::io::Cursor::new(archive), seen: seen.clone() });
+    to.import(body).await.unwrap();
+    let seen = seen.lock().unwrap().clone();
+    assert!(!seen.is_empty());
+    assert!(seen.iter().all(|uid| *uid == 0), "the archive was read as uid {seen:?}");
+    use std::os::unix::fs::MetadataExt as _;
+    assert_eq!(std::fs::metadata(to_dir.path().join("a.txt")).unwrap().uid(), owner.uid, "extracted as the owner");
+}

@@ -451,6 +451,59 @@ fn archive_pipe() -> (ArchiveWriter, ArchiveReader) {
     (ArchiveWriter { tx }, ArchiveReader { rx, piece: Vec::new(), at: 0 })
 }
 
+/// The extracting end of an import: a blocking [`Read`] of pieces that a task on the
+/// runtime reads from the archive's body. The thread extracting acts as the workspace's
+/// owner, and a thread started from it inherits that identity (Linux copies the creating
+/// thread's credentials), so it never drives the body itself: reading a
+/// `tokio::fs::File` there started blocking-pool threads that went on serving other
+/// sessions, and the server's own file work, under that sandbox's uid.
+struct ImportReader {
+    rx: tokio::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
+    piece: Vec<u8>,
+    at: usize,
+    ended: bool,
+}
+
+/// Starts reading `body` into an [`ImportReader`] (on the current runtime), a few pieces
+/// ahead of the extraction; dropping the reader stops the task.
+fn import_pipe(mut body: crate::workspace::UploadBody) -> ImportReader {
+    let (tx, rx) = tokio::sync::mpsc::channel(EXPORT_QUEUE);
+    tokio::spawn(async move {
+        use tokio::io::AsyncReadExt as _;
+        let mut buffer = vec![0u8; STREAM_CHUNK_BYTES];
+        loop {
+            let read = body.read(&mut buffer).await;
+            let last = !matches!(read, Ok(n) if n > 0);
+            if tx.send(read.map(|n| buffer[..n].to_vec())).await.is_err() || last {
+                return;
+            }
+        }
+    });
+    ImportReader { rx, piece: Vec::new(), at: 0, ended: false }
+}
+
+impl Read for ImportReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.at == self.piece.len() {
+            if self.ended {
+                return Ok(0);
+            }
+            match self.rx.blocking_recv() {
+                Some(Ok(piece)) => {
+                    self.ended = piece.is_empty();
+                    (self.piece, self.at) = (piece, 0);
+                }
+                Some(Err(e)) => return Err(e),
+                None => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the archive stopped arriving")),
+            }
+        }
+        let n = out.len().min(self.piece.len() - self.at);
+        out[..n].copy_from_slice(&self.piece[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
 impl ArchiveWriter {
     /// Ends the reader with `err` (after what was written).
     fn fail(self, err: Error) {
@@ -533,7 +586,7 @@ impl crate::backend::Archives for HostWorkspace {
         let root = self.dir().try_clone().map_err(|e| Error::internal(e.to_string()).with_source(e))?;
         let owner = self.owner();
         let quota = self.quota().cloned();
-        let body = tokio_util::io::SyncIoBridge::new(archive);
+        let body = import_pipe(archive);
         tokio::task::spawn_blocking(move || {
             let _acting = crate::workspace::owner::Acting::as_owner(owner);
             extract_archive(&root, body, quota.as_ref())
