@@ -254,6 +254,10 @@ pub struct Cli {
     #[arg(long, env = "CODEBEAKER_SNAPSHOT_QUOTA_MB", default_value_t = codebeaker::snapshot::DEFAULT_SNAPSHOT_QUOTA / (1024 * 1024))]
     pub snapshot_quota_mb: u64,
 
+    /// Most snapshots one tenant may keep (at least 1).
+    #[arg(long, env = "CODEBEAKER_SNAPSHOT_MAX_COUNT", default_value_t = codebeaker::snapshot::DEFAULT_MAX_SNAPSHOTS)]
+    pub snapshot_max_count: usize,
+
     /// Largest WebSocket message accepted, in bytes.
     #[arg(long, env = "CODEBEAKER_MAX_MESSAGE_BYTES", default_value_t = DEFAULT_MAX_MESSAGE_BYTES)]
     pub max_message_bytes: usize,
@@ -395,7 +399,8 @@ pub struct Cli {
 }
 
 impl Cli {
-    /// The snapshot store `--snapshot-dir` and `--snapshot-quota-mb` describe.
+    /// The snapshot store `--snapshot-dir`, `--snapshot-quota-mb` and
+    /// `--snapshot-max-count` describe.
     fn snapshot_store(&self) -> Result<SnapshotStore, ConfigError> {
         let dir = match &self.snapshot_dir {
             Some(dir) => dir.clone(),
@@ -408,7 +413,11 @@ impl Cli {
             }
         };
         let quota = self.snapshot_quota_mb.saturating_mul(1024 * 1024);
+        if self.snapshot_max_count == 0 {
+            return Err(ConfigError::Flag("--snapshot-max-count must be at least 1".to_owned()));
+        }
         SnapshotStore::open(&dir, quota)
+            .map(|store| store.with_max_count(self.snapshot_max_count))
             .map_err(|e| ConfigError::Flag(format!("--snapshot-dir {}: {}", dir.display(), e.message())))
     }
 

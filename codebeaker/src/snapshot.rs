@@ -7,9 +7,15 @@
 //! (`operator` for the operator's own). An archive is written to a `.partial` file and
 //! renamed once complete, so a crash never leaves a half snapshot listed; a
 //! `.partial` left by a crash is removed when the store opens.
+//!
+//! A tenant's snapshots are taken one at a time ([`SnapshotStore::reserve`]): the room
+//! left of its quota is read and filled under one lock, so concurrent snapshots cannot
+//! together pass the quota, and a tenant keeps at most a bounded number of them.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
@@ -21,6 +27,10 @@ use crate::language::Language;
 
 /// Default per-tenant quota of a store: 1 GiB.
 pub const DEFAULT_SNAPSHOT_QUOTA: u64 = 1024 * 1024 * 1024;
+
+/// Default number of snapshots one tenant may keep: every listing and quota check reads
+/// each of them, so their count is bounded as well as their bytes.
+pub const DEFAULT_MAX_SNAPSHOTS: usize = 1000;
 
 /// A snapshot as `snapshot.list` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -43,11 +53,27 @@ pub struct SnapshotInfo {
 pub struct SnapshotStore {
     root: PathBuf,
     quota: u64,
+    max_count: usize,
+    /// One lock per tenant directory, held from reading the room left to storing the
+    /// archive (see [`SnapshotStore::reserve`]); one entry per tenant ever seen.
+    writers: Arc<Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>>,
+}
+
+/// The right to store one snapshot for a tenant, with the room its quota leaves
+/// ([`SnapshotStore::reserve`]); the tenant's other snapshots wait until it is used or
+/// dropped.
+#[derive(Debug)]
+pub struct SnapshotSlot<'a> {
+    store: &'a SnapshotStore,
+    tenant: Option<&'a str>,
+    room: u64,
+    _turn: tokio::sync::OwnedMutexGuard<()>,
 }
 
 impl SnapshotStore {
     /// A store under `root` (created, private to this user), each tenant holding at most
-    /// `quota` bytes of archives.
+    /// `quota` bytes of archives and [`DEFAULT_MAX_SNAPSHOTS`] of them
+    /// ([`SnapshotStore::with_max_count`]).
     pub fn open(root: impl Into<PathBuf>, quota: u64) -> Result<SnapshotStore> {
         let root = root.into();
         let shown = root.display().to_string();
@@ -55,7 +81,7 @@ impl SnapshotStore {
         use std::os::unix::fs::PermissionsExt as _;
         std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o700))
             .map_err(|e| Error::from_io(&shown, e))?;
-        let store = SnapshotStore { root, quota };
+        let store = SnapshotStore { root, quota, max_count: DEFAULT_MAX_SNAPSHOTS, writers: Arc::default() };
         store.remove_partials();
         Ok(store)
     }
@@ -68,6 +94,18 @@ impl SnapshotStore {
     /// The quota of each tenant, in bytes.
     pub fn quota(&self) -> u64 {
         self.quota
+    }
+
+    /// The same store with each tenant keeping at most `max_count` snapshots (at least 1).
+    #[must_use]
+    pub fn with_max_count(mut self, max_count: usize) -> SnapshotStore {
+        self.max_count = max_count.max(1);
+        self
+    }
+
+    /// How many snapshots each tenant may keep.
+    pub fn max_count(&self) -> usize {
+        self.max_count
     }
 
     fn remove_partials(&self) {
@@ -103,11 +141,6 @@ impl SnapshotStore {
         found
     }
 
-    /// Bytes of archives `tenant` holds.
-    pub fn used(&self, tenant: Option<&str>) -> u64 {
-        self.list(tenant).iter().map(|info| info.bytes).sum()
-    }
-
     /// Where snapshot `id` of `tenant` lives; `Err` for an id that is not one of ours
     /// (so no client string ever becomes a path).
     fn paths(&self, tenant: Option<&str>, id: &str) -> Result<(PathBuf, PathBuf)> {
@@ -125,43 +158,24 @@ impl SnapshotStore {
         serde_json::from_slice(&bytes).map_err(|e| Error::internal(format!("snapshot {id}: {e}")).with_source(e))
     }
 
-    /// Stores `archive` as a new snapshot of a `language` session on `backend` for
-    /// `tenant`; fails with [`ErrorKind::LimitReached`](crate::ErrorKind::LimitReached) (and keeps nothing) when it would
-    /// take the tenant past its quota.
-    pub async fn save(
-        &self,
-        tenant: Option<&str>,
-        language: Language,
-        backend: &str,
-        mut archive: Pin<Box<dyn AsyncRead + Send>>,
-    ) -> Result<SnapshotInfo> {
-        let room = self.quota.saturating_sub(self.used(tenant));
-        let id = uuid::Uuid::new_v4().simple().to_string();
-        let (tar, meta) = self.paths(tenant, &id)?;
-        let dir = self.tenant_dir(tenant);
-        tokio::fs::create_dir_all(&dir).await.map_err(|e| Error::from_io(&dir.display().to_string(), e))?;
-        let partial = tar.with_extension("partial");
-        let written = copy_bounded(&mut archive, &partial, room).await;
-        let bytes = match written {
-            Ok(bytes) => bytes,
-            Err(error) => {
-                let _ = tokio::fs::remove_file(&partial).await;
-                return Err(error);
-            }
+    /// Waits for `tenant`'s turn to store a snapshot and returns it with the room its
+    /// quota leaves; fails with [`ErrorKind::LimitReached`](crate::ErrorKind::LimitReached)
+    /// when the tenant already keeps [`SnapshotStore::max_count`] snapshots.
+    pub async fn reserve<'a>(&'a self, tenant: Option<&'a str>) -> Result<SnapshotSlot<'a>> {
+        let lock = {
+            let mut writers = self.writers.lock().unwrap_or_else(PoisonError::into_inner);
+            writers.entry(self.tenant_dir(tenant)).or_default().clone()
         };
-        let info =
-            SnapshotInfo { snapshot_id: id, language, backend: backend.to_owned(), bytes, created_at: Utc::now() };
-        let json = serde_json::to_vec(&info).map_err(|e| Error::internal(e.to_string()).with_source(e))?;
-        let stored = async {
-            tokio::fs::rename(&partial, &tar).await?;
-            tokio::fs::write(&meta, json).await
-        };
-        if let Err(e) = stored.await {
-            let _ = tokio::fs::remove_file(&partial).await;
-            let _ = tokio::fs::remove_file(&tar).await;
-            return Err(Error::internal(format!("storing snapshot {}: {e}", info.snapshot_id)).with_source(e));
+        let turn = lock.lock_owned().await;
+        let held = self.list(tenant);
+        if held.len() >= self.max_count {
+            return Err(Error::limit_reached(format!(
+                "this tenant keeps {} snapshots, the most it may; snapshot.delete some first",
+                held.len()
+            )));
         }
-        Ok(info)
+        let room = self.quota.saturating_sub(held.iter().map(|info| info.bytes).sum());
+        Ok(SnapshotSlot { store: self, tenant, room, _turn: turn })
     }
 
     /// Snapshot `id`'s archive, to read, if `tenant` owns it.
@@ -182,6 +196,51 @@ impl SnapshotStore {
         std::fs::remove_file(&meta).map_err(|_| not_found(id))?;
         let _ = std::fs::remove_file(tar);
         Ok(())
+    }
+}
+
+impl SnapshotSlot<'_> {
+    /// Bytes the tenant's quota leaves for this snapshot.
+    pub fn room(&self) -> u64 {
+        self.room
+    }
+
+    /// Stores `archive` as a new snapshot of a `language` session on `backend`; fails
+    /// with [`ErrorKind::LimitReached`](crate::ErrorKind::LimitReached) (and keeps
+    /// nothing) when it is larger than [`SnapshotSlot::room`].
+    pub async fn save(
+        self,
+        language: Language,
+        backend: &str,
+        mut archive: Pin<Box<dyn AsyncRead + Send>>,
+    ) -> Result<SnapshotInfo> {
+        let (store, tenant) = (self.store, self.tenant);
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let (tar, meta) = store.paths(tenant, &id)?;
+        let dir = store.tenant_dir(tenant);
+        tokio::fs::create_dir_all(&dir).await.map_err(|e| Error::from_io(&dir.display().to_string(), e))?;
+        let partial = tar.with_extension("partial");
+        let written = copy_bounded(&mut archive, &partial, self.room).await;
+        let bytes = match written {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                let _ = tokio::fs::remove_file(&partial).await;
+                return Err(error);
+            }
+        };
+        let info =
+            SnapshotInfo { snapshot_id: id, language, backend: backend.to_owned(), bytes, created_at: Utc::now() };
+        let json = serde_json::to_vec(&info).map_err(|e| Error::internal(e.to_string()).with_source(e))?;
+        let stored = async {
+            tokio::fs::rename(&partial, &tar).await?;
+            tokio::fs::write(&meta, json).await
+        };
+        if let Err(e) = stored.await {
+            let _ = tokio::fs::remove_file(&partial).await;
+            let _ = tokio::fs::remove_file(&tar).await;
+            return Err(Error::internal(format!("storing snapshot {}: {e}", info.snapshot_id)).with_source(e));
+        }
+        Ok(info)
     }
 }
 

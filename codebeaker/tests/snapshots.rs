@@ -68,6 +68,43 @@ async fn the_quota_bounds_a_tenants_snapshots() {
 }
 
 #[tokio::test]
+async fn snapshots_taken_at_once_share_one_quota_and_a_tenant_keeps_a_bounded_number() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SnapshotStore::open(dir.path(), 64 * 1024).unwrap();
+    let backend = TempDirBackend::new(&[Language::Python]);
+    let manager = manager(&backend, &store, 10);
+    let (first, second) = (
+        manager.open_as(Some("alice"), SessionConfig::new(Language::Python)).await.unwrap(),
+        manager.open_as(Some("alice"), SessionConfig::new(Language::Python)).await.unwrap(),
+    );
+    first.write_file("a.bin", "a".repeat(40_000)).await.unwrap();
+    second.write_file("b.bin", "b".repeat(40_000)).await.unwrap();
+    // Either fits the quota alone, not both: taken at once, one of them is refused.
+    let (a, b) = tokio::join!(first.snapshot(), second.snapshot());
+    let refused: Vec<_> = [a, b].into_iter().filter_map(Result::err).collect();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0].kind(), ErrorKind::LimitReached, "{}", refused[0]);
+    let kept = manager.snapshots_as(Some("alice"));
+    assert_eq!(kept.len(), 1);
+    assert!(kept[0].bytes <= 64 * 1024, "{kept:?}");
+
+    // The count is bounded too, however small each snapshot is.
+    let dir = tempfile::tempdir().unwrap();
+    let store = SnapshotStore::open(dir.path(), 10 << 20).unwrap().with_max_count(2);
+    let manager = self::manager(&backend, &store, 10);
+    let session = manager.open_as(Some("alice"), SessionConfig::new(Language::Python)).await.unwrap();
+    session.snapshot().await.unwrap();
+    session.snapshot().await.unwrap();
+    let refused = session.snapshot().await.unwrap_err();
+    assert_eq!(refused.kind(), ErrorKind::LimitReached, "{refused}");
+    assert!(refused.to_string().contains("snapshot.delete"), "the error says what to do: {refused}");
+    assert_eq!(manager.snapshots_as(Some("alice")).len(), 2);
+    // Another tenant has a count of its own.
+    let other = manager.open_as(Some("bob"), SessionConfig::new(Language::Python)).await.unwrap();
+    other.snapshot().await.unwrap();
+}
+
+#[tokio::test]
 async fn a_fork_copies_the_files_and_counts_toward_the_caps() {
     let dir = tempfile::tempdir().unwrap();
     let store = SnapshotStore::open(dir.path(), 10 << 20).unwrap();

@@ -55,9 +55,9 @@ impl SessionManager {
         let store = self.inner.store()?;
         let archives = archives(&session)?;
         let _turn = self.inner.turn(&session, session.turns.ticket()).await?;
-        let room = store.quota().saturating_sub(store.used(tenant));
-        let archive = archives.export(room.saturating_add(1)).await?;
-        let info = store.save(tenant, session.config.language, session.backend, archive.reader).await?;
+        let slot = store.reserve(tenant).await?;
+        let archive = archives.export(slot.room().saturating_add(1)).await?;
+        let info = slot.save(session.config.language, session.backend, archive.reader).await?;
         tracing::info!(session = %session.id, snapshot = %info.snapshot_id, bytes = info.bytes, "snapshot taken");
         Ok(info)
     }
