@@ -81,6 +81,7 @@ async fn passes(language: Language, programs: Programs) {
         s.persistent_state(),
         s.rich_outputs(),
         s.isolation(),
+        s.pause_and_snapshots(),
     );
     suite.lifecycle().await;
     suite.one_shot().await;

@@ -36,11 +36,14 @@
 //! | `persistent_state` | a function defined by one `execute_code` is callable in the next; after a timeout the state is kept, or the result says `stateReset: true` | each `execute_code` starts afresh |
 //! | `streaming` | output of `execute_code` arrives in several chunks before the result, and the chunks add up to the result's output | the streamed command still ends with the complete result |
 //! | `rich_outputs` | [`Programs::rich`] gives a result with at least one well-formed `outputs` entry (a MIME type, base64 data for binary types) | `execute_code` results carry no `outputs` |
+//! | `pause` | a paused session says `Paused`, refuses a command with an error saying so, and once resumed has its files and (with `persistent_state`) its state | `pause` is refused with [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported) |
+//! | `snapshots` | a snapshot keeps the files as they were; a session created from it has them; a fork has them and diverges | `snapshot` and `fork` are refused with [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported) |
 //!
 //! Whatever is declared, state never crosses sessions: a function defined in one session
 //! is unknown in another.
 
 mod capabilities;
+mod parking;
 mod processes;
 mod quota;
 
@@ -155,6 +158,7 @@ impl Suite {
         self.persistent_state().await;
         self.rich_outputs().await;
         self.isolation().await;
+        self.pause_and_snapshots().await;
         self.lifecycle().await;
         self.one_shot().await;
     }
