@@ -58,7 +58,7 @@ where
     Fut: std::future::Future<Output = Result<CommandResult>>,
 {
     use tracing::Instrument as _;
-    let span = tracing::debug_span!("deno.execute", sandbox = %id, command = command.kind());
+    let span = tracing::info_span!("deno.execute", sandbox = %id, command = command.kind());
     async move {
         match command {
             Command::ExecuteCode(code) => execute_code(code.code).await,

@@ -267,8 +267,7 @@ impl Sandbox for DockerSandbox {
         if self.closed.load(Ordering::SeqCst) {
             return Err(Error::sandbox_failed("sandbox is closed"));
         }
-        let span =
-            info_span!("command", container = %short(&self.id), language = %self.language, kind = command.kind());
+        let span = info_span!("docker.execute", container = %short(&self.id), language = %self.language, kind = command.kind());
         self.run(command, context).instrument(span).await
     }
 

@@ -41,7 +41,19 @@ impl Inner {
         abandoned: CancellationToken,
     ) -> Result<CommandOutcome> {
         let kind = command.kind();
-        let span = tracing::info_span!("command", session = %session.id, kind);
+        // The outcome's fields are recorded on the span when it ends (OpenTelemetry
+        // attributes where traces are exported): never output or file content.
+        let span = tracing::info_span!(
+            "command",
+            session = %session.id,
+            kind,
+            success = tracing::field::Empty,
+            "error.type" = tracing::field::Empty,
+            "codebeaker.usage.cpu_ms" = tracing::field::Empty,
+            "codebeaker.usage.max_rss_kb" = tracing::field::Empty,
+            "codebeaker.usage.output_bytes" = tracing::field::Empty,
+            "codebeaker.usage.egress_refused" = tracing::field::Empty,
+        );
         async move {
             tokio::select! {
                 biased;
@@ -72,6 +84,7 @@ impl Inner {
                 (result, None) => CommandOutcome::from_result(result, elapsed_ms(started)),
             };
             self.observe(|o| o.command_finished(&session.info(), kind, &outcome, elapsed));
+            record_outcome(&tracing::Span::current(), &outcome);
             if let Some(error) = outcome.error.as_ref().filter(|e| e.kind() == ErrorKind::SandboxFailed) {
                 // A dead sandbox cannot serve the session again: close it now, and say why.
                 tracing::warn!(reason = %error, "sandbox failed; closing its session");
@@ -120,6 +133,22 @@ pub(super) async fn guarded(
             grace.as_millis(),
             timeout.as_millis()
         ))),
+    }
+}
+
+/// Records how a command ended on its span: success, the error's kind, and its usage.
+fn record_outcome(span: &tracing::Span, outcome: &CommandOutcome) {
+    span.record("success", outcome.success);
+    if let Some(error) = &outcome.error {
+        span.record("error.type", error.kind().name());
+    }
+    if let Some(usage) = outcome.usage() {
+        // As i64: exported, a u64 becomes a string attribute.
+        let int = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        span.record("codebeaker.usage.cpu_ms", int(usage.cpu_ms));
+        span.record("codebeaker.usage.max_rss_kb", int(usage.max_rss_kb));
+        span.record("codebeaker.usage.output_bytes", int(usage.output_bytes));
+        span.record("codebeaker.usage.egress_refused", int(usage.egress_refused));
     }
 }
 
