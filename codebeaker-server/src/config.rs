@@ -254,6 +254,11 @@ pub struct Cli {
     #[arg(long, env = "CODEBEAKER_SNAPSHOT_QUOTA_MB", default_value_t = codebeaker::snapshot::DEFAULT_SNAPSHOT_QUOTA / (1024 * 1024))]
     pub snapshot_quota_mb: u64,
 
+    /// Export traces over OTLP/HTTP to this collector (base URL; `/v1/traces` is
+    /// appended) [default: off, unless OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set].
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+
     /// Most snapshots one tenant may keep (at least 1).
     #[arg(long, env = "CODEBEAKER_SNAPSHOT_MAX_COUNT", default_value_t = codebeaker::snapshot::DEFAULT_MAX_SNAPSHOTS)]
     pub snapshot_max_count: usize,
@@ -399,6 +404,11 @@ pub struct Cli {
 }
 
 impl Cli {
+    /// Where traces go (`--otlp-endpoint` and the standard `OTEL_*` variables).
+    pub fn telemetry(&self) -> crate::telemetry::TelemetryConfig {
+        crate::telemetry::TelemetryConfig { endpoint: self.otlp_endpoint.clone() }
+    }
+
     /// The snapshot store `--snapshot-dir`, `--snapshot-quota-mb` and
     /// `--snapshot-max-count` describe.
     fn snapshot_store(&self) -> Result<SnapshotStore, ConfigError> {

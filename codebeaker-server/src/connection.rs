@@ -32,6 +32,7 @@ use crate::outbox::{self, Outbox, Outgoing};
 use crate::processes::{Attachments, Peer};
 use crate::rpc::{self, Incoming, Response, RpcError};
 use crate::server::Shared;
+use crate::telemetry;
 
 /// How long a closing connection waits for the client's close frame.
 const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -211,13 +212,24 @@ fn too_large(error: axum::Error) -> Result<String, axum::Error> {
 }
 
 /// The span of one request, beneath its connection's: the manager's session and command
-/// spans nest beneath it.
-fn request_span(request: &rpc::Request) -> tracing::Span {
+/// spans nest beneath it. Takes the request's `_meta` out of its params (no method reads
+/// it): where traces are exported, its `traceparent` and `tracestate` make the client's
+/// span the parent of this one (see [`crate::telemetry`]).
+fn request_span(request: &mut rpc::Request) -> tracing::Span {
     let id = request.id.as_ref().map(|id| id.to_string()).unwrap_or_default();
     // Client-chosen strings: bounded before they reach the logs.
     let method: String = request.method.chars().take(64).collect();
     let id: String = id.chars().take(64).collect();
-    info_span!("request", id = %id, method = %method)
+    let span = info_span!("request", id = %id, method = %method, "rpc.system" = "jsonrpc", "rpc.method" = %method);
+    let meta = match request.params.as_mut() {
+        Some(Value::Object(params)) => params.remove("_meta"),
+        _ => None,
+    };
+    if telemetry::exporting() {
+        let field = |name: &str| meta.as_ref().and_then(|meta| meta.get(name)).and_then(Value::as_str);
+        telemetry::adopt(&span, field("traceparent"), field("tracestate"));
+    }
+    span
 }
 
 fn going_away() -> Close {
@@ -295,7 +307,7 @@ impl Connection {
                 self.reply(response).await
             }
             Incoming::Single(Err(response)) => self.reply(*response).await,
-            Incoming::Single(Ok(request)) => {
+            Incoming::Single(Ok(mut request)) => {
                 let permit = match self.permit(1, text.len()) {
                     Ok(permit) => permit,
                     Err(busy) => {
@@ -307,7 +319,7 @@ impl Connection {
                     }
                 };
                 let id = request.id.clone();
-                let span = request_span(&request);
+                let span = request_span(&mut request);
                 let (answered, peer) = self.peer();
                 let reply = span.in_scope(|| self.shared.methods.call(request, &self.caller, peer));
                 let (outbox, ended) = (self.outbox.clone(), self.ended.clone());
@@ -350,9 +362,9 @@ impl Connection {
                     .map(|item| -> futures::future::BoxFuture<'static, Option<Response>> {
                         match item {
                             Err(response) => Box::pin(futures::future::ready(Some(*response))),
-                            Ok(request) => {
+                            Ok(mut request) => {
                                 let id = request.id.clone();
-                                let span = request_span(&request);
+                                let span = request_span(&mut request);
                                 let (sent, peer) = self.peer();
                                 answered.push(sent);
                                 let reply = span.in_scope(|| self.shared.methods.call(request, &self.caller, peer));

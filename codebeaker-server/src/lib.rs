@@ -54,6 +54,7 @@ pub mod schema;
 pub mod server;
 pub mod shares;
 pub mod shutdown;
+pub mod telemetry;
 
 pub use access::{Access, ApiKeys};
 pub use api::{Api, ApiError, Caller, Health, HealthStatus};

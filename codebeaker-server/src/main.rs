@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 use codebeaker_server::config::Mode;
+use codebeaker_server::telemetry::{self, Telemetry};
 use codebeaker_server::{logging, mcp, shutdown, Backends, Cli, Server, Services};
 use tokio_util::sync::CancellationToken;
 
@@ -18,7 +19,28 @@ fn main() -> ExitCode {
 #[tokio::main]
 async fn serve() -> ExitCode {
     let cli = Cli::parse();
-    logging::init(cli.log_format);
+    let (telemetry, tracer) = match Telemetry::start(&cli.telemetry()) {
+        Ok(started) => started.unzip(),
+        Err(error) => {
+            logging::init(cli.log_format, None);
+            tracing::error!(%error, "invalid configuration");
+            eprintln!("codebeaker-server: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    logging::init(cli.log_format, tracer);
+    if telemetry.is_some() {
+        tracing::info!(queue = telemetry::EXPORT_QUEUE, "exporting traces over OTLP/HTTP");
+    }
+    let code = run(cli).await;
+    if let Some(telemetry) = telemetry {
+        telemetry.shutdown().await;
+    }
+    code
+}
+
+/// The server (or the MCP session) the flags describe, until it ends.
+async fn run(cli: Cli) -> ExitCode {
     // Policy and keys first: a bad configuration must stop the server before anything starts.
     let config = match cli.server_config() {
         Ok(config) => config,

@@ -164,6 +164,11 @@ impl Metrics {
     /// A registry with every metric of the server, all at zero.
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("codebeaker");
+        registry.register(
+            "trace_spans_dropped",
+            "Finished spans dropped because the trace export queue was full (with --otlp-endpoint)",
+            crate::telemetry::DROPPED_SPANS.clone(),
+        );
         let sessions_open = Family::default();
         registry.register("sessions_open", "Sessions open now, by backend and language", Family::clone(&sessions_open));
         let sessions_created = Family::default();

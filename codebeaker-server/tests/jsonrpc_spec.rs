@@ -38,6 +38,20 @@ async fn call_echoes_string_number_and_null_ids() {
 }
 
 #[tokio::test]
+async fn a_params_meta_with_a_trace_context_is_taken_out_before_the_method_reads_its_params() {
+    let (mut c, server) = client().await;
+    // Methods refuse unknown params; `_meta` (W3C trace context) is not one of them, and
+    // with traces not exported it changes nothing, valid or not.
+    let meta = json!({"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "tracestate": "a=b"});
+    let created = c.call("session.create", json!({"language": "typescript", "_meta": meta})).await;
+    let session = created["sessionId"].as_str().expect("sessionId").to_owned();
+    let listed = c.call("session.list", json!({"_meta": {"traceparent": "not a trace context"}})).await;
+    assert_eq!(listed["count"], 1, "{listed}");
+    c.call("session.close", json!({"sessionId": session, "_meta": meta})).await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
 async fn notifications_are_never_answered_even_when_they_fail() {
     let (mut c, server) = client().await;
     c.send_text(r#"{"jsonrpc": "2.0", "method": "update", "params": [1,2,3,4,5]}"#).await;

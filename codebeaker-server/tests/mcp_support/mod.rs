@@ -27,12 +27,21 @@ impl Spawned {
     /// Starts the binary with `args` (beside `--listen` and `--backends deno`) and waits
     /// until `/health` answers.
     pub async fn start(args: &[&str]) -> Spawned {
+        Spawned::start_on("deno", args).await
+    }
+
+    /// [`Spawned::start`] with `--backends backends`; the Docker engine is reachable only
+    /// when they name docker (the caller then gives its own `--docker-owner`).
+    pub async fn start_on(backends: &str, args: &[&str]) -> Spawned {
         let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let child = Command::new(BINARY)
-            .args(["--listen", &addr.to_string(), "--backends", "deno", "--deno-pool-size", "1"])
+        let mut command = Command::new(BINARY);
+        if !backends.contains("docker") {
+            command.env("DOCKER_HOST", "unix:///nonexistent.sock");
+        }
+        let child = command
+            .args(["--listen", &addr.to_string(), "--backends", backends, "--deno-pool-size", "1"])
             .args(args)
-            .env("DOCKER_HOST", "unix:///nonexistent.sock")
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
