@@ -40,6 +40,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router<crate::routes::AppState> {
     Router::new()
         .route(FILES_PATH, get(download).put(upload))
         .route_layer(middleware::from_fn_with_state(shared.access.clone(), access::guard))
+        .route_layer(middleware::from_fn(crate::telemetry::http_span))
 }
 
 /// The value of `name` in the request's query (`None` when absent); the token and other

@@ -141,6 +141,24 @@ pub fn adopt(span: &tracing::Span, traceparent: Option<&str>, tracestate: Option
     let _ = span.set_parent(TraceContextPropagator::new().extract(&carrier));
 }
 
+/// Runs an HTTP request (the file routes, `/mcp`) in a span of its own, `http.request`
+/// (method and route template, never the path itself), whose parent is the client's span
+/// when a `traceparent` header names one (see [`adopt`]).
+pub async fn http_span(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    use tracing::Instrument as _;
+    let span = request_span(&request);
+    next.run(request).instrument(span).await
+}
+
+/// The span of [`http_span`].
+fn request_span(request: &axum::extract::Request) -> tracing::Span {
+    let route = request.extensions().get::<axum::extract::MatchedPath>().map_or("", |path| path.as_str());
+    let span = tracing::info_span!("http.request", "http.request.method" = %request.method(), "http.route" = route);
+    let header = |name: &str| request.headers().get(name).and_then(|value| value.to_str().ok());
+    adopt(&span, header("traceparent"), header("tracestate"));
+    span
+}
+
 /// Whether spans are exported.
 pub fn exporting() -> bool {
     EXPORTING.load(Ordering::Acquire)

@@ -2,7 +2,8 @@
 //! OTLP/HTTP receiver that decodes them with the official `opentelemetry-proto` package
 //! (`tests/python/otlp_receiver.py`): a client's `traceparent` (in a request's
 //! `params._meta`) is the parent of the request span, which is the parent of the command
-//! span, which is the parent of the backend's own span, all in the client's trace; usage
+//! span, which is the parent of the backend's own span, all in the client's trace (and a
+//! file route's `traceparent` header is the parent of its `http.request` span); usage
 //! and the outcome are attributes and no guest output is; a collector that never answers
 //! changes nothing a client sees.
 
@@ -13,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::Client;
-use mcp_support::{python_with, Spawned, PYTHON_DIR};
+use mcp_support::{http, python_with, Spawned, PYTHON_DIR};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::{Child, Command};
@@ -103,6 +104,13 @@ async fn one_trace(backends: &str, extra: &[&str], language: &str, code: &str, s
     assert_eq!(ran["success"], true, "{ran}");
     // Untraced: a trace of its own, not the connection's.
     client.call("session.list", json!({})).await;
+    // The file routes take the context from the `traceparent` header.
+    let traceparent = format!("00-{TRACE_ID}-{CLIENT_SPAN}-01");
+    let put =
+        http(server.addr, "PUT", &format!("/v1/sessions/{session}/files/a.txt"), &[("traceparent", &traceparent)], "x")
+            .await
+            .expect("the upload");
+    assert_eq!(put.status, 200, "{put:?}");
     client.close().await;
 
     let spans = receiver.trace_with(sandbox_span).await;
@@ -122,6 +130,11 @@ async fn one_trace(backends: &str, extra: &[&str], language: &str, code: &str, s
         spans.iter().any(|s| s["name"] == "request" && s["attributes"]["rpc.method"] == "session.create"),
         "the create is in the client's trace too: {spans:#?}"
     );
+    let spans = receiver.trace_with("upload").await;
+    let upload = named(&spans, "http.request", CLIENT_SPAN);
+    assert_eq!(upload["attributes"]["http.request.method"], "PUT", "{upload}");
+    assert_eq!(upload["attributes"]["http.route"], "/v1/sessions/{session_id}/files/{*path}", "no path: {upload}");
+    named(&spans, "upload", upload["spanId"].as_str().unwrap());
     let all = receiver.spans.lock().unwrap().clone();
     let listed = all.iter().find(|s| s["attributes"]["rpc.method"] == "session.list").expect("the untraced request");
     assert_ne!(listed["traceId"], TRACE_ID, "{listed}");

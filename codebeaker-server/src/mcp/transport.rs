@@ -98,7 +98,9 @@ pub fn router(
     if let Some(rate) = rate {
         router = router.layer(middleware::from_fn_with_state(rate, limit_rate));
     }
-    router.layer(middleware::from_fn_with_state(access, access::guard))
+    router
+        .layer(middleware::from_fn_with_state(access, access::guard))
+        .layer(middleware::from_fn(crate::telemetry::http_span))
 }
 
 /// Counts the request against its caller's rate ([`RateKey::of`]: its tenant, the
