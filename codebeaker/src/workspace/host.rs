@@ -131,10 +131,9 @@ impl HostWorkspace {
         Ok(WriteFileResult { path: path.to_string(), bytes: bytes.len() as u64 })
     }
 
-    /// `read_file`: the whole file, or the range `offset`/`length` asks for.
-    pub fn read_file(&self, command: &ReadFile) -> Result<ReadFileResult> {
-        use std::io::{Read as _, Seek as _};
-        let path = &command.path;
+    /// Opens the regular file at `path` to read (with this thread's file rights), and its
+    /// size; directories, FIFOs and devices are refused without waiting on them.
+    pub(crate) fn open_regular(&self, path: &WorkspacePath) -> Result<(std::fs::File, u64)> {
         let mut options = OpenOptions::new();
         options.read(true).custom_flags(libc::O_NONBLOCK);
         let file = self.dir.open_with(path.relative_or_dot(), &options).map_err(|e| io_error(path, e))?;
@@ -145,9 +144,15 @@ impl HostWorkspace {
         if !metadata.is_file() {
             return Err(Error::invalid_input(format!("{path} is not a regular file")));
         }
-        let size = metadata.len();
+        Ok((file.into_std(), metadata.len()))
+    }
+
+    /// `read_file`: the whole file, or the range `offset`/`length` asks for.
+    pub fn read_file(&self, command: &ReadFile) -> Result<ReadFileResult> {
+        use std::io::{Read as _, Seek as _};
+        let path = &command.path;
+        let (mut file, size) = self.open_regular(path)?;
         let count = read_span(path, size, command.offset, command.length)?;
-        let mut file = file.into_std();
         let mut bytes = Vec::with_capacity(count as usize);
         if count > 0 {
             file.seek(std::io::SeekFrom::Start(command.offset)).map_err(|e| io_error(path, e))?;

@@ -43,22 +43,11 @@ impl std::fmt::Debug for FileDownload {
 #[async_trait::async_trait]
 impl FileStreams for HostWorkspace {
     async fn download(&self, path: &WorkspacePath, offset: u64) -> Result<FileDownload> {
-        let mut options = OpenOptions::new();
-        options.read(true).custom_flags(libc::O_NONBLOCK);
         // Opened with the owner's rights; the open file then needs none.
-        let file = {
+        let (mut file, size) = {
             let _acting = self.act();
-            self.dir().open_with(path.relative_or_dot(), &options).map_err(|e| io_error(path, e))?
+            self.open_regular(path)?
         };
-        let metadata = file.metadata().map_err(|e| io_error(path, e))?;
-        if metadata.is_dir() {
-            return Err(Error::invalid_input(format!("{path} is a directory")));
-        }
-        if !metadata.is_file() {
-            return Err(Error::invalid_input(format!("{path} is not a regular file")));
-        }
-        let size = metadata.len();
-        let mut file = file.into_std();
         file.seek(SeekFrom::Start(offset.min(size))).map_err(|e| io_error(path, e))?;
         let reader = tokio::fs::File::from_std(file).take(size.saturating_sub(offset));
         Ok(FileDownload { size, reader: Box::pin(reader) })
