@@ -29,7 +29,8 @@ fn exported_span(metadata: &tracing::Metadata<'_>) -> bool {
 
 /// Installs the global subscriber. `RUST_LOG` (e.g. `codebeaker=debug,info`) filters the
 /// log lines; with `traces` (see [`crate::telemetry`]) spans are exported too
-/// ([`exported_span`]), whatever `RUST_LOG` keeps in the logs.
+/// (spans at `info` and above, never events, not the connection span), whatever
+/// `RUST_LOG` keeps in the logs.
 pub fn init(format: LogFormat, traces: Option<opentelemetry_sdk::trace::Tracer>) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let exported = traces.map(|tracer| {
