@@ -241,6 +241,11 @@ pub(crate) async fn code(
                 let mut result = output.into_code_result(exit_code, error, millis(start.elapsed()), done.timed_out);
                 result.truncated |= done.truncated;
                 result.outputs = done.outputs.into_iter().map(Into::into).collect();
+                if let Some(value) = done.result {
+                    // The trailing expression's value as text, last (after its rich forms
+                    // and the figures), as a notebook's execute_result carries it.
+                    result.outputs.push(codebeaker::result::RichOutput { mime: "text/plain".to_owned(), data: value });
+                }
                 result.state_reset = done.state_reset;
                 result.usage = done.usage.map(Into::into);
                 return Ok(result);
