@@ -42,6 +42,10 @@ fi
 if [ ! -d examples/clients/node_modules/ws ]; then
     (cd examples/clients && npm install --no-audit --no-fund --silent) >&2
 fi
+if [ ! -d clients/typescript/node_modules/typescript ]; then
+    # The TypeScript SDK's dependencies (ws; typescript and types to build it).
+    (cd clients/typescript && npm install --no-audit --no-fund --silent --ignore-scripts) >&2
+fi
 
 log "building the in-container agent (static release binary)"
 scripts/build-agent.sh >&2
