@@ -43,8 +43,13 @@ log "health: $(python3 -c "import urllib.request; print(urllib.request.urlopen('
 languages=(deno)
 if [ "${CODEBEAKER_REQUIRE_DOCKER:-0}" = 1 ]; then languages+=(python); fi
 run cargo run --quiet --example server_client -- "$url"
-readme_python=$(sed -n '/^```python$/,/^```$/p' README.md | sed '1d;$d' | sed "s#ws://127.0.0.1:5000/ws/jsonrpc#$url#")
-run python3 -c "$readme_python"
+# The README's python blocks, each run on its own: the SDK's (Docker python sessions,
+# the package from the repository) and the raw WebSocket one.
+python_block() { awk -v n="$1" '/^```python$/ { k++; inside = (k == n); next } /^```$/ { inside = 0 } inside' README.md; }
+if [ "${CODEBEAKER_REQUIRE_DOCKER:-0}" = 1 ]; then
+    run env PYTHONPATH=clients/python python3 -c "$(python_block 1 | sed "s#ws://127.0.0.1:5000#ws://127.0.0.1:$port#")"
+fi
+run python3 -c "$(python_block 2 | sed "s#ws://127.0.0.1:5000/ws/jsonrpc#$url#")"
 for language in "${languages[@]}"; do
     run python3 examples/clients/python_client.py "$url" "$language"
     run node examples/clients/node_client.js "$url" "$language"
