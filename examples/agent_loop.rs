@@ -96,6 +96,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         observations.push((outcome, seen));
     }
     session.close().await?;
+    // A closed Docker session's container is removed in the background; shutdown waits for
+    // that (a program that just exits leaves it to the next start-up sweep of its owner).
+    manager.shutdown().await;
 
     // The loop worked if the first run failed, the second succeeded and the result is right.
     assert!(observations[1].1.contains("value"), "the buggy run should fail naming the typo: {}", observations[1].1);
