@@ -225,10 +225,8 @@ fn request_span(request: &mut rpc::Request) -> tracing::Span {
         Some(Value::Object(params)) => params.remove("_meta"),
         _ => None,
     };
-    if telemetry::exporting() {
-        let field = |name: &str| meta.as_ref().and_then(|meta| meta.get(name)).and_then(Value::as_str);
-        telemetry::adopt(&span, field("traceparent"), field("tracestate"));
-    }
+    let field = |name: &str| meta.as_ref().and_then(|meta| meta.get(name)).and_then(Value::as_str);
+    telemetry::adopt(&span, field("traceparent"), field("tracestate"));
     span
 }
 

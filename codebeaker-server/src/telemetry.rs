@@ -159,11 +159,6 @@ fn request_span(request: &axum::extract::Request) -> tracing::Span {
     span
 }
 
-/// Whether spans are exported.
-pub fn exporting() -> bool {
-    EXPORTING.load(Ordering::Acquire)
-}
-
 /// The exporter, counting down the spans it has taken (exported or failed).
 #[derive(Debug)]
 struct Settled<E> {

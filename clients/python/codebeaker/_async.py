@@ -2,6 +2,8 @@
 
 import asyncio
 import base64
+import json
+import os
 import urllib.parse
 import urllib.request
 from typing import Any, Callable, Dict, List, Optional, Union
@@ -432,12 +434,8 @@ class AsyncFiles:
             try:
                 request = urllib.request.Request(self._route(path), data=body, method="PUT", headers=self._headers())
                 if isinstance(data, str):
-                    import os
-
                     request.add_header("Content-Length", str(os.path.getsize(data)))
                 with urllib.request.urlopen(request, timeout=600) as response:
-                    import json
-
                     return int(json.loads(response.read())["bytes"])
             finally:
                 if not isinstance(body, (bytes, bytearray)):

@@ -16,6 +16,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import websockets
 
 from .errors import AuthenticationError, CodeBeakerError, from_rpc
+from .errors import TimeoutError as SdkTimeout
 
 #: Where the SDK connects when neither ``url`` nor ``CODEBEAKER_URL`` says.
 DEFAULT_URL = "ws://127.0.0.1:5000"
@@ -155,8 +156,6 @@ class Connection:
                 try:
                     message = await asyncio.wait_for(future, timeout)
                 except asyncio.TimeoutError as error:
-                    from .errors import TimeoutError as SdkTimeout
-
                     raise SdkTimeout(f"{method} got no answer within {timeout} s") from error
         finally:
             self._pending.pop(request_id, None)
