@@ -350,7 +350,7 @@ fn percent_decode(text: &str) -> Vec<u8> {
 
 /// Compares a presented token with a secret in time that depends on the secret's length
 /// only (not on the presented length nor on where they differ).
-fn constant_time_eq(given: &[u8], secret: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(given: &[u8], secret: &[u8]) -> bool {
     let mut diff = given.len() ^ secret.len();
     for (i, &byte) in secret.iter().enumerate() {
         let other = given.get(i).copied().unwrap_or(0);

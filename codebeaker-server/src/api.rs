@@ -25,6 +25,7 @@ use serde::Serialize;
 
 use crate::audit::{self, AuditEntry, AuditLog};
 use crate::backends::BackendState;
+use crate::cluster::{Cluster, ClusterHealth};
 use crate::rate::{RateKey, RateLimited, RequestRateLimiter};
 
 /// Who a request acts for.
@@ -82,13 +83,14 @@ pub struct Api {
     backends_off: Arc<Vec<(String, String)>>,
     audit: Option<AuditLog>,
     rate: Option<Arc<RequestRateLimiter>>,
+    cluster: Option<Cluster>,
 }
 
 impl Api {
     /// The operations over `manager` (whose policy holds every timeout: the default one,
     /// the range, the graces); `backends_off` the backends that did not start and why.
     pub fn new(manager: SessionManager, backends_off: Vec<(String, String)>) -> Self {
-        Api { manager, backends_off: Arc::new(backends_off), audit: None, rate: None }
+        Api { manager, backends_off: Arc::new(backends_off), audit: None, rate: None, cluster: None }
     }
 
     /// Writes every operation to `audit`.
@@ -101,6 +103,18 @@ impl Api {
     pub fn with_rate_limit(mut self, rate: Arc<RequestRateLimiter>) -> Self {
         self.rate = Some(rate);
         self
+    }
+
+    /// Makes this server a node of `cluster`: its sessions are recorded there, and each
+    /// tenant's cap holds across the cluster.
+    pub fn with_cluster(mut self, cluster: Cluster) -> Self {
+        self.cluster = Some(cluster);
+        self
+    }
+
+    /// The cluster this server is a node of, if any.
+    pub fn cluster(&self) -> Option<&Cluster> {
+        self.cluster.as_ref()
     }
 
     /// The rate limiter, when requests are limited (the MCP endpoint shares it).
@@ -152,7 +166,25 @@ impl Api {
     }
 
     async fn create_unaudited(&self, caller: &Caller, config: SessionConfig) -> Result<SessionInfo, ApiError> {
-        Ok(self.manager.create_as(caller.tenant.as_deref(), config).await?)
+        let tenant = caller.tenant.as_deref();
+        self.recorded(tenant, |info: &SessionInfo| info.session_id.as_str(), self.manager.create_as(tenant, config))
+            .await
+    }
+
+    /// Runs `create` (which makes a session, `id` of its result) as a session of a
+    /// cluster node: the tenant's place across the cluster is reserved first and the
+    /// session recorded before the caller hears of it.
+    async fn recorded<T>(
+        &self,
+        tenant: Option<&str>,
+        id: impl FnOnce(&T) -> &str,
+        create: impl Future<Output = codebeaker::Result<T>>,
+    ) -> Result<T, ApiError> {
+        let Some(cluster) = &self.cluster else { return Ok(create.await?) };
+        let reservation = cluster.reserve(tenant).await?;
+        let created = create.await?;
+        reservation.settle(Some(id(&created))).await;
+        Ok(created)
     }
 
     /// Runs `command` in one of the caller's sessions. The command's place in the session's
@@ -193,6 +225,9 @@ impl Api {
     pub async fn close(&self, caller: &Caller, session_id: &str) -> Result<(), ApiError> {
         let entry = self.audit(caller, "session.close", Some(session_id), None);
         let closed = self.manager.close_as(caller.tenant.as_deref(), session_id).await.map_err(ApiError::from);
+        if let (Ok(()), Some(cluster)) = (&closed, &self.cluster) {
+            cluster.forget(session_id);
+        }
         if let Some(entry) = entry {
             entry.finish(None, closed.as_ref().map_or_else(ApiError::audit_outcome, |()| "ok"));
         }
@@ -300,7 +335,13 @@ impl Api {
 
     /// Snapshots one of the caller's sessions (`session.snapshot`).
     pub async fn snapshot(&self, caller: &Caller, session_id: &str) -> Result<SnapshotInfo, ApiError> {
-        let taken = self.manager.snapshot_as(caller.tenant.as_deref(), session_id);
+        let taken = async {
+            let snapshot = self.manager.snapshot_as(caller.tenant.as_deref(), session_id).await?;
+            if let Some(cluster) = &self.cluster {
+                cluster.record_snapshot(&snapshot.snapshot_id).await?;
+            }
+            Ok(snapshot)
+        };
         self.audited(caller, "session.snapshot", session_id, taken).await
     }
 
@@ -311,14 +352,30 @@ impl Api {
 
     /// Deletes one of the caller's snapshots (`snapshot.delete`).
     pub async fn delete_snapshot(&self, caller: &Caller, snapshot_id: &str) -> Result<(), ApiError> {
-        let deleted = std::future::ready(self.manager.delete_snapshot_as(caller.tenant.as_deref(), snapshot_id));
+        let deleted = async {
+            self.manager.delete_snapshot_as(caller.tenant.as_deref(), snapshot_id)?;
+            if let Some(cluster) = &self.cluster {
+                cluster.forget_snapshot(snapshot_id).await?;
+            }
+            Ok(())
+        };
         self.audited(caller, "snapshot.delete", snapshot_id, deleted).await
     }
 
     /// Forks one of the caller's sessions (`session.fork`).
     pub async fn fork(&self, caller: &Caller, session_id: &str) -> Result<Forked, ApiError> {
-        let forked = self.manager.fork_as(caller.tenant.as_deref(), session_id);
-        self.audited(caller, "session.fork", session_id, forked).await
+        let tenant = caller.tenant.as_deref();
+        let forked = self.recorded(
+            tenant,
+            |forked: &Forked| forked.info.session_id.as_str(),
+            self.manager.fork_as(tenant, session_id),
+        );
+        let entry = self.audit(caller, "session.fork", Some(session_id), None);
+        let outcome = forked.await;
+        if let Some(entry) = entry {
+            entry.finish(None, outcome.as_ref().map_or_else(ApiError::audit_outcome, |_| "ok"));
+        }
+        outcome
     }
 
     /// Runs an operation on `session_id` as audit line `method`.
@@ -394,7 +451,8 @@ impl Api {
             (_, 0) => HealthStatus::Ok,
             _ => HealthStatus::Degraded,
         };
-        Health { status, sessions: self.manager.count(), backends, details }
+        let cluster = self.cluster.as_ref().map(Cluster::health);
+        Health { status, sessions: self.manager.count(), backends, details, cluster }
     }
 }
 
@@ -409,6 +467,9 @@ pub struct Health {
     pub backends: BTreeMap<String, String>,
     /// Each backend's state with the reason and the command that fixes it, apart.
     pub details: BTreeMap<String, BackendState>,
+    /// On a cluster node: this node, its Redis, and the nodes as it sees them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterHealth>,
 }
 
 /// The overall state in [`Health`].

@@ -15,6 +15,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -69,6 +70,9 @@ pub struct AuditRecord {
     /// The command or code as sent; only with `--audit-log-payloads`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub payload: Option<Value>,
+    /// The cluster node that ran the request (its `--node-url`); absent outside a cluster.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<Arc<str>>,
 }
 
 fn rfc3339_millis<S: serde::Serializer>(time: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
@@ -157,6 +161,7 @@ pub struct AuditLog {
     queue: SyncSender<AuditRecord>,
     payloads: bool,
     dropped: Counter,
+    node: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -176,7 +181,13 @@ impl AuditLog {
             // Without a thread every record is dropped (and counted) at `try_send`.
             tracing::error!(%error, "cannot start the audit log writer; audit records will be dropped");
         }
-        AuditLog { queue, payloads, dropped }
+        AuditLog { queue, payloads, dropped, node: None }
+    }
+
+    /// Names `node` (a cluster node's URL) in every record.
+    pub fn with_node(mut self, node: Arc<str>) -> AuditLog {
+        self.node = Some(node);
+        self
     }
 
     /// Starts the record of one operation; the command's content goes in only with
@@ -201,6 +212,7 @@ impl AuditLog {
             duration_ms: 0,
             egress_refused: None,
             payload: if self.payloads { command.and_then(|c| serde_json::to_value(c).ok()) } else { None },
+            node: self.node.clone(),
         };
         AuditEntry { log: self.clone(), started: Instant::now(), record }
     }
@@ -351,6 +363,7 @@ mod tests {
             duration_ms: 3,
             egress_refused: None,
             payload: Some(serde_json::json!({"code": "secret()"})),
+            node: None,
         }
     }
 

@@ -21,6 +21,7 @@ use codebeaker::snapshot::SnapshotStore;
 
 use crate::audit::AuditArgs;
 use crate::backends::{BackendChoice, BackendOptions};
+use crate::cluster::ClusterConfig;
 use crate::limits::{Limits, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_OUTBOUND_BYTES};
 use crate::logging::LogFormat;
 use crate::rate::{Rate, RateArgs};
@@ -58,6 +59,8 @@ pub struct ServerConfig {
     pub audit_log: Option<PathBuf>,
     /// Whether audit records carry code and file contents.
     pub audit_payloads: bool,
+    /// The cluster this server is a node of (`--cluster-redis`); `None`: a single node.
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl Default for ServerConfig {
@@ -73,6 +76,7 @@ impl Default for ServerConfig {
             rate_limit: None,
             audit_log: None,
             audit_payloads: false,
+            cluster: None,
         }
     }
 }
@@ -398,6 +402,26 @@ pub struct Cli {
     #[arg(long, env = "CODEBEAKER_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,
 
+    /// Join a cluster of nodes coordinated by this Redis (redis://HOST:PORT); needs --node-url and --cluster-secret-file [default: a single node, no Redis].
+    #[arg(long, env = "CODEBEAKER_CLUSTER_REDIS", requires_all = ["node_url", "cluster_secret_file"])]
+    pub cluster_redis: Option<String>,
+
+    /// The URL the other nodes of the cluster reach this node at (ws://HOST:PORT): its name in the cluster.
+    #[arg(long, env = "CODEBEAKER_NODE_URL", requires = "cluster_redis")]
+    pub node_url: Option<String>,
+
+    /// A file holding the cluster's shared secret (at least 16 characters), which node-to-node links present.
+    #[arg(long, env = "CODEBEAKER_CLUSTER_SECRET_FILE", requires = "cluster_redis")]
+    pub cluster_secret_file: Option<PathBuf>,
+
+    /// How many live nodes serving the language each new session's placement samples; the lighter wins.
+    #[arg(long, env = "CODEBEAKER_CLUSTER_SAMPLE", default_value_t = crate::cluster::DEFAULT_SAMPLE)]
+    pub cluster_sample: usize,
+
+    /// Time between a cluster node's heartbeats, in ms; a node silent for 2.5 of them is lost.
+    #[arg(long, env = "CODEBEAKER_CLUSTER_HEARTBEAT_MS", default_value_t = crate::cluster::DEFAULT_HEARTBEAT.as_millis() as u64)]
+    pub cluster_heartbeat_ms: u64,
+
     /// Log format; filter with RUST_LOG (default "info").
     #[arg(long, env = "CODEBEAKER_LOG_FORMAT", value_enum, default_value = "pretty")]
     pub log_format: LogFormat,
@@ -461,6 +485,7 @@ impl Cli {
             ..Limits::default()
         };
         limits.validate().map_err(ConfigError::Flag)?;
+        let cluster = self.cluster()?;
         Ok(ServerConfig {
             listen: self.listen,
             token: self.token.clone().filter(|t| !t.is_empty()),
@@ -478,13 +503,36 @@ impl Cli {
                 policy: self.policy()?,
                 routes: self.routes(),
                 snapshots: Some(self.snapshot_store()?),
+                node: cluster.as_ref().map(|cluster| cluster.node_url.as_str().into()),
                 ..ManagerConfig::default()
             },
             metrics_token: self.metrics_token.clone().filter(|t| !t.is_empty()),
             rate_limit: self.rate.rate().map_err(|e| ConfigError::Flag(e.to_string()))?,
             audit_log: self.audit.audit_log.clone(),
             audit_payloads: self.audit.audit_log_payloads,
+            cluster,
         })
+    }
+
+    /// The cluster `--cluster-redis`, `--node-url` and `--cluster-secret-file` describe.
+    fn cluster(&self) -> Result<Option<ClusterConfig>, ConfigError> {
+        let (Some(redis_url), Some(node_url), Some(secret_file)) =
+            (&self.cluster_redis, &self.node_url, &self.cluster_secret_file)
+        else {
+            return Ok(None);
+        };
+        let secret = std::fs::read_to_string(secret_file).map_err(|error| {
+            ConfigError::Flag(format!("cannot read the cluster secret file {}: {error}", secret_file.display()))
+        })?;
+        let config = ClusterConfig {
+            redis_url: redis_url.clone(),
+            node_url: node_url.trim_end_matches('/').to_owned(),
+            secret: secret.trim().to_owned(),
+            sample: self.cluster_sample,
+            heartbeat: Duration::from_millis(self.cluster_heartbeat_ms),
+        };
+        config.validate().map_err(ConfigError::Flag)?;
+        Ok(Some(config))
     }
 
     /// The operator policy: the `--policy` file (or the defaults), then each flag given.

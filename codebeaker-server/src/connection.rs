@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info_span, Instrument as _};
 
 use crate::api::Caller;
+use crate::cluster::link::Forwarder;
 use crate::metrics::RefusalKind;
 use crate::outbox::{self, Outbox, Outgoing};
 use crate::processes::{Attachments, Peer};
@@ -36,6 +37,17 @@ use crate::telemetry;
 
 /// How long a closing connection waits for the client's close frame.
 const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Whom a connection serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// A client: its requests count against its rate and, on a cluster node, go to the
+    /// node holding their session.
+    Client,
+    /// Another node of the cluster, forwarding a client's requests (see
+    /// [`crate::cluster::serve`]): they are served here.
+    Link,
+}
 
 /// The state of one connection's read loop.
 struct Connection {
@@ -50,6 +62,10 @@ struct Connection {
     ended: CancellationToken,
     /// The processes whose output this connection receives.
     attachments: Attachments,
+    /// Whom it serves.
+    role: Role,
+    /// Its forwarding to other nodes (a client connection of a cluster node).
+    forwarder: Option<Arc<Forwarder>>,
 }
 
 impl Drop for Connection {
@@ -72,9 +88,9 @@ fn kib(bytes: usize) -> usize {
 /// Why the read loop ended with a close frame to send.
 type Close = (u16, String);
 
-/// Serves one upgraded connection for `caller` until the client leaves or `shutdown`
-/// fires.
-pub(crate) async fn serve(ws: WebSocket, shared: Arc<Shared>, caller: Caller, shutdown: CancellationToken) {
+/// Serves one upgraded connection for `caller` in `role` until the client leaves or
+/// `shutdown` fires.
+pub(crate) async fn serve(ws: WebSocket, shared: Arc<Shared>, caller: Caller, shutdown: CancellationToken, role: Role) {
     let (mut sink, mut stream) = ws.split();
     let (outbox, mut inbox) = outbox::channel(shared.limits.max_outbound_bytes);
     let writer = tokio::spawn(async move {
@@ -102,10 +118,16 @@ pub(crate) async fn serve(ws: WebSocket, shared: Arc<Shared>, caller: Caller, sh
     let max_in_flight = limits.max_in_flight;
     let budget = limits.max_in_flight_bytes.max(limits.max_message_bytes);
     let idle = limits.connection_idle;
+    let forwarder = match (role, shared.api.cluster()) {
+        (Role::Client, Some(cluster)) => Some(Forwarder::new(cluster.clone(), caller.clone(), outbox.clone())),
+        _ => None,
+    };
     let connection = Connection {
         shared: shared.clone(),
         caller,
         outbox,
+        role,
+        forwarder,
         in_flight: Arc::new(Semaphore::new(max_in_flight)),
         in_flight_kib: Arc::new(Semaphore::new(kib(budget))),
         ended: CancellationToken::new(),
@@ -291,7 +313,14 @@ impl Connection {
     /// response is queued.
     fn peer(&self) -> (oneshot::Sender<()>, Peer) {
         let (sent, answered) = oneshot::channel();
-        (sent, Peer { outbox: self.outbox.clone(), attachments: self.attachments.clone(), answered })
+        let peer = Peer {
+            outbox: self.outbox.clone(),
+            attachments: self.attachments.clone(),
+            answered,
+            role: self.role,
+            forwarder: self.forwarder.clone(),
+        };
+        (sent, peer)
     }
 
     /// Parses one text frame and starts its requests.

@@ -33,6 +33,7 @@ pub mod access;
 pub mod api;
 pub mod audit;
 pub mod backends;
+pub mod cluster;
 pub mod config;
 mod connection;
 pub mod error_codes;

@@ -17,6 +17,8 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::api::{Api, ApiError, Caller};
+use crate::cluster;
+use crate::connection::Role;
 use crate::lifecycle;
 use crate::metrics::{Metrics, RefusalKind};
 use crate::outbox::Outbox;
@@ -29,7 +31,8 @@ use crate::rpc::{self, Request, RpcError, METHOD_NOT_FOUND};
 /// What a method eventually answers.
 pub(crate) type Reply = BoxFuture<'static, Result<Value, RpcError>>;
 
-/// The method table of one server.
+/// The method table of one server. Cheap to clone.
+#[derive(Clone)]
 pub(crate) struct Methods {
     api: Api,
     metrics: Arc<Metrics>,
@@ -44,11 +47,36 @@ impl Methods {
     /// connection it came on: its outbox receives the `session.output` notifications of
     /// a streamed command and the output of the processes it attaches to.
     pub(crate) fn call(&self, request: Request, caller: &Caller, peer: Peer) -> Reply {
-        // Every request counts against the rate, each one of a batch too.
-        if let Err(limited) = self.api.admit(caller, &request.method) {
-            return Box::pin(futures::future::ready(Err(limited.into())));
+        // Every request counts against the rate, each one of a batch too; a link's were
+        // counted by the node the client reached.
+        if peer.role == Role::Client {
+            if let Err(limited) = self.api.admit(caller, &request.method) {
+                return Box::pin(futures::future::ready(Err(limited.into())));
+            }
         }
         let metrics = self.metrics.clone();
+        let reply = match peer.forwarder.clone() {
+            Some(forwarder) => cluster::route::route(self, &forwarder, request, caller, peer),
+            None => self.dispatch(request, caller, peer),
+        };
+        // Requests refused at a limit (sessions, per-tenant sessions) are counted here.
+        Box::pin(async move {
+            let answer = reply.await;
+            if answer.as_ref().is_err_and(|error| error.code == rpc::LIMIT_REACHED) {
+                metrics.refused(RefusalKind::Limit);
+            }
+            answer
+        })
+    }
+
+    /// The typed operations behind the methods.
+    pub(crate) fn api(&self) -> &Api {
+        &self.api
+    }
+
+    /// Handles `request` on this server (see [`Methods::call`], which may send it to
+    /// another node of a cluster instead).
+    pub(crate) fn dispatch(&self, request: Request, caller: &Caller, peer: Peer) -> Reply {
         let started = match request.method.as_str() {
             "session.create" => self.create(request.params, caller),
             "session.execute" => self.execute(request.params, request.id, caller, &peer.outbox),
@@ -72,15 +100,7 @@ impl Methods {
                 ),
             )),
         };
-        let reply = started.unwrap_or_else(|error| Box::pin(futures::future::ready(Err(error))));
-        // Requests refused at a limit (sessions, per-tenant sessions) are counted here.
-        Box::pin(async move {
-            let answer = reply.await;
-            if answer.as_ref().is_err_and(|error| error.code == rpc::LIMIT_REACHED) {
-                metrics.refused(RefusalKind::Limit);
-            }
-            answer
-        })
+        started.unwrap_or_else(|error| Box::pin(futures::future::ready(Err(error))))
     }
 
     fn create(&self, params: Option<Value>, caller: &Caller) -> Result<Reply, RpcError> {

@@ -75,6 +75,12 @@ struct TransportLabels {
 }
 
 /// `{reason}` of a refused request.
+/// A cluster node (its URL).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NodeLabels {
+    node: String,
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RefusedLabels {
     reason: String,
@@ -146,6 +152,11 @@ pub struct Metrics {
     egress_refused: Family<BackendLabels, Counter>,
     audit_dropped: Counter,
     audit_write_errors: Counter,
+    cluster_redis_up: Gauge,
+    cluster_node_up: Family<NodeLabels, Gauge>,
+    cluster_node_sessions: Family<NodeLabels, Gauge>,
+    cluster_forwarded: Family<NodeLabels, Counter>,
+    cluster_forward_duration: Family<NodeLabels, Histogram>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -241,6 +252,40 @@ impl Metrics {
             "Audit records lost because the audit log could not be opened or written (full disk, read-only directory)",
             audit_write_errors.clone(),
         );
+        let cluster_redis_up = Gauge::default();
+        registry.register(
+            "cluster_redis_up",
+            "Whether this cluster node reached the cluster's Redis at its last look (1) or not (0); 0 outside a cluster",
+            cluster_redis_up.clone(),
+        );
+        let cluster_node_up = Family::default();
+        registry.register(
+            "cluster_node_up",
+            "Cluster nodes as this node sees them: 1 live, 0 lost, by node URL",
+            Family::clone(&cluster_node_up),
+        );
+        let cluster_node_sessions = Family::default();
+        registry.register(
+            "cluster_node_sessions",
+            "Sessions each cluster node holds as of its last heartbeat, by node URL",
+            Family::clone(&cluster_node_sessions),
+        );
+        let cluster_forwarded = Family::default();
+        registry.register(
+            "cluster_forwarded_requests",
+            "Requests this node forwarded to the cluster node holding their session, by node URL",
+            Family::clone(&cluster_forwarded),
+        );
+        // 100 µs to ~6.5 s: a loopback hop to a long command.
+        let cluster_forward_duration = Family::<NodeLabels, Histogram>::new_with_constructor(
+            (|| Histogram::new(exponential_buckets(0.0001, 2.0, 17))) as fn() -> Histogram,
+        );
+        registry.register_with_unit(
+            "cluster_forward_duration",
+            "Time from forwarding a request to its answer from the node holding the session, by node URL",
+            prometheus_client::registry::Unit::Seconds,
+            cluster_forward_duration.clone(),
+        );
         let metrics = Metrics {
             registry,
             sessions_open,
@@ -255,6 +300,11 @@ impl Metrics {
             egress_refused,
             audit_dropped,
             audit_write_errors,
+            cluster_redis_up,
+            cluster_node_up,
+            cluster_node_sessions,
+            cluster_forwarded,
+            cluster_forward_duration,
         };
         // Every refusal reason shows from the start, so a scraper sees zeros, not gaps.
         for reason in RefusalKind::ALL {
@@ -289,6 +339,28 @@ impl Metrics {
     pub fn set_warm_pool(&self, backend: &str, language: &str, size: usize) {
         let labels = SessionLabels { backend: backend.into(), language: language.into() };
         self.warm_pool.get_or_create(&labels).set(i64::try_from(size).unwrap_or(i64::MAX));
+    }
+
+    /// Sets whether the cluster's Redis answered this node's last look.
+    pub fn cluster_redis_up(&self, up: bool) {
+        self.cluster_redis_up.set(i64::from(up));
+    }
+
+    /// Sets the cluster's nodes as this node sees them.
+    pub fn cluster_nodes(&self, nodes: &[crate::cluster::NodeView]) {
+        for node in nodes {
+            let labels = NodeLabels { node: node.url.clone() };
+            let live = node.state == crate::cluster::NodeState::Live;
+            self.cluster_node_up.get_or_create(&labels).set(i64::from(live));
+            self.cluster_node_sessions.get_or_create(&labels).set(i64::try_from(node.sessions).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Counts a request forwarded to `node`, answered after `elapsed`.
+    pub fn forwarded(&self, node: &str, elapsed: Duration) {
+        let labels = NodeLabels { node: node.to_owned() };
+        self.cluster_forwarded.get_or_create(&labels).inc();
+        self.cluster_forward_duration.get_or_create(&labels).observe(elapsed.as_secs_f64());
     }
 
     /// The counter of requests refused for their rate (for the rate limiter).

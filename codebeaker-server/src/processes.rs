@@ -58,6 +58,10 @@ pub(crate) struct Peer {
     pub attachments: Attachments,
     /// When this request's response is queued.
     pub answered: Answered,
+    /// Whom the connection serves.
+    pub role: crate::connection::Role,
+    /// Its forwarding to other nodes (a client connection of a cluster node).
+    pub forwarder: Option<Arc<crate::cluster::link::Forwarder>>,
 }
 
 /// The processes one connection is attached to: a forwarding task each. Cheap to clone.
@@ -164,7 +168,7 @@ pub(crate) fn call(
                 // MAX_ATTACHMENTS: past it, the process runs and process.attach reads it).
                 let attached =
                     api.attach_process(&caller, &params.session_id, info.pid, 0).await.map_err(RpcError::from);
-                let Peer { outbox, attachments, answered } = peer;
+                let Peer { outbox, attachments, answered, .. } = peer;
                 let forwarded =
                     attached.and_then(|a| attachments.forward(params.session_id, info.pid, a, outbox, answered));
                 if let Err(error) = forwarded {
@@ -182,7 +186,7 @@ pub(crate) fn call(
             Box::pin(async move {
                 let attachment = api.attach_process(&caller, &session_id, pid, from_offset).await?;
                 let dropped = attachment.dropped_at_attach();
-                let Peer { outbox, attachments, answered } = peer;
+                let Peer { outbox, attachments, answered, .. } = peer;
                 attachments.forward(session_id, pid, attachment, outbox, answered)?;
                 reply(&ProcessAttached { pid, dropped })
             })

@@ -94,6 +94,9 @@ pub struct SessionCreated {
     pub config: SessionSettings,
     /// What the session's sandbox can do (extension).
     pub capabilities: Capabilities,
+    /// The cluster node holding the session (its URL), on a node of a cluster.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 impl From<&SessionInfo> for SessionCreated {
@@ -107,6 +110,7 @@ impl From<&SessionInfo> for SessionCreated {
             state: info.state,
             config: SessionSettings::from(&info.config),
             capabilities: info.capabilities,
+            node: info.node.clone(),
         }
     }
 }

@@ -19,6 +19,7 @@ use tracing::{debug, warn, Instrument as _};
 
 use crate::access;
 use crate::api::{Caller, HealthStatus};
+use crate::connection::Role;
 use crate::metrics::{RefusalKind, Transport};
 use crate::rpc::{Response as RpcResponse, RpcError};
 use crate::server::Shared;
@@ -48,6 +49,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route_layer(middleware::from_fn_with_state(state.shared.access.clone(), access::guard));
     Router::new()
         .route(HEALTH_PATH, get(health))
+        .route(crate::cluster::LINK_PATH, get(crate::cluster::serve::upgrade))
         .merge(ws)
         .merge(crate::files_http::router(state.shared.clone()))
         .fallback(not_found)
@@ -118,7 +120,7 @@ async fn upgrade(
                 };
                 let _counted = shared.metrics.connection(Transport::WebSocket);
                 debug!("connection open");
-                crate::connection::serve(socket, shared.clone(), caller, stop).await;
+                crate::connection::serve(socket, shared.clone(), caller, stop, Role::Client).await;
                 debug!("connection closed");
             }
             .instrument(span)

@@ -33,6 +33,7 @@ use crate::access::{Access, ApiKeys, HostCheck};
 use crate::api::Api;
 use crate::audit::AuditLog;
 use crate::backends::Backends;
+use crate::cluster::Cluster;
 use crate::config::ServerConfig;
 use crate::limits::Limits;
 use crate::mcp;
@@ -76,15 +77,25 @@ impl Services {
         }
         let Backends { enabled, disabled } = backends;
         let manager = SessionManager::new(enabled, manager_config);
-        let mut api = Api::new(manager, disabled);
+        let mut api = Api::new(manager.clone(), disabled);
         if let Some(path) = &config.audit_log {
-            let log = AuditLog::start(
+            let mut log = AuditLog::start(
                 path.clone(),
                 config.audit_payloads,
                 metrics.audit_dropped(),
                 metrics.audit_write_errors(),
             );
+            if let Some(cluster) = &config.cluster {
+                log = log.with_node(cluster.node_url.as_str().into());
+            }
             api = api.with_audit(log);
+        }
+        if let Some(cluster) = &config.cluster {
+            match Cluster::start(cluster.clone(), manager, metrics.clone()) {
+                Ok(cluster) => api = api.with_cluster(cluster),
+                // A validated configuration (see `Cli::server_config`) does not get here.
+                Err(error) => tracing::error!(%error, "cannot join the cluster; serving as a single node"),
+            }
         }
         if let Some(rate) = config.rate_limit {
             api = api.with_rate_limit(Arc::new(RequestRateLimiter::new(rate, metrics.rate_refusals())));
@@ -274,6 +285,9 @@ impl Server {
             }
         };
         tokio::join!(shared.api.manager().shutdown(), connections);
+        if let Some(cluster) = shared.api.cluster() {
+            cluster.leave().await;
+        }
         info!("shut down: every session closed");
     }
 

@@ -68,6 +68,9 @@ pub struct ManagerConfig {
     /// Where `session.snapshot` keeps snapshots; `None` (the default): snapshots are
     /// refused.
     pub snapshots: Option<SnapshotStore>,
+    /// The name of this manager's node in a cluster (its URL), which every
+    /// [`SessionInfo::node`] then carries; `None` (the default) outside a cluster.
+    pub node: Option<Arc<str>>,
 }
 
 impl Default for ManagerConfig {
@@ -80,6 +83,7 @@ impl Default for ManagerConfig {
             routes: Routes::default(),
             observer: None,
             snapshots: None,
+            node: None,
         }
     }
 }
@@ -94,6 +98,7 @@ impl std::fmt::Debug for ManagerConfig {
             .field("routes", &self.routes)
             .field("observer", &self.observer.is_some())
             .field("snapshots", &self.snapshots)
+            .field("node", &self.node)
             .finish()
     }
 }
@@ -432,7 +437,15 @@ impl Inner {
         let id = SessionId::random();
         let tenant = reservation.tenant().map(str::to_owned);
         let process_limits = self.config.policy.process_limits();
-        let session = Arc::new(OpenSession::new(id.clone(), config, backend.as_ref(), sandbox, tenant, process_limits));
+        let session = Arc::new(OpenSession::new(
+            id.clone(),
+            config,
+            backend.as_ref(),
+            sandbox,
+            tenant,
+            self.config.node.clone(),
+            process_limits,
+        ));
         {
             let mut registry = self.registry();
             if !self.shutdown.is_cancelled() {

@@ -68,6 +68,10 @@ pub struct SessionInfo {
     /// The backend serving the session (`docker`, `deno`, or a third backend's name):
     /// the one it named, or the one the operator's routing table chose.
     pub backend: String,
+    /// The cluster node holding the session (its `--node-url`), on a server that is a
+    /// node of a cluster ([`crate::ManagerConfig::node`]); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// A `session.list` entry as it travels.
@@ -87,6 +91,8 @@ struct WireSessionInfo {
     capabilities: Capabilities,
     #[serde(default)]
     backend: String,
+    #[serde(default)]
+    node: Option<String>,
 }
 
 impl<'de> Deserialize<'de> for SessionInfo {
@@ -111,6 +117,7 @@ impl From<WireSessionInfo> for SessionInfo {
             tenant: None,
             config: SessionConfig::new(wire.language),
             backend: wire.backend,
+            node: wire.node,
         }
     }
 }
@@ -131,6 +138,8 @@ pub(crate) struct Session {
     pub(crate) sandbox: Box<dyn Sandbox>,
     pub(crate) capabilities: Capabilities,
     pub(crate) tenant: Option<String>,
+    /// The cluster node holding it, if any ([`crate::ManagerConfig::node`]).
+    node: Option<Arc<str>>,
     pub(crate) turns: Arc<TurnQueue>,
     /// Its background processes.
     pub(crate) processes: ProcessTable,
@@ -151,6 +160,7 @@ impl Session {
         backend: &dyn Backend,
         sandbox: Box<dyn Sandbox>,
         tenant: Option<String>,
+        node: Option<Arc<str>>,
         process_limits: ProcessLimits,
     ) -> Self {
         let capabilities = backend.capabilities(config.language);
@@ -164,6 +174,7 @@ impl Session {
             sandbox,
             capabilities,
             tenant,
+            node,
             turns: TurnQueue::new(),
             processes: ProcessTable::new(process_limits),
             paused: std::sync::atomic::AtomicBool::new(false),
@@ -261,6 +272,7 @@ impl Session {
             tenant: self.tenant.clone(),
             config: self.config.clone(),
             backend: self.backend.to_owned(),
+            node: self.node.as_deref().map(str::to_owned),
         }
     }
 }

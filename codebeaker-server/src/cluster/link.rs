@@ -1,0 +1,377 @@
+//! Forwarding a client connection's requests to the nodes holding their sessions.
+//!
+//! Each client connection of a node has a [`Forwarder`]: one task that takes the
+//! connection's forwarded requests in the order they arrived, finds each one's node, and
+//! sends it on that node's link, a WebSocket to the node's [`super::LINK_PATH`] opened
+//! for this connection the first time it needs it (and again after it closes). A link
+//! speaks the protocol itself, acting for the connection's caller: requests go out with
+//! the client's own ids, so responses and `session.output` notifications come back
+//! needing no translation. Responses answer the waiting request; notifications go
+//! straight to the client's outbox, after the response they follow.
+//!
+//! A link that closes, or whose node is declared lost, answers every request still
+//! waiting on it with `-32003` naming the node; nothing waits for an answer that cannot
+//! come.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::stream::{SplitSink, SplitStream};
+use futures::{SinkExt as _, StreamExt as _};
+use serde_json::{json, Value};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+
+use super::{Cluster, LINK_PATH};
+use crate::api::Caller;
+use crate::methods::Reply;
+use crate::outbox::Outbox;
+use crate::processes::Answered;
+use crate::rpc::{self, Request, RpcError};
+
+/// The header naming the tenant a link acts for.
+pub const TENANT_HEADER: &str = "x-codebeaker-tenant";
+/// The header naming the client's address.
+pub const REMOTE_HEADER: &str = "x-codebeaker-remote";
+/// The header saying whether the client presented a token (`1`) or not (`0`).
+pub const AUTHENTICATED_HEADER: &str = "x-codebeaker-authenticated";
+
+/// How long opening a link may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a link waits for the client's response to be queued before relaying the
+/// notifications that follow it.
+const ANSWER_WAIT: Duration = Duration::from_secs(2);
+
+/// Where a forwarded request goes.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// The node holding this session (found in the registry).
+    Session(String),
+    /// This node.
+    Node(String),
+}
+
+/// A request on its way to a node.
+struct Forward {
+    request: Request,
+    target: Target,
+    answered: Option<Answered>,
+    reply: oneshot::Sender<Result<Value, RpcError>>,
+}
+
+/// The forwarding of one client connection (see the module docs). Dropping it (with
+/// the connection) closes its links.
+pub struct Forwarder {
+    cluster: Cluster,
+    queue: mpsc::UnboundedSender<Forward>,
+    ended: CancellationToken,
+}
+
+impl Drop for Forwarder {
+    fn drop(&mut self) {
+        self.ended.cancel();
+    }
+}
+
+impl Forwarder {
+    /// The forwarder of a connection of `caller` whose notifications go to `outbox`.
+    pub(crate) fn new(cluster: Cluster, caller: Caller, outbox: Outbox) -> Arc<Forwarder> {
+        // Unbounded, yet bounded: every queued request holds one of the connection's
+        // in-flight places until it is answered.
+        let (queue, requests) = mpsc::unbounded_channel();
+        let ended = CancellationToken::new();
+        let links = Links { cluster: cluster.clone(), caller, outbox, ended: ended.clone(), open: HashMap::new() };
+        tokio::spawn(links.run(requests));
+        Arc::new(Forwarder { cluster, queue, ended })
+    }
+
+    /// The cluster this connection's node belongs to.
+    pub fn cluster(&self) -> &Cluster {
+        &self.cluster
+    }
+
+    /// Forwards `request` to `target`; its answer is the node's. `answered` (the
+    /// client's response is queued) orders the notifications that follow the response.
+    pub(crate) fn forward(&self, request: Request, target: Target, answered: Option<Answered>) -> Reply {
+        let (reply, answer) = oneshot::channel();
+        let node = match &target {
+            Target::Node(url) => Some(url.clone()),
+            Target::Session(_) => None,
+        };
+        let sent = self.queue.send(Forward { request, target, answered, reply });
+        let cluster = self.cluster.clone();
+        Box::pin(async move {
+            if sent.is_err() {
+                return Err(RpcError::from(
+                    cluster.node_error(node.as_deref().unwrap_or("?"), "cannot be reached: the connection is closing"),
+                ));
+            }
+            answer.await.unwrap_or_else(|_| {
+                Err(RpcError::from(
+                    cluster.node_error(node.as_deref().unwrap_or("holding the session"), "closed the link"),
+                ))
+            })
+        })
+    }
+}
+
+type LinkSink = SplitSink<WebSocketStream<MaybeTlsStream<TcpStream>>, Message>;
+type LinkStream = SplitStream<WebSocketStream<MaybeTlsStream<TcpStream>>>;
+
+/// A request sent on a link, waiting for its response.
+struct Waiting {
+    reply: oneshot::Sender<Result<Value, RpcError>>,
+    answered: Option<Answered>,
+    sent: Instant,
+    /// The session it is about, if any (forgotten when the node does not hold it).
+    session: Option<String>,
+}
+
+type WaitingMap = Arc<Mutex<HashMap<String, Waiting>>>;
+
+/// One open link.
+struct Link {
+    sink: LinkSink,
+    waiting: WaitingMap,
+    closed: CancellationToken,
+}
+
+/// The links of one connection, owned by its forwarding task.
+struct Links {
+    cluster: Cluster,
+    caller: Caller,
+    outbox: Outbox,
+    ended: CancellationToken,
+    open: HashMap<String, Link>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Links {
+    /// Sends each request in turn until the connection ends.
+    async fn run(mut self, mut requests: mpsc::UnboundedReceiver<Forward>) {
+        loop {
+            let forward = tokio::select! {
+                _ = self.ended.cancelled() => break,
+                forward = requests.recv() => match forward {
+                    Some(forward) => forward,
+                    None => break,
+                },
+            };
+            self.send(forward).await;
+        }
+        for link in self.open.values() {
+            link.closed.cancel();
+        }
+    }
+
+    async fn send(&mut self, forward: Forward) {
+        let Forward { request, target, answered, reply } = forward;
+        let (url, session) = match target {
+            Target::Node(url) => (url, None),
+            Target::Session(id) => match self.cluster.locate(&id).await {
+                Ok(Some(url)) => (url, Some(id)),
+                Ok(None) => {
+                    let _ = reply.send(Err(codebeaker::Error::session_not_found(id).into()));
+                    return;
+                }
+                Err(error) => {
+                    let _ = reply.send(Err(error.into()));
+                    return;
+                }
+            },
+        };
+        if self.open.get(&url).is_none_or(|link| link.closed.is_cancelled()) {
+            match self.connect(&url).await {
+                Ok(link) => {
+                    self.open.insert(url.clone(), link);
+                }
+                Err(error) => {
+                    let _ = reply.send(Err(error));
+                    return;
+                }
+            }
+        }
+        let Some(link) = self.open.get_mut(&url) else { return };
+        let frame = frame(&request);
+        let key = request.id.as_ref().map(Value::to_string);
+        if let Some(key) = &key {
+            let duplicate = {
+                let mut waiting = lock(&link.waiting);
+                match waiting.entry(key.clone()) {
+                    std::collections::hash_map::Entry::Occupied(_) => Some(reply),
+                    std::collections::hash_map::Entry::Vacant(place) => {
+                        place.insert(Waiting { reply, answered, sent: Instant::now(), session });
+                        None
+                    }
+                }
+            };
+            if let Some(reply) = duplicate {
+                let _ = reply.send(Err(RpcError::invalid_request(format!(
+                    "request id {key} is already in flight on this connection; ids must be unique among unanswered requests"
+                ))));
+                return;
+            }
+            if let Err(error) = link.sink.send(Message::text(frame)).await {
+                link.closed.cancel();
+                if let Some(entry) = lock(&link.waiting).remove(key) {
+                    let why = format!("cannot be reached: the link failed ({error})");
+                    let _ = entry.reply.send(Err(self.cluster.node_error(&url, &why).into()));
+                }
+            }
+        } else {
+            // A notification: no answer comes, none is awaited.
+            let sent = link.sink.send(Message::text(frame)).await;
+            if sent.is_err() {
+                link.closed.cancel();
+            }
+            let _ = reply.send(Ok(Value::Null));
+        }
+    }
+
+    /// Opens a link to `url` for this connection's caller.
+    async fn connect(&self, url: &str) -> Result<Link, RpcError> {
+        let unreachable = |why: String| {
+            self.cluster.unreachable_node(url);
+            RpcError::from(self.cluster.node_error(url, &format!("cannot be reached: {why}")))
+        };
+        let endpoint = format!("{}{LINK_PATH}", url.trim_end_matches('/'));
+        let mut request = endpoint.as_str().into_client_request().map_err(|e| unreachable(e.to_string()))?;
+        let headers = request.headers_mut();
+        let secret = format!("Bearer {}", self.cluster.config().secret.trim());
+        let value = |text: &str| HeaderValue::from_str(text).map_err(|e| unreachable(e.to_string()));
+        headers.insert("authorization", value(&secret)?);
+        if let Some(tenant) = &self.caller.tenant {
+            headers.insert(TENANT_HEADER, value(tenant)?);
+        }
+        if let Some(remote) = self.caller.remote {
+            headers.insert(REMOTE_HEADER, value(&remote.to_string())?);
+        }
+        headers
+            .insert(AUTHENTICATED_HEADER, HeaderValue::from_static(if self.caller.authenticated { "1" } else { "0" }));
+        let connecting = tokio_tungstenite::connect_async_with_config(request, None, true);
+        let (socket, _) = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+            Ok(Ok(connected)) => connected,
+            Ok(Err(error)) => return Err(unreachable(error.to_string())),
+            Err(_) => return Err(unreachable(format!("no link within {} s", CONNECT_TIMEOUT.as_secs()))),
+        };
+        debug!(node = url, "cluster link open");
+        let (sink, stream) = socket.split();
+        let waiting: WaitingMap = Arc::default();
+        let closed = self.ended.child_token();
+        let reader = Reader {
+            cluster: self.cluster.clone(),
+            url: url.to_owned(),
+            outbox: self.outbox.clone(),
+            waiting: waiting.clone(),
+            closed: closed.clone(),
+        };
+        tokio::spawn(reader.run(stream));
+        Ok(Link { sink, waiting, closed })
+    }
+}
+
+/// The request as it goes on a link: the client's id, method and params.
+fn frame(request: &Request) -> String {
+    let mut message = json!({"jsonrpc": "2.0", "method": request.method});
+    if let Some(id) = &request.id {
+        message["id"] = id.clone();
+    }
+    if let Some(params) = &request.params {
+        message["params"] = params.clone();
+    }
+    rpc::to_text(&message)
+}
+
+/// Reads one link: responses answer their requests, notifications go to the client.
+struct Reader {
+    cluster: Cluster,
+    url: String,
+    outbox: Outbox,
+    waiting: WaitingMap,
+    closed: CancellationToken,
+}
+
+impl Reader {
+    async fn run(self, mut stream: LinkStream) {
+        let mut table = self.cluster.watch();
+        let why = loop {
+            tokio::select! {
+                _ = self.closed.cancelled() => break "closed the link".to_owned(),
+                changed = table.changed() => {
+                    if changed.is_err() {
+                        break "closed the link".to_owned();
+                    }
+                    let lost = table.borrow_and_update().get(&self.url).is_none_or(|node| node.state == super::NodeState::Lost);
+                    if lost {
+                        break "is lost (no heartbeat): its sessions cannot be reached".to_owned();
+                    }
+                }
+                frame = stream.next() => match frame {
+                    Some(Ok(Message::Text(text))) => self.relay(text.as_str()).await,
+                    Some(Ok(Message::Close(close))) => {
+                        break format!("closed the link ({})", close.map(|c| c.reason.to_string()).unwrap_or_default());
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(error)) => break format!("closed the link ({error})"),
+                    None => break "closed the link".to_owned(),
+                },
+            }
+        };
+        self.closed.cancel();
+        debug!(node = %self.url, %why, "cluster link closed");
+        let waiting: Vec<Waiting> = lock(&self.waiting).drain().map(|(_, waiting)| waiting).collect();
+        for entry in waiting {
+            let _ = entry.reply.send(Err(self.cluster.node_error(&self.url, &why).into()));
+        }
+    }
+
+    /// One frame from the node.
+    async fn relay(&self, text: &str) {
+        let Ok(Value::Object(message)) = serde_json::from_str::<Value>(text) else {
+            debug!(node = %self.url, "a link frame that is not a JSON-RPC object; ignored");
+            return;
+        };
+        if message.contains_key("method") {
+            self.outbox.send_text(text.to_owned()).await;
+            return;
+        }
+        let Some(key) = message.get("id").map(Value::to_string) else { return };
+        let Some(entry) = lock(&self.waiting).remove(&key) else { return };
+        self.cluster.metrics().forwarded(&self.url, entry.sent.elapsed());
+        let outcome = match (message.get("result"), message.get("error")) {
+            (Some(result), _) => Ok(result.clone()),
+            (None, Some(error)) => {
+                let code = error.get("code").and_then(Value::as_i64).unwrap_or(rpc::INTERNAL_ERROR);
+                let data =
+                    error.get("data").and_then(Value::as_str).or_else(|| error.get("message").and_then(Value::as_str));
+                if code == rpc::SESSION_NOT_FOUND {
+                    if let Some(session) = &entry.session {
+                        self.cluster.forget_location(session);
+                    }
+                }
+                Err(RpcError::new(code, data.unwrap_or_default()))
+            }
+            (None, None) => Err(RpcError::new(
+                rpc::INTERNAL_ERROR,
+                format!("node {} answered neither a result nor an error", self.url),
+            )),
+        };
+        if entry.reply.send(outcome).is_ok() {
+            if let Some(answered) = entry.answered {
+                // The notifications that follow (a process's output) go out after it.
+                let _ = tokio::time::timeout(ANSWER_WAIT, answered).await;
+            }
+        }
+    }
+}

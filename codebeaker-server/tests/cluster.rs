@@ -1,0 +1,479 @@
+//! A cluster of real `codebeaker-server` processes on loopback, coordinated by a real
+//! `redis-server` the test starts, sharing one Docker engine under distinct owner
+//! labels: placement, forwarding with streamed output, the cluster-wide list and caps, a
+//! node killed with SIGKILL, and Redis going away and coming back.
+
+mod common;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::Client;
+use serde_json::{json, Value};
+use tokio::process::{Child, Command};
+
+/// Heartbeats of the test clusters: a node is lost 2.5 of them after its last.
+const HEARTBEAT_MS: u64 = 400;
+const SECRET: &str = "a-cluster-secret-of-the-tests";
+
+/// A free loopback port.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Whether `redis-server` is installed; fails the test when clients are required.
+fn redis_or_skip(test: &str) -> bool {
+    let found = std::process::Command::new("redis-server").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !found {
+        if std::env::var("CODEBEAKER_REQUIRE_CLIENTS").as_deref() == Ok("1") {
+            panic!("{test}: redis-server is not installed (apt-get install redis-server)");
+        }
+        eprintln!("SKIPPED {test}: redis-server is not installed; set CODEBEAKER_REQUIRE_CLIENTS=1 to fail instead");
+    }
+    found
+}
+
+/// A `redis-server` on a port of its own, without persistence.
+struct Redis {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Redis {
+    async fn start() -> Redis {
+        let mut redis = Redis { port: free_port(), child: None };
+        redis.restart().await;
+        redis
+    }
+
+    async fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start redis-server");
+        self.child = Some(child);
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("redis-server did not listen within 5 s");
+    }
+
+    async fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill().await;
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+/// One node: a server process.
+struct Node {
+    child: Child,
+    addr: SocketAddr,
+    args: Vec<String>,
+}
+
+impl Node {
+    fn url(&self) -> String {
+        format!("ws://{}", self.addr)
+    }
+
+    fn ws(&self) -> String {
+        format!("ws://{}/ws/jsonrpc", self.addr)
+    }
+
+    async fn client(&self) -> Client {
+        Client::connect(&self.ws()).await
+    }
+
+    /// Starts a node of the cluster in `redis`, its containers labelled `owner`.
+    async fn start(redis: &Redis, dir: &Path, owner: &str, extra: &[&str]) -> Node {
+        let secret = dir.join("secret");
+        std::fs::write(&secret, SECRET).unwrap();
+        let port = free_port();
+        let mut args: Vec<String> = vec![
+            "--listen".into(),
+            format!("127.0.0.1:{port}"),
+            "--node-url".into(),
+            format!("ws://127.0.0.1:{port}"),
+            "--cluster-redis".into(),
+            redis.url(),
+            "--cluster-secret-file".into(),
+            secret.display().to_string(),
+            "--cluster-heartbeat-ms".into(),
+            HEARTBEAT_MS.to_string(),
+            "--docker-owner".into(),
+            format!("codebeaker-cluster-test-{owner}"),
+            "--docker-pool-size".into(),
+            "0".into(),
+            "--snapshot-dir".into(),
+            dir.join(format!("snapshots-{owner}")).display().to_string(),
+            "--log-format".into(),
+            "json".into(),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        Node::spawn(args).await
+    }
+
+    async fn spawn(args: Vec<String>) -> Node {
+        let port: u16 = args[1].rsplit(':').next().unwrap().parse().unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_codebeaker-server"))
+            .args(&args)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start a node");
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        for _ in 0..300 {
+            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                return Node { child, addr, args };
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("a node did not listen within 30 s");
+    }
+
+    /// `GET /health`.
+    async fn health(&self) -> Value {
+        let (_, body) = common::raw_http(self.addr, "GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("health is not JSON ({e}): {body}"))
+    }
+
+    /// Waits until this node sees `urls` live (and only those live).
+    async fn wait_for_live(&self, urls: &[String]) {
+        let mut wanted: Vec<String> = urls.to_vec();
+        wanted.sort();
+        let mut last = Value::Null;
+        for _ in 0..150 {
+            last = self.health().await;
+            let mut live: Vec<String> = last["cluster"]["nodes"]
+                .as_array()
+                .map(|nodes| {
+                    nodes
+                        .iter()
+                        .filter(|n| n["state"] == "live")
+                        .map(|n| n["url"].as_str().unwrap().to_owned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            live.sort();
+            if live == wanted {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{} did not see {wanted:?} live within 15 s: {last}", self.url());
+    }
+
+    /// Kills the process at once (SIGKILL): no goodbye to the cluster.
+    async fn kill(&mut self) {
+        self.child.kill().await.expect("kill -9 a node");
+    }
+
+    /// Stops it as an operator would (SIGTERM): its sessions and containers are removed.
+    async fn stop(mut self) {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await;
+    }
+}
+
+fn tempdir() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_owned();
+    (dir, path)
+}
+
+/// Whether the nodes' Docker backend is up (else the Docker part is skipped loudly, or
+/// fails when `CODEBEAKER_REQUIRE_DOCKER=1`).
+fn docker_on(health: &Value, test: &str) -> bool {
+    if health["backends"]["docker"] == "ok" {
+        return true;
+    }
+    if std::env::var("CODEBEAKER_REQUIRE_DOCKER").as_deref() == Ok("1") {
+        panic!("{test}: CODEBEAKER_REQUIRE_DOCKER=1 but Docker is off: {health}");
+    }
+    eprintln!("SKIPPED (Docker part of {test}): {}", health["backends"]["docker"]);
+    false
+}
+
+/// Runs `code` with streamed output through `client` and returns the streamed text and
+/// the outcome.
+async fn streamed(client: &mut Client, session: &str, code: &str) -> (String, Value) {
+    client.notifications.clear();
+    let result = client
+        .call(
+            "session.execute",
+            json!({"sessionId": session, "stream": true, "command": {"type": "execute_code", "code": code}}),
+        )
+        .await;
+    let text: String = client
+        .notifications
+        .iter()
+        .filter(|n| n["method"] == "session.output" && n["params"]["sessionId"] == session)
+        .map(|n| n["params"]["data"].as_str().or(n["params"]["text"].as_str()).unwrap_or_default().to_owned())
+        .collect();
+    (text, result)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sessions_spread_over_the_nodes_answer_through_any_node_and_survive_a_lost_node() {
+    if !redis_or_skip("cluster") {
+        return;
+    }
+    let (_dir, path) = tempdir();
+    let redis = Redis::start().await;
+    let caps = ["--max-sessions-per-tenant", "60", "--max-sessions", "80"];
+    let mut nodes = vec![
+        Node::start(&redis, &path, "n1", &caps).await,
+        Node::start(&redis, &path, "n2", &caps).await,
+        Node::start(&redis, &path, "n3", &caps).await,
+    ];
+    let urls: Vec<String> = nodes.iter().map(Node::url).collect();
+    for node in &nodes {
+        node.wait_for_live(&urls).await;
+    }
+    let docker = docker_on(&nodes[0].health().await, "cluster");
+
+    // 30 Deno and 6 Python sessions, all created through node 1.
+    let mut first = nodes[0].client().await;
+    let mut sessions: Vec<(String, String, &str)> = Vec::new();
+    for _ in 0..30 {
+        let created = first.call("session.create", json!({"language": "deno"})).await;
+        let node = created["node"].as_str().unwrap_or_else(|| panic!("session info names its node: {created}"));
+        sessions.push((created["sessionId"].as_str().unwrap().to_owned(), node.to_owned(), "deno"));
+    }
+    if docker {
+        for _ in 0..6 {
+            let created = first.call("session.create", json!({"language": "python"})).await;
+            let node = created["node"].as_str().unwrap().to_owned();
+            sessions.push((created["sessionId"].as_str().unwrap().to_owned(), node, "python"));
+        }
+    }
+    let mut per_node: HashMap<&str, usize> = HashMap::new();
+    for (_, node, _) in &sessions {
+        *per_node.entry(node.as_str()).or_default() += 1;
+    }
+    for url in &urls {
+        let held = per_node.get(url.as_str()).copied().unwrap_or(0);
+        assert!(held >= 5, "node {url} holds {held} of the sessions: {per_node:?}");
+    }
+    // Each node's own count agrees.
+    for node in &nodes {
+        let health = node.health().await;
+        assert_eq!(health["sessions"], per_node[node.url().as_str()], "{health}");
+    }
+
+    // Every session answers through node 3, with streamed output.
+    let mut third = nodes[2].client().await;
+    for (index, (id, _, language)) in sessions.iter().enumerate() {
+        let code = match *language {
+            "python" => format!("print('hello {index}')"),
+            _ => format!("console.log('hello {index}')"),
+        };
+        let (text, outcome) = streamed(&mut third, id, &code).await;
+        assert_eq!(outcome["success"], true, "{outcome}");
+        assert!(text.contains(&format!("hello {index}")), "streamed {text:?} for {id}: {outcome}");
+    }
+
+    // session.list through node 2 lists them all.
+    let mut second = nodes[1].client().await;
+    let listed = second.call("session.list", json!({})).await;
+    let ids: Vec<&str> =
+        listed["sessions"].as_array().unwrap().iter().map(|s| s["sessionId"].as_str().unwrap()).collect();
+    assert_eq!(listed["count"], sessions.len(), "{listed}");
+    for (id, node, _) in &sessions {
+        assert!(ids.contains(&id.as_str()), "{id} (on {node}) is missing from {listed}");
+    }
+    let named: Vec<&str> = listed["sessions"].as_array().unwrap().iter().filter_map(|s| s["node"].as_str()).collect();
+    assert_eq!(named.len(), sessions.len(), "every listed session names its node: {listed}");
+
+    // A link without the cluster's secret is refused.
+    let (status, _) = common::raw_http(
+        nodes[0].addr,
+        "GET /cluster/link HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nAuthorization: Bearer wrong-secret-wrong-secret\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 401);
+
+    // kill -9 node 2: its sessions answer -32003 naming it within 10 s, the rest work.
+    let lost_url = urls[1].clone();
+    drop(second);
+    nodes[1].kill().await;
+    let killed = Instant::now();
+    let on_lost: Vec<&(String, String, &str)> = sessions.iter().filter(|(_, node, _)| *node == lost_url).collect();
+    for (id, _, _) in &on_lost {
+        let asked = Instant::now();
+        let response = tokio::time::timeout(
+            Duration::from_secs(10),
+            first
+                .request("session.execute", json!({"sessionId": id, "command": {"type": "execute_code", "code": "1"}})),
+        )
+        .await
+        .expect("a request for a lost node's session answers within 10 s");
+        assert_eq!(response["error"]["code"], -32003, "{response}");
+        let data = response["error"]["data"].as_str().unwrap_or_default();
+        assert!(data.contains(&lost_url), "the error names the node: {response}");
+        assert!(asked.elapsed() < Duration::from_secs(10));
+    }
+    nodes[0].wait_for_live(&[urls[0].clone(), urls[2].clone()]).await;
+    assert!(killed.elapsed() < Duration::from_secs(10), "node 2 declared lost after {:?}", killed.elapsed());
+    let lost = first.request("session.close", json!({"sessionId": on_lost[0].0})).await;
+    assert_eq!(lost["error"]["code"], -32003, "{lost}");
+    assert!(lost["error"]["data"].as_str().unwrap().contains("lost"), "{lost}");
+    for (id, node, language) in sessions.iter().filter(|(_, node, _)| *node != lost_url) {
+        let code = if *language == "python" { "print(6 * 7)" } else { "console.log(6 * 7)" };
+        let (text, outcome) = streamed(&mut first, id, code).await;
+        assert!(text.contains("42"), "{id} on {node}: {text:?} {outcome}");
+    }
+    // Creates keep succeeding, on the nodes left.
+    for _ in 0..6 {
+        let created = first.call("session.create", json!({"language": "deno"})).await;
+        assert_ne!(created["node"], lost_url.as_str(), "{created}");
+    }
+
+    // Node 2 restarts with the same URL: it sweeps what it left, its old sessions are gone.
+    let restarted = Node::spawn(nodes[1].args.clone()).await;
+    restarted.wait_for_live(&urls).await;
+    nodes[0].wait_for_live(&urls).await;
+    let gone = first
+        .request(
+            "session.execute",
+            json!({"sessionId": on_lost[0].0, "command": {"type": "execute_code", "code": "1"}}),
+        )
+        .await;
+    assert_eq!(gone["error"]["code"], -32001, "{gone}");
+    let health = restarted.health().await;
+    assert_eq!(health["sessions"], 0, "{health}");
+
+    first.close().await;
+    third.close().await;
+    restarted.stop().await;
+    for node in nodes.into_iter().enumerate().filter(|(i, _)| *i != 1).map(|(_, n)| n) {
+        node.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_cap_holds_across_nodes() {
+    if !redis_or_skip("cluster cap") {
+        return;
+    }
+    let (_dir, path) = tempdir();
+    let keys = path.join("keys");
+    std::fs::write(&keys, "alice alice-token-1\nbob bob-token-22\n").unwrap();
+    let keys = keys.display().to_string();
+    let redis = Redis::start().await;
+    let args = ["--api-keys", keys.as_str(), "--max-sessions-per-tenant", "10", "--backends", "deno"];
+    let one = Node::start(&redis, &path, "cap1", &args).await;
+    let two = Node::start(&redis, &path, "cap2", &args).await;
+    one.wait_for_live(&[one.url(), two.url()]).await;
+    two.wait_for_live(&[one.url(), two.url()]).await;
+    let connect = |node: &Node, token: &str| {
+        let url = format!("{}?token={token}", node.ws());
+        async move { Client::connect(&url).await }
+    };
+    let mut alice_one = connect(&one, "alice-token-1").await;
+    let mut alice_two = connect(&two, "alice-token-1").await;
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        let client = if i % 2 == 0 { &mut alice_one } else { &mut alice_two };
+        ids.push(client.create(json!({"language": "deno"})).await);
+    }
+    for client in [&mut alice_one, &mut alice_two] {
+        let (code, error) = client.call_err("session.create", json!({"language": "deno"})).await;
+        assert_eq!(code, -32002, "the 11th session is refused on every node: {error}");
+        assert!(error["data"].as_str().unwrap().contains("10"), "{error}");
+    }
+    // Another tenant is not affected.
+    let mut bob = connect(&two, "bob-token-22").await;
+    bob.create(json!({"language": "deno"})).await;
+    // Alice sees her ten across both nodes, and a closed one gives its place back.
+    let listed = alice_two.call("session.list", json!({})).await;
+    assert_eq!(listed["count"], 10, "{listed}");
+    alice_two.call("session.close", json!({"sessionId": ids[0]})).await;
+    alice_one.create(json!({"language": "deno"})).await;
+    let (code, _) = alice_two.call_err("session.create", json!({"language": "deno"})).await;
+    assert_eq!(code, -32002);
+    one.stop().await;
+    two.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_keep_their_sessions_without_redis_and_rejoin_when_it_is_back() {
+    if !redis_or_skip("cluster without redis") {
+        return;
+    }
+    let (_dir, path) = tempdir();
+    let mut redis = Redis::start().await;
+    let args = ["--backends", "deno"];
+    let one = Node::start(&redis, &path, "r1", &args).await;
+    let two = Node::start(&redis, &path, "r2", &args).await;
+    let urls = [one.url(), two.url()];
+    one.wait_for_live(&urls).await;
+    two.wait_for_live(&urls).await;
+    let mut a = one.client().await;
+    let mut b = two.client().await;
+    let on_one = a.create(json!({"language": "deno"})).await;
+    let on_two = b.create(json!({"language": "deno"})).await;
+    let held = |client_node: &Node, id: &str| {
+        let (url, id) = (client_node.ws(), id.to_owned());
+        async move {
+            let mut client = Client::connect(&url).await;
+            client.execute(&id, json!({"type": "execute_code", "code": "console.log('still here')"})).await
+        }
+    };
+
+    redis.stop().await;
+    let started = Instant::now();
+    // Cluster-wide requests fail clearly once the nodes notice; local sessions keep working.
+    let error = loop {
+        let response = a.request("session.list", json!({})).await;
+        if let Some(error) = response.get("error") {
+            break error.clone();
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "session.list kept answering without Redis");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(error["code"], -32003, "{error}");
+    assert!(error["data"].as_str().unwrap().contains("Redis"), "{error}");
+    let (code, _) = b.call_err("session.create", json!({"language": "deno"})).await;
+    assert_eq!(code, -32003);
+    for _ in 0..3 {
+        assert_eq!(held(&one, &on_one).await["success"], true);
+        assert_eq!(held(&two, &on_two).await["success"], true);
+        tokio::time::sleep(Duration::from_millis(HEARTBEAT_MS)).await;
+    }
+    let health = one.health().await;
+    assert!(health["cluster"]["redis"].as_str().unwrap().starts_with("unreachable"), "{health}");
+
+    // Redis is back (empty): the nodes register again and write their sessions back.
+    redis.restart().await;
+    one.wait_for_live(&urls).await;
+    let back = Instant::now();
+    loop {
+        let response = b.request("session.list", json!({})).await;
+        if response["result"]["count"] == 2 {
+            break;
+        }
+        assert!(back.elapsed() < Duration::from_secs(10), "the cluster did not recover: {response}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Forwarding works again: node 2's client reaches node 1's session.
+    let envelope = b.execute(&on_one, json!({"type": "execute_code", "code": "console.log(1 + 1)"})).await;
+    assert_eq!(envelope["success"], true, "{envelope}");
+    one.stop().await;
+    two.stop().await;
+}
