@@ -188,6 +188,10 @@ pub struct Access {
     pub allowed_origins: Vec<String>,
     /// The accepted tokens.
     pub keys: ApiKeys,
+    /// On a cluster node, the cluster's secret: a request presenting it comes from
+    /// another node and acts for the caller its headers name (see
+    /// [`crate::cluster::serve`]).
+    pub cluster_secret: Option<String>,
 }
 
 /// Why [`guard`] refused a request.
@@ -307,12 +311,33 @@ impl Access {
 /// longer pending) and puts the request's [`Caller`] into its extensions.
 pub async fn guard(State(access): State<Arc<Access>>, mut request: Request, next: Next) -> Response {
     let remote = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| *addr);
+    let node = access
+        .cluster_secret
+        .as_deref()
+        .and_then(|secret| crate::cluster::serve::node_caller(request.headers(), secret));
+    if let Some(caller) = node {
+        // Another node of the cluster, forwarding a client's request.
+        let caller = match caller {
+            Ok(caller) => caller,
+            Err(reason) => return (StatusCode::BAD_REQUEST, reason).into_response(),
+        };
+        if let Some(socket) = request.extensions().get::<PendingSocket>() {
+            socket.let_in();
+        }
+        request.extensions_mut().insert(caller);
+        return next.run(request).await;
+    }
     match access.check(request.headers(), request.uri().query()) {
         Ok(tenant) => {
             if let Some(socket) = request.extensions().get::<PendingSocket>() {
                 socket.let_in();
             }
-            request.extensions_mut().insert(Caller { tenant, remote, authenticated: access.keys.required() });
+            request.extensions_mut().insert(Caller {
+                tenant,
+                remote,
+                authenticated: access.keys.required(),
+                forwarded: false,
+            });
             next.run(request).await
         }
         Err(refusal) => {

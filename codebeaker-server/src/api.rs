@@ -39,6 +39,9 @@ pub struct Caller {
     /// Whether the request presented a valid token: `false` on a server without auth,
     /// where every client is the operator and only its address tells clients apart.
     pub authenticated: bool,
+    /// Whether another node of the cluster forwarded the request here (over a link): it
+    /// is served by this node and never forwarded again.
+    pub forwarded: bool,
 }
 
 /// What [`Api::control_process`] does to a process.
@@ -198,17 +201,42 @@ impl Api {
         timeout: Option<Duration>,
         output: Option<OutputSink>,
     ) -> impl Future<Output = Result<CommandOutcome, ApiError>> + Send + 'static {
+        if let Some(cluster) = self.cluster_for(caller, session_id) {
+            // Held by another node (or nowhere): it runs the command (and audits it).
+            let (caller, session_id) = (caller.clone(), session_id.to_owned());
+            let params = serde_json::json!({
+                "sessionId": session_id,
+                "command": command,
+                "timeoutMs": timeout.map(|t| t.as_millis() as u64),
+                "errorKinds": true,
+            });
+            return futures::future::Either::Left(async move {
+                let answer = remote(&cluster, &caller, &session_id, "session.execute", params).await?;
+                serde_json::from_value::<CommandOutcome>(answer).map_err(|error| {
+                    codebeaker::Error::internal(format!("a cluster node answered an unreadable outcome: {error}"))
+                        .into()
+                })
+            });
+        }
         let entry = self.audit(caller, "session.execute", Some(session_id), Some(&command));
         let tenant = caller.tenant.as_deref();
         // The manager checks the timeout (the one check every entry point shares).
         let run = self.manager.execute_as(tenant, session_id, command, ExecOptions { timeout, output });
-        async move {
+        futures::future::Either::Right(async move {
             let outcome = run.await.map_err(ApiError::from);
             if let Some(entry) = entry {
                 entry.finish_command(outcome.as_ref().map_err(ApiError::audit_outcome));
             }
             outcome
-        }
+        })
+    }
+
+    /// On a cluster node, the cluster when `session_id` is not one of this node's
+    /// sessions: the typed operations then ask the node holding it (unless another node
+    /// sent the request here: one hop at most).
+    pub(crate) fn cluster_for(&self, caller: &Caller, session_id: &str) -> Option<Cluster> {
+        let elsewhere = !caller.forwarded && self.manager.info(session_id).is_err();
+        self.cluster.as_ref().filter(|_| elsewhere).cloned()
     }
 
     /// The caller's open sessions, oldest first.
@@ -223,6 +251,10 @@ impl Api {
 
     /// Closes one of the caller's sessions.
     pub async fn close(&self, caller: &Caller, session_id: &str) -> Result<(), ApiError> {
+        if let Some(cluster) = self.cluster_for(caller, session_id) {
+            let params = serde_json::json!({"sessionId": session_id});
+            return remote(&cluster, caller, session_id, "session.close", params).await.map(drop);
+        }
         let entry = self.audit(caller, "session.close", Some(session_id), None);
         let closed = self.manager.close_as(caller.tenant.as_deref(), session_id).await.map_err(ApiError::from);
         if let (Ok(()), Some(cluster)) = (&closed, &self.cluster) {
@@ -454,6 +486,21 @@ impl Api {
         let cluster = self.cluster.as_ref().map(Cluster::health);
         Health { status, sessions: self.manager.count(), backends, details, cluster }
     }
+}
+
+/// Sends `method` about `session_id` to the node holding it: `-32001` when no node
+/// does, `-32003` naming the node when it is lost or unreachable.
+async fn remote(
+    cluster: &Cluster,
+    caller: &Caller,
+    session_id: &str,
+    method: &str,
+    params: serde_json::Value,
+) -> Result<serde_json::Value, ApiError> {
+    let Some(url) = cluster.locate(session_id).await? else {
+        return Err(codebeaker::Error::session_not_found(session_id).into());
+    };
+    Ok(cluster.call(&url, caller, method, params).await?)
 }
 
 /// Whether the server can serve: the body of `GET /health`.

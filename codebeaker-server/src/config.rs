@@ -98,7 +98,12 @@ impl ServerConfig {
             };
         }
         // The WebSocket's own check is the Origin: browsers always send it with an upgrade.
-        Access { hosts: HostCheck::Any, allowed_origins: self.allowed_origins.clone(), keys }
+        Access {
+            hosts: HostCheck::Any,
+            allowed_origins: self.allowed_origins.clone(),
+            keys,
+            cluster_secret: self.cluster.as_ref().map(|cluster| cluster.secret.clone()),
+        }
     }
 }
 

@@ -38,17 +38,6 @@ use crate::telemetry;
 /// How long a closing connection waits for the client's close frame.
 const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Whom a connection serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Role {
-    /// A client: its requests count against its rate and, on a cluster node, go to the
-    /// node holding their session.
-    Client,
-    /// Another node of the cluster, forwarding a client's requests (see
-    /// [`crate::cluster::serve`]): they are served here.
-    Link,
-}
-
 /// The state of one connection's read loop.
 struct Connection {
     shared: Arc<Shared>,
@@ -62,9 +51,8 @@ struct Connection {
     ended: CancellationToken,
     /// The processes whose output this connection receives.
     attachments: Attachments,
-    /// Whom it serves.
-    role: Role,
-    /// Its forwarding to other nodes (a client connection of a cluster node).
+    /// Its forwarding to other nodes (a client connection of a cluster node; a link's
+    /// requests, [`Caller::forwarded`], are served here).
     forwarder: Option<Arc<Forwarder>>,
 }
 
@@ -88,9 +76,9 @@ fn kib(bytes: usize) -> usize {
 /// Why the read loop ended with a close frame to send.
 type Close = (u16, String);
 
-/// Serves one upgraded connection for `caller` in `role` until the client leaves or
-/// `shutdown` fires.
-pub(crate) async fn serve(ws: WebSocket, shared: Arc<Shared>, caller: Caller, shutdown: CancellationToken, role: Role) {
+/// Serves one upgraded connection for `caller` until the client leaves or `shutdown`
+/// fires.
+pub(crate) async fn serve(ws: WebSocket, shared: Arc<Shared>, caller: Caller, shutdown: CancellationToken) {
     let (mut sink, mut stream) = ws.split();
     let (outbox, mut inbox) = outbox::channel(shared.limits.max_outbound_bytes);
     let writer = tokio::spawn(async move {
@@ -118,15 +106,14 @@ pub(crate) async fn serve(ws: WebSocket, shared: Arc<Shared>, caller: Caller, sh
     let max_in_flight = limits.max_in_flight;
     let budget = limits.max_in_flight_bytes.max(limits.max_message_bytes);
     let idle = limits.connection_idle;
-    let forwarder = match (role, shared.api.cluster()) {
-        (Role::Client, Some(cluster)) => Some(Forwarder::new(cluster.clone(), caller.clone(), outbox.clone())),
+    let forwarder = match shared.api.cluster() {
+        Some(cluster) if !caller.forwarded => Some(Forwarder::new(cluster.clone(), caller.clone(), outbox.clone())),
         _ => None,
     };
     let connection = Connection {
         shared: shared.clone(),
         caller,
         outbox,
-        role,
         forwarder,
         in_flight: Arc::new(Semaphore::new(max_in_flight)),
         in_flight_kib: Arc::new(Semaphore::new(kib(budget))),
@@ -317,7 +304,6 @@ impl Connection {
             outbox: self.outbox.clone(),
             attachments: self.attachments.clone(),
             answered,
-            role: self.role,
             forwarder: self.forwarder.clone(),
         };
         (sent, peer)

@@ -55,8 +55,9 @@ async fn download(
     State(state): State<crate::routes::AppState>,
     Extension(caller): Extension<Caller>,
     Path((session_id, path)): Path<(String, String)>,
-    uri: Uri,
+    request: Request,
 ) -> Response {
+    let uri = request.uri().clone();
     let offset = match query_value(&uri, "offset").map(str::parse::<u64>) {
         None => 0,
         Some(Ok(offset)) => offset,
@@ -67,6 +68,9 @@ async fn download(
     let api = &state.shared.api;
     if let Err(e) = api.admit(&caller, "files.get") {
         return api_error(e);
+    }
+    if let Some(cluster) = api.cluster_for(&caller, &session_id) {
+        return elsewhere(&cluster, &caller, &session_id, request).await;
     }
     let download = match api.download(&caller, &session_id, &path, offset).await {
         Ok(download) => download,
@@ -104,6 +108,9 @@ async fn upload(
     if let Err(e) = api.admit(&caller, "files.put") {
         return api_error(e);
     }
+    if let Some(cluster) = api.cluster_for(&caller, &session_id) {
+        return elsewhere(&cluster, &caller, &session_id, request).await;
+    }
     let limit = api.manager().config().policy.workspace_mb.saturating_mul(1024 * 1024);
     if let Some(length) = content_length(request.headers()).filter(|length| *length > limit) {
         // Refused before a byte is read: it cannot fit whatever the workspace holds.
@@ -118,6 +125,20 @@ async fn upload(
             (StatusCode::OK, Json(json!({"path": shown, "bytes": bytes}))).into_response()
         }
         Err(e) => api_error(e),
+    }
+}
+
+/// A file request for a session this cluster node does not hold: answered by the node
+/// that does (`404` when none does, `503` naming the node when it is lost or unreachable).
+async fn elsewhere(cluster: &crate::cluster::Cluster, caller: &Caller, session_id: &str, request: Request) -> Response {
+    let node = match cluster.locate(session_id).await {
+        Ok(Some(node)) => node,
+        Ok(None) => return sdk_error(Error::session_not_found(session_id)),
+        Err(error) => return sdk_error(error),
+    };
+    match crate::cluster::proxy::forward(cluster, &node, caller, request).await {
+        Ok(response) => response,
+        Err(error) => sdk_error(error),
     }
 }
 

@@ -18,7 +18,6 @@ use serde_json::{json, Value};
 
 use crate::api::{Api, ApiError, Caller};
 use crate::cluster;
-use crate::connection::Role;
 use crate::lifecycle;
 use crate::metrics::{Metrics, RefusalKind};
 use crate::outbox::Outbox;
@@ -49,7 +48,7 @@ impl Methods {
     pub(crate) fn call(&self, request: Request, caller: &Caller, peer: Peer) -> Reply {
         // Every request counts against the rate, each one of a batch too; a link's were
         // counted by the node the client reached.
-        if peer.role == Role::Client {
+        if !caller.forwarded {
             if let Err(limited) = self.api.admit(caller, &request.method) {
                 return Box::pin(futures::future::ready(Err(limited.into())));
             }

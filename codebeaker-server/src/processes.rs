@@ -58,8 +58,6 @@ pub(crate) struct Peer {
     pub attachments: Attachments,
     /// When this request's response is queued.
     pub answered: Answered,
-    /// Whom the connection serves.
-    pub role: crate::connection::Role,
     /// Its forwarding to other nodes (a client connection of a cluster node).
     pub forwarder: Option<Arc<crate::cluster::link::Forwarder>>,
 }

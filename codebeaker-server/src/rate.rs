@@ -184,7 +184,7 @@ mod tests {
     #[test]
     fn keys_are_who_asks_never_a_connection() {
         let remote = |port| Some(std::net::SocketAddr::from(([10, 0, 0, 1], port)));
-        let anonymous = |port| Caller { tenant: None, remote: remote(port), authenticated: false };
+        let anonymous = |port| Caller { tenant: None, remote: remote(port), authenticated: false, forwarded: false };
         assert_eq!(RateKey::of(&anonymous(1)), RateKey::of(&anonymous(2)), "a reconnect keeps its budget");
         assert_eq!(RateKey::of(&anonymous(1)), RateKey::Address([10, 0, 0, 1].into()));
         let token = |port| Caller { authenticated: true, ..anonymous(port) };

@@ -19,7 +19,6 @@ use tracing::{debug, warn, Instrument as _};
 
 use crate::access;
 use crate::api::{Caller, HealthStatus};
-use crate::connection::Role;
 use crate::metrics::{RefusalKind, Transport};
 use crate::rpc::{Response as RpcResponse, RpcError};
 use crate::server::Shared;
@@ -120,7 +119,7 @@ async fn upgrade(
                 };
                 let _counted = shared.metrics.connection(Transport::WebSocket);
                 debug!("connection open");
-                crate::connection::serve(socket, shared.clone(), caller, stop, Role::Client).await;
+                crate::connection::serve(socket, shared.clone(), caller, stop).await;
                 debug!("connection closed");
             }
             .instrument(span)

@@ -151,6 +151,7 @@ impl Server {
             hosts,
             allowed_origins: config.allowed_origins.clone(),
             keys: config.metrics_token.clone().map(ApiKeys::single).unwrap_or_default(),
+            cluster_secret: None,
         };
         let mcp_access = Access { hosts, ..(*access).clone() };
         let mcp_sessions = Shares::new(config.limits.mcp_session_caps());

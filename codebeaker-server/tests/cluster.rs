@@ -4,6 +4,7 @@
 //! node killed with SIGKILL, and Redis going away and coming back.
 
 mod common;
+mod mcp_support;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -299,6 +300,40 @@ async fn sessions_spread_over_the_nodes_answer_through_any_node_and_survive_a_lo
     }
     let named: Vec<&str> = listed["sessions"].as_array().unwrap().iter().filter_map(|s| s["node"].as_str()).collect();
     assert_eq!(named.len(), sessions.len(), "every listed session names its node: {listed}");
+
+    // The file routes of a session on node 1: written through node 3, read through node 2.
+    let (on_first, _, _) = sessions.iter().find(|(_, node, _)| *node == urls[0]).expect("node 1 holds sessions");
+    let put = format!(
+        "PUT /v1/sessions/{on_first}/files/notes/a.txt HTTP/1.1\r\nHost: localhost\r\nContent-Length: 11\r\n\r\nhello nodes"
+    );
+    let (status, body) = common::raw_http(nodes[2].addr, &put).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["bytes"], 11, "{body}");
+    let get = format!("GET /v1/sessions/{on_first}/files/notes/a.txt HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    let (status, body) = common::raw_http(nodes[1].addr, &get).await;
+    assert_eq!((status, body.as_str()), (200, "hello nodes"));
+    let missing = "GET /v1/sessions/no-such-session/files/a.txt HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    assert_eq!(common::raw_http(nodes[1].addr, missing).await.0, 404);
+
+    // MCP tools on node 3 act on a session node 1 holds (the official Python client).
+    if mcp_support::python_with(&["mcp"], "cluster MCP") {
+        // A session placed off node 3 (placement picks among all live nodes).
+        let created = loop {
+            let created = second.call("session.create", json!({"language": "deno"})).await;
+            if created["node"] != urls[2].as_str() {
+                break created;
+            }
+        };
+        let id = created["sessionId"].as_str().unwrap();
+        let mcp = format!("http://{}/mcp", nodes[2].addr);
+        let holder = created["node"].as_str().unwrap();
+        let out = mcp_support::run_python("mcp_cluster.py", &[&mcp, id], None, &[]).await;
+        assert!(out.contains("OK: MCP tools forwarded"), "{out}");
+        let listed = first.call("session.list", json!({})).await;
+        let ids: Vec<&str> =
+            listed["sessions"].as_array().unwrap().iter().map(|s| s["sessionId"].as_str().unwrap()).collect();
+        assert!(!ids.contains(&id), "the session MCP closed on {holder} is gone: {listed}");
+    }
 
     // A link without the cluster's secret is refused.
     let (status, _) = common::raw_http(

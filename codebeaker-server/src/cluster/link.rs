@@ -24,7 +24,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::http::header::{HeaderName, HeaderValue, InvalidHeaderValue};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
@@ -247,18 +247,8 @@ impl Links {
         };
         let endpoint = format!("{}{LINK_PATH}", url.trim_end_matches('/'));
         let mut request = endpoint.as_str().into_client_request().map_err(|e| unreachable(e.to_string()))?;
-        let headers = request.headers_mut();
-        let secret = format!("Bearer {}", self.cluster.config().secret.trim());
-        let value = |text: &str| HeaderValue::from_str(text).map_err(|e| unreachable(e.to_string()));
-        headers.insert("authorization", value(&secret)?);
-        if let Some(tenant) = &self.caller.tenant {
-            headers.insert(TENANT_HEADER, value(tenant)?);
-        }
-        if let Some(remote) = self.caller.remote {
-            headers.insert(REMOTE_HEADER, value(&remote.to_string())?);
-        }
-        headers
-            .insert(AUTHENTICATED_HEADER, HeaderValue::from_static(if self.caller.authenticated { "1" } else { "0" }));
+        let headers = caller_headers(&self.cluster, &self.caller).map_err(|e| unreachable(e.to_string()))?;
+        request.headers_mut().extend(headers);
         let connecting = tokio_tungstenite::connect_async_with_config(request, None, true);
         let (socket, _) = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
             Ok(Ok(connected)) => connected,
@@ -279,6 +269,31 @@ impl Links {
         tokio::spawn(reader.run(stream));
         Ok(Link { sink, waiting, closed })
     }
+}
+
+/// The headers of a request one node sends another for `caller`: the cluster's secret
+/// and who the client is (see [`super::serve::node_caller`]).
+pub(crate) fn caller_headers(
+    cluster: &Cluster,
+    caller: &Caller,
+) -> Result<Vec<(HeaderName, HeaderValue)>, InvalidHeaderValue> {
+    let mut headers = vec![
+        (
+            HeaderName::from_static("authorization"),
+            HeaderValue::from_str(&format!("Bearer {}", cluster.config().secret.trim()))?,
+        ),
+        (
+            HeaderName::from_static(AUTHENTICATED_HEADER),
+            HeaderValue::from_static(if caller.authenticated { "1" } else { "0" }),
+        ),
+    ];
+    if let Some(tenant) = &caller.tenant {
+        headers.push((HeaderName::from_static(TENANT_HEADER), HeaderValue::from_str(tenant)?));
+    }
+    if let Some(remote) = caller.remote {
+        headers.push((HeaderName::from_static(REMOTE_HEADER), HeaderValue::from_str(&remote.to_string())?));
+    }
+    Ok(headers)
 }
 
 /// The request as it goes on a link: the client's id, method and params.

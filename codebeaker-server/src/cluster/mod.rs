@@ -16,6 +16,7 @@
 //! and the next heartbeat registers the node again.
 
 pub mod link;
+pub(crate) mod proxy;
 pub mod registry;
 pub(crate) mod route;
 pub(crate) mod serve;
@@ -31,8 +32,11 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::api::Caller;
 use crate::metrics::Metrics;
+use crate::rpc::{Request, RpcError};
 use registry::{Load, Registry, PENDING};
+use serde_json::Value;
 
 /// The path of the node-to-node link endpoint.
 pub const LINK_PATH: &str = "/cluster/link";
@@ -576,6 +580,17 @@ impl Cluster {
         self.inner.registry.rate(key, interval, burst).await.map_err(|e| self.redis_error(e))
     }
 
+    /// Sends one request (`method`, `params`) for `caller` to node `url` and waits for
+    /// its answer, on a link of its own: the typed operations' way to another node
+    /// (streamed output and other notifications are not wanted there, and dropped).
+    pub async fn call(&self, url: &str, caller: &Caller, method: &str, params: Value) -> Result<Value, Error> {
+        // Nobody reads this outbox: notifications are dropped.
+        let (outbox, _) = crate::outbox::channel(1);
+        let forwarder = link::Forwarder::new(self.clone(), caller.clone(), outbox);
+        let request = Request { id: Some(Value::from(1)), method: method.to_owned(), params: Some(params) };
+        forwarder.forward(request, link::Target::Node(url.to_owned()), None).await.map_err(sdk_error)
+    }
+
     /// Leaves the cluster: heartbeats stop and this node's entries are removed, so the
     /// others see it gone at once (sessions are closed by the shutdown).
     pub async fn leave(&self) {
@@ -636,6 +651,21 @@ impl Drop for Reservation {
             });
         }
     }
+}
+
+/// The SDK error a node's JSON-RPC error stands for: the kind its code maps from (see
+/// [`crate::error_codes`]), the message its `data` carries verbatim.
+pub fn sdk_error(error: RpcError) -> Error {
+    use codebeaker::ErrorKind;
+    let kind = match error.code {
+        crate::rpc::SESSION_NOT_FOUND => ErrorKind::SessionNotFound,
+        crate::rpc::SESSION_CLOSED => ErrorKind::SessionClosed,
+        crate::rpc::LIMIT_REACHED => ErrorKind::LimitReached,
+        crate::rpc::BACKEND_UNAVAILABLE => ErrorKind::BackendUnavailable,
+        crate::rpc::INVALID_PARAMS => ErrorKind::InvalidInput,
+        _ => ErrorKind::Internal,
+    };
+    Error::new(kind, error.data.unwrap_or_else(|| error.message.to_owned()))
 }
 
 /// `MemAvailable` of `/proc/meminfo`, in bytes (0 where it cannot be read).

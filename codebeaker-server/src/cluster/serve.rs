@@ -21,7 +21,6 @@ use tracing::{debug, warn, Instrument as _};
 use super::link::{AUTHENTICATED_HEADER, REMOTE_HEADER, TENANT_HEADER};
 use crate::access::constant_time_eq;
 use crate::api::Caller;
-use crate::connection::Role;
 use crate::pending::PendingSocket;
 use crate::routes::AppState;
 
@@ -35,17 +34,17 @@ pub(crate) async fn upgrade(
     let Some(cluster) = state.shared.api.cluster().cloned() else {
         return (StatusCode::NOT_FOUND, "this server is not a node of a cluster").into_response();
     };
-    if !presents_secret(&headers, &cluster.config().secret) {
-        debug!("a cluster link without the cluster's secret was refused");
-        return (StatusCode::UNAUTHORIZED, "a cluster link must present the cluster's secret").into_response();
-    }
+    let caller = match node_caller(&headers, &cluster.config().secret) {
+        Some(Ok(caller)) => caller,
+        Some(Err(reason)) => return (StatusCode::BAD_REQUEST, reason).into_response(),
+        None => {
+            debug!("a cluster link without the cluster's secret was refused");
+            return (StatusCode::UNAUTHORIZED, "a cluster link must present the cluster's secret").into_response();
+        }
+    };
     if let Some(Extension(socket)) = pending {
         socket.let_in();
     }
-    let caller = match caller_of(&headers) {
-        Ok(caller) => caller,
-        Err(reason) => return (StatusCode::BAD_REQUEST, reason).into_response(),
-    };
     let ws = match ws {
         Ok(ws) => ws,
         Err(rejection) => return not_an_upgrade(rejection),
@@ -60,7 +59,7 @@ pub(crate) async fn upgrade(
             async move {
                 let _tracked = tracked;
                 debug!("cluster link open");
-                crate::connection::serve(socket, shared, caller, stop, Role::Link).await;
+                crate::connection::serve(socket, shared, caller, stop).await;
                 debug!("cluster link closed");
             }
             .instrument(span)
@@ -86,6 +85,12 @@ fn presents_secret(headers: &HeaderMap, secret: &str) -> bool {
     found
 }
 
+/// The caller a request of another node acts for: `None` unless it presents the
+/// cluster's `secret`, else the caller its headers name (or why they cannot).
+pub(crate) fn node_caller(headers: &HeaderMap, secret: &str) -> Option<Result<Caller, String>> {
+    presents_secret(headers, secret).then(|| caller_of(headers))
+}
+
 /// The caller a link acts for, from its headers.
 fn caller_of(headers: &HeaderMap) -> Result<Caller, String> {
     let text = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
@@ -101,5 +106,5 @@ fn caller_of(headers: &HeaderMap) -> Result<Caller, String> {
         None => None,
     };
     let authenticated = text(AUTHENTICATED_HEADER) == Some("1");
-    Ok(Caller { tenant, remote, authenticated })
+    Ok(Caller { tenant, remote, authenticated, forwarded: true })
 }
