@@ -129,7 +129,19 @@ impl Api {
     /// `--token` holder, or its address without auth). A refusal is audited as `method`.
     pub fn admit(&self, caller: &Caller, method: &str) -> Result<(), ApiError> {
         let Some(rate) = &self.rate else { return Ok(()) };
-        rate.check(&RateKey::of(caller)).map_err(|limited| {
+        self.refused(caller, method, rate.check(&RateKey::of(caller)))
+    }
+
+    /// [`Api::admit`] against the cluster-wide rate on a cluster node (see
+    /// [`RequestRateLimiter::check_everywhere`]).
+    pub async fn admit_everywhere(&self, caller: &Caller, method: &str) -> Result<(), ApiError> {
+        let Some(rate) = &self.rate else { return Ok(()) };
+        self.refused(caller, method, rate.check_everywhere(&RateKey::of(caller)).await)
+    }
+
+    /// A rate check's outcome, a refusal audited as `method`.
+    fn refused(&self, caller: &Caller, method: &str, checked: Result<(), RateLimited>) -> Result<(), ApiError> {
+        checked.map_err(|limited| {
             let error = ApiError::from(limited);
             if let Some(entry) = self.audit(caller, audit::method_name(method), None, None) {
                 entry.finish(None, error.audit_outcome());

@@ -66,7 +66,7 @@ async fn download(
         }
     };
     let api = &state.shared.api;
-    if let Err(e) = api.admit(&caller, "files.get") {
+    if let Err(e) = api.admit_everywhere(&caller, "files.get").await {
         return api_error(e);
     }
     if let Some(cluster) = api.cluster_for(&caller, &session_id) {
@@ -105,7 +105,7 @@ async fn upload(
         Some(_) => return error(StatusCode::BAD_REQUEST, "invalid_params", "append must be true or false".into()),
     };
     let api = &state.shared.api;
-    if let Err(e) = api.admit(&caller, "files.put") {
+    if let Err(e) = api.admit_everywhere(&caller, "files.put").await {
         return api_error(e);
     }
     if let Some(cluster) = api.cluster_for(&caller, &session_id) {

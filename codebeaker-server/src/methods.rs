@@ -48,15 +48,27 @@ impl Methods {
     pub(crate) fn call(&self, request: Request, caller: &Caller, peer: Peer) -> Reply {
         // Every request counts against the rate, each one of a batch too; a link's were
         // counted by the node the client reached.
-        if !caller.forwarded {
-            if let Err(limited) = self.api.admit(caller, &request.method) {
-                return Box::pin(futures::future::ready(Err(limited.into())));
-            }
-        }
         let metrics = self.metrics.clone();
         let reply = match peer.forwarder.clone() {
-            Some(forwarder) => cluster::route::route(self, &forwarder, request, caller, peer),
-            None => self.dispatch(request, caller, peer),
+            Some(forwarder) if self.api.rate_limiter().is_some_and(|rate| rate.clustered()) => {
+                let (api, counted, method) = (self.api.clone(), caller.clone(), request.method.clone());
+                let check =
+                    Box::pin(async move { api.admit_everywhere(&counted, &method).await.map_err(RpcError::from) });
+                let (methods, caller, route) = (self.clone(), caller.clone(), forwarder.clone());
+                let start = Box::new(move || cluster::route::route(&methods, &route, request, &caller, peer));
+                forwarder.admit(check, start)
+            }
+            forwarder => {
+                if !caller.forwarded {
+                    if let Err(limited) = self.api.admit(caller, &request.method) {
+                        return Box::pin(futures::future::ready(Err(limited.into())));
+                    }
+                }
+                match forwarder {
+                    Some(forwarder) => cluster::route::route(self, &forwarder, request, caller, peer),
+                    None => self.dispatch(request, caller, peer),
+                }
+            }
         };
         // Requests refused at a limit (sessions, per-tenant sessions) are counted here.
         Box::pin(async move {

@@ -94,6 +94,17 @@ impl RateKey {
     }
 }
 
+impl std::fmt::Display for RateKey {
+    /// The key's name in the cluster's Redis: `tenant:NAME`, `operator`, `address:IP`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RateKey::Tenant(tenant) => write!(f, "tenant:{tenant}"),
+            RateKey::Operator => f.write_str("operator"),
+            RateKey::Address(ip) => write!(f, "address:{ip}"),
+        }
+    }
+}
+
 /// A request over the rate.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("rate limit of {rate} exceeded; retry in {} ms", retry_after.as_millis())]
@@ -111,9 +122,12 @@ impl RateLimited {
     }
 }
 
-/// The rate limiter of one server (see the module docs).
+/// The rate limiter of one server (see the module docs). On a cluster node
+/// ([`RequestRateLimiter::with_cluster`]) [`RequestRateLimiter::check_everywhere`] counts
+/// against one budget per key across the cluster, in Redis.
 pub struct RequestRateLimiter {
     rate: Rate,
+    cluster: Option<crate::cluster::Cluster>,
     limiter: DefaultKeyedRateLimiter<RateKey>,
     clock: DefaultClock,
     checks: AtomicU64,
@@ -136,6 +150,7 @@ impl RequestRateLimiter {
         let quota = Quota::with_period(period).unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN)).allow_burst(burst);
         RequestRateLimiter {
             rate,
+            cluster: None,
             limiter: RateLimiter::keyed(quota),
             clock: DefaultClock::default(),
             checks: AtomicU64::new(0),
@@ -146,6 +161,37 @@ impl RequestRateLimiter {
     /// The configured rate.
     pub fn rate(&self) -> Rate {
         self.rate
+    }
+
+    /// Counts every key's requests across `cluster` (see
+    /// [`RequestRateLimiter::check_everywhere`]).
+    pub fn with_cluster(mut self, cluster: crate::cluster::Cluster) -> Self {
+        self.cluster = Some(cluster);
+        self
+    }
+
+    /// Whether requests are counted across a cluster.
+    pub fn clustered(&self) -> bool {
+        self.cluster.is_some()
+    }
+
+    /// Counts one request of `key` against its budget across the cluster (one GCRA in
+    /// Redis, atomic); without a cluster, or while Redis cannot be reached, against this
+    /// node's own budget ([`RequestRateLimiter::check`]).
+    pub async fn check_everywhere(&self, key: &RateKey) -> Result<(), RateLimited> {
+        let Some(cluster) = &self.cluster else { return self.check(key) };
+        let interval = Duration::from_secs_f64(1.0 / self.rate.per_second);
+        match cluster.rate(&key.to_string(), interval, self.rate.burst).await {
+            Ok(None) => Ok(()),
+            Ok(Some(retry_after)) => {
+                self.refused.inc();
+                Err(RateLimited { rate: self.rate, retry_after })
+            }
+            Err(error) => {
+                tracing::debug!(%error, "the cluster's rate cannot be asked; counting on this node");
+                self.check(key)
+            }
+        }
     }
 
     /// Counts one request of `key`; `Err` when it is over the rate.

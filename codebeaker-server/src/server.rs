@@ -90,15 +90,23 @@ impl Services {
             }
             api = api.with_audit(log);
         }
-        if let Some(cluster) = &config.cluster {
-            match Cluster::start(cluster.clone(), manager, metrics.clone()) {
-                Ok(cluster) => api = api.with_cluster(cluster),
+        let mut cluster = None;
+        if let Some(config) = &config.cluster {
+            match Cluster::start(config.clone(), manager, metrics.clone()) {
+                Ok(started) => {
+                    api = api.with_cluster(started.clone());
+                    cluster = Some(started);
+                }
                 // A validated configuration (see `Cli::server_config`) does not get here.
                 Err(error) => tracing::error!(%error, "cannot join the cluster; serving as a single node"),
             }
         }
         if let Some(rate) = config.rate_limit {
-            api = api.with_rate_limit(Arc::new(RequestRateLimiter::new(rate, metrics.rate_refusals())));
+            let mut limiter = RequestRateLimiter::new(rate, metrics.rate_refusals());
+            if let Some(cluster) = cluster {
+                limiter = limiter.with_cluster(cluster);
+            }
+            api = api.with_rate_limit(Arc::new(limiter));
         }
         Services { api, metrics }
     }

@@ -141,6 +141,18 @@ pub fn adopt(span: &tracing::Span, traceparent: Option<&str>, tracestate: Option
     let _ = span.set_parent(TraceContextPropagator::new().extract(&carrier));
 }
 
+/// The W3C trace context of the current span (`traceparent`, and `tracestate` when
+/// there is one) to hand to another cluster node, so its spans join this trace; `None`
+/// when traces are not exported.
+pub fn current_context() -> Option<HashMap<String, String>> {
+    if !EXPORTING.load(Ordering::Acquire) {
+        return None;
+    }
+    let mut carrier = HashMap::new();
+    TraceContextPropagator::new().inject_context(&tracing::Span::current().context(), &mut carrier);
+    carrier.contains_key("traceparent").then_some(carrier)
+}
+
 /// Runs an HTTP request (the file routes, `/mcp`) in a span of its own, `http.request`
 /// (method and route template, never the path itself), whose parent is the client's span
 /// when a `traceparent` header names one (see [`adopt`]).

@@ -512,3 +512,49 @@ async fn nodes_keep_their_sessions_without_redis_and_rejoin_when_it_is_back() {
     one.stop().await;
     two.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_rate_holds_across_nodes() {
+    if !redis_or_skip("cluster rate") {
+        return;
+    }
+    let (_dir, path) = tempdir();
+    let keys = path.join("keys");
+    std::fs::write(&keys, "alice alice-token-1\nbob bob-token-22\n").unwrap();
+    let keys = keys.display().to_string();
+    let redis = Redis::start().await;
+    // Four requests at once, then one every 10 s: the test's requests all fall in the burst.
+    let args = ["--api-keys", keys.as_str(), "--rate-limit", "0.1", "--rate-burst", "4", "--backends", "deno"];
+    let one = Node::start(&redis, &path, "rate1", &args).await;
+    let two = Node::start(&redis, &path, "rate2", &args).await;
+    one.wait_for_live(&[one.url(), two.url()]).await;
+    let mut alice_one = Client::connect(&format!("{}?token=alice-token-1", one.ws())).await;
+    let mut alice_two = Client::connect(&format!("{}?token=alice-token-1", two.ws())).await;
+    let mut answered = 0;
+    let mut refused = Vec::new();
+    for i in 0..8 {
+        let client = if i % 2 == 0 { &mut alice_one } else { &mut alice_two };
+        let response = client.request("session.list", json!({})).await;
+        match response.get("error") {
+            None => answered += 1,
+            Some(error) => refused.push(error.clone()),
+        }
+    }
+    assert_eq!(answered, 4, "one burst of 4 across both nodes, not 4 on each: {refused:?}");
+    for error in &refused {
+        assert_eq!(error["code"], -32002, "{error}");
+        assert!(error["data"].as_str().unwrap().contains("rate limit"), "{error}");
+    }
+    // Another tenant has its own budget, on either node.
+    let mut bob = Client::connect(&format!("{}?token=bob-token-22", two.ws())).await;
+    bob.call("session.list", json!({})).await;
+    // The file routes count against the same budget.
+    let (status, _) = common::raw_http(
+        one.addr,
+        "GET /v1/sessions/x/files/a HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer alice-token-1\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 429);
+    one.stop().await;
+    two.stop().await;
+}

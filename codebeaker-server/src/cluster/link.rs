@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt as _, StreamExt as _};
 use serde_json::{json, Value};
@@ -36,6 +37,7 @@ use crate::methods::Reply;
 use crate::outbox::Outbox;
 use crate::processes::Answered;
 use crate::rpc::{self, Request, RpcError};
+use crate::telemetry;
 
 /// The header naming the tenant a link acts for.
 pub const TENANT_HEADER: &str = "x-codebeaker-tenant";
@@ -59,6 +61,21 @@ pub enum Target {
     Node(String),
 }
 
+/// What a connection's forwarding task does, in arrival order.
+enum Item {
+    /// Send a request to a node.
+    Forward(Forward),
+    /// Count a request against the cluster-wide rate, then start it.
+    Admit(Admission),
+}
+
+/// A request waiting for its place in the cluster-wide rate.
+struct Admission {
+    check: BoxFuture<'static, Result<(), RpcError>>,
+    start: Box<dyn FnOnce() -> Reply + Send>,
+    reply: oneshot::Sender<Result<Value, RpcError>>,
+}
+
 /// A request on its way to a node.
 struct Forward {
     request: Request,
@@ -71,7 +88,7 @@ struct Forward {
 /// the connection) closes its links.
 pub struct Forwarder {
     cluster: Cluster,
-    queue: mpsc::UnboundedSender<Forward>,
+    queue: mpsc::UnboundedSender<Item>,
     ended: CancellationToken,
 }
 
@@ -100,13 +117,17 @@ impl Forwarder {
 
     /// Forwards `request` to `target`; its answer is the node's. `answered` (the
     /// client's response is queued) orders the notifications that follow the response.
-    pub(crate) fn forward(&self, request: Request, target: Target, answered: Option<Answered>) -> Reply {
+    pub(crate) fn forward(&self, mut request: Request, target: Target, answered: Option<Answered>) -> Reply {
+        // The node's spans join the client's trace (the caller's `_meta` was taken out).
+        if let (Some(context), Some(Value::Object(params))) = (telemetry::current_context(), request.params.as_mut()) {
+            params.insert("_meta".into(), json!(context));
+        }
         let (reply, answer) = oneshot::channel();
         let node = match &target {
             Target::Node(url) => Some(url.clone()),
             Target::Session(_) => None,
         };
-        let sent = self.queue.send(Forward { request, target, answered, reply });
+        let sent = self.queue.send(Item::Forward(Forward { request, target, answered, reply }));
         let cluster = self.cluster.clone();
         Box::pin(async move {
             if sent.is_err() {
@@ -119,6 +140,27 @@ impl Forwarder {
                     cluster.node_error(node.as_deref().unwrap_or("holding the session"), "closed the link"),
                 ))
             })
+        })
+    }
+}
+
+impl Forwarder {
+    /// Starts a request once `check` (its place in the cluster-wide rate) passes: checks
+    /// run one at a time in arrival order, and each request starts (`start`, which takes
+    /// a command's place in its session's queue) right after its own, so requests sent
+    /// back to back still run in the order they were sent.
+    pub(crate) fn admit(
+        &self,
+        check: BoxFuture<'static, Result<(), RpcError>>,
+        start: Box<dyn FnOnce() -> Reply + Send>,
+    ) -> Reply {
+        let (reply, answer) = oneshot::channel();
+        let queued = self.queue.send(Item::Admit(Admission { check, start, reply }));
+        Box::pin(async move {
+            if queued.is_err() {
+                return Err(RpcError::new(rpc::INTERNAL_ERROR, "the connection is closing"));
+            }
+            answer.await.unwrap_or_else(|_| Err(RpcError::new(rpc::INTERNAL_ERROR, "the connection is closing")))
         })
     }
 }
@@ -159,16 +201,29 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Links {
     /// Sends each request in turn until the connection ends.
-    async fn run(mut self, mut requests: mpsc::UnboundedReceiver<Forward>) {
+    async fn run(mut self, mut requests: mpsc::UnboundedReceiver<Item>) {
         loop {
-            let forward = tokio::select! {
+            let item = tokio::select! {
                 _ = self.ended.cancelled() => break,
-                forward = requests.recv() => match forward {
-                    Some(forward) => forward,
+                item = requests.recv() => match item {
+                    Some(item) => item,
                     None => break,
                 },
             };
-            self.send(forward).await;
+            match item {
+                Item::Forward(forward) => self.send(forward).await,
+                Item::Admit(Admission { check, start, reply }) => match check.await {
+                    Ok(()) => {
+                        let started = start();
+                        tokio::spawn(async move {
+                            let _ = reply.send(started.await);
+                        });
+                    }
+                    Err(refused) => {
+                        let _ = reply.send(Err(refused));
+                    }
+                },
+            }
         }
         for link in self.open.values() {
             link.closed.cancel();

@@ -107,7 +107,7 @@ pub fn router(
 /// `--token` holder, or its address without auth: the same key as over the WebSocket).
 async fn limit_rate(State(rate): State<Arc<RequestRateLimiter>>, request: Request, next: Next) -> Response {
     let caller = request.extensions().get::<Caller>().cloned().unwrap_or_default();
-    match rate.check(&RateKey::of(&caller)) {
+    match rate.check_everywhere(&RateKey::of(&caller)).await {
         Ok(()) => next.run(request).await,
         Err(limited) => {
             let mut response = (StatusCode::TOO_MANY_REQUESTS, limited.to_string()).into_response();
