@@ -236,11 +236,16 @@ async fn sessions_spread_over_the_nodes_answer_through_any_node_and_survive_a_lo
     }
     let (_dir, path) = tempdir();
     let redis = Redis::start().await;
-    let caps = ["--max-sessions-per-tenant", "60", "--max-sessions", "80"];
+    let audit: Vec<String> = (1..=3).map(|i| path.join(format!("audit-{i}.jsonl")).display().to_string()).collect();
+    let node_args = |i: usize| {
+        let mut args = vec!["--max-sessions-per-tenant", "60", "--max-sessions", "80"];
+        args.extend(["--audit-log", audit[i].as_str()]);
+        args
+    };
     let mut nodes = vec![
-        Node::start(&redis, &path, "n1", &caps).await,
-        Node::start(&redis, &path, "n2", &caps).await,
-        Node::start(&redis, &path, "n3", &caps).await,
+        Node::start(&redis, &path, "n1", &node_args(0)).await,
+        Node::start(&redis, &path, "n2", &node_args(1)).await,
+        Node::start(&redis, &path, "n3", &node_args(2)).await,
     ];
     let urls: Vec<String> = nodes.iter().map(Node::url).collect();
     for node in &nodes {
@@ -287,6 +292,47 @@ async fn sessions_spread_over_the_nodes_answer_through_any_node_and_survive_a_lo
         let (text, outcome) = streamed(&mut third, id, &code).await;
         assert_eq!(outcome["success"], true, "{outcome}");
         assert!(text.contains(&format!("hello {index}")), "streamed {text:?} for {id}: {outcome}");
+    }
+
+    // /health lists every node with its load; node 3's metrics count what it forwarded,
+    // by node (parsed by the official Prometheus parser); each holder's audit log names it.
+    let health = nodes[1].health().await;
+    assert_eq!(health["cluster"]["node"], urls[1].as_str(), "{health}");
+    assert_eq!(health["cluster"]["redis"], "ok", "{health}");
+    for node in health["cluster"]["nodes"].as_array().unwrap() {
+        assert_eq!(node["state"], "live", "{node}");
+        assert!(node["languages"].as_array().unwrap().iter().any(|l| l == "typescript"), "{node}");
+        assert!(node["memoryFreeBytes"].as_u64().unwrap() > 0, "{node}");
+        assert!(node["sessions"].is_u64() && node["lastHeartbeatMs"].is_u64(), "{node}");
+    }
+    if mcp_support::python_with(&["prometheus_client"], "cluster metrics") {
+        let (_, body) = common::raw_http(nodes[2].addr, "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
+        let parsed = mcp_support::run_python("parse_metrics.py", &[], Some(&body), &[]).await;
+        let samples: Vec<Value> = parsed.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+        let sample = |name: &str, node: &str| {
+            samples
+                .iter()
+                .find(|s| s["name"] == name && s["labels"]["node"] == node)
+                .map(|s| s["value"].as_f64().unwrap())
+        };
+        for url in [&urls[0], &urls[1]] {
+            let held = per_node[url.as_str()] as f64;
+            let forwarded = sample("codebeaker_cluster_forwarded_requests_total", url).unwrap_or(0.0);
+            assert!(forwarded >= held, "node 3 forwarded {forwarded} requests to {url}, which holds {held}: {parsed}");
+            assert!(sample("codebeaker_cluster_forward_duration_seconds_count", url).unwrap_or(0.0) >= held);
+            assert_eq!(sample("codebeaker_cluster_node_up", url), Some(1.0), "{parsed}");
+        }
+        assert!(samples.iter().any(|s| s["name"] == "codebeaker_cluster_redis_up" && s["value"] == 1.0), "{parsed}");
+    }
+    for (i, url) in urls.iter().enumerate() {
+        let text = std::fs::read_to_string(&audit[i]).unwrap_or_default();
+        let executes: Vec<Value> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|r| r["method"] == "session.execute")
+            .collect();
+        assert_eq!(executes.len(), per_node[url.as_str()], "each node audits the commands it ran: {text}");
+        assert!(executes.iter().all(|r| r["node"] == url.as_str()), "{text}");
     }
 
     // session.list through node 2 lists them all.

@@ -95,9 +95,38 @@ struct Taken {
 
 static TAKEN: Mutex<Option<Taken>> = Mutex::new(None);
 
-/// A session's uid, held until dropped.
+/// Where uids are claimed machine-wide: one lock file per uid, locked (`flock`) by the
+/// process whose session holds it. The kernel drops a dead process's locks, so a killed
+/// server gives its uids back by itself.
+const CLAIMS_DIR: &str = "/run/codebeaker/deno-uids";
+
+/// A session's uid, held until dropped: taken in this process's table and claimed on
+/// the machine (its lock file, when the claims directory can be used), so several
+/// servers on one host (the nodes of a cluster) never give two sessions one uid.
 #[derive(Debug)]
-pub(crate) struct Lease(Identity);
+pub(crate) struct Lease {
+    identity: Identity,
+    /// The lock file of the machine-wide claim, released when closed.
+    _claim: Option<std::fs::File>,
+}
+
+/// Claims `uid` machine-wide: `Ok(Some(file))` holding its lock, `Ok(None)` when another
+/// process holds it, `Err` when claims cannot be made here at all.
+fn claim(uid: u32) -> std::io::Result<Option<std::fs::File>> {
+    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(CLAIMS_DIR)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(format!("{CLAIMS_DIR}/{uid}"))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(error)) => Err(error),
+    }
+}
 
 impl Lease {
     /// A free uid of `ids`, or `None` when the server is not root. Fails when every uid of
@@ -118,24 +147,38 @@ impl Lease {
         });
         for step in 0..len {
             let uid = ids.uids.start + (taken.next.wrapping_add(step) % len);
-            if uid != ids.group && taken.uids.insert(uid) {
-                taken.next = (uid - ids.uids.start + 1) % len;
-                return Ok(Some(Lease(Identity { uid, group: ids.group })));
+            if uid == ids.group || taken.uids.contains(&uid) {
+                continue;
             }
+            let claimed = match claim(uid) {
+                Ok(Some(file)) => Some(file),
+                // Another server of this host holds it.
+                Ok(None) => continue,
+                Err(error) => {
+                    static UNCLAIMED: Once = Once::new();
+                    UNCLAIMED.call_once(|| {
+                        tracing::warn!(%error, dir = CLAIMS_DIR, "worker uids cannot be claimed machine-wide; another server on this host could give one of them to a session too")
+                    });
+                    None
+                }
+            };
+            taken.uids.insert(uid);
+            taken.next = (uid - ids.uids.start + 1) % len;
+            return Ok(Some(Lease { identity: Identity { uid, group: ids.group }, _claim: claimed }));
         }
         Err(format!("every worker uid of {:?} belongs to a live session", ids.uids))
     }
 
     /// The credentials this lease stands for.
     pub fn identity(&self) -> Identity {
-        self.0
+        self.identity
     }
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
         if let Some(taken) = TAKEN.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
-            taken.uids.remove(&self.0.uid);
+            taken.uids.remove(&self.identity.uid);
         }
     }
 }
@@ -143,4 +186,24 @@ impl Drop for Lease {
 /// Gives the session's workspace directory `dir` to `identity` (it stays 0700).
 pub(crate) fn hand_over(dir: &std::path::Path, identity: Identity) -> std::io::Result<()> {
     std::os::unix::fs::lchown(dir, Some(identity.uid), Some(identity.uid))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A uid claimed by one holder (one open lock file, as another server process would
+    /// hold it) is not claimed again until the holder lets go.
+    #[test]
+    fn a_claimed_uid_is_not_claimed_twice() {
+        if !server_is_root() {
+            eprintln!("SKIPPED: claims are made by a root server only");
+            return;
+        }
+        let uid = 1_900_065_535;
+        let held = claim(uid).expect("claims can be made").expect("a free uid is claimed");
+        assert!(claim(uid).expect("claims can be made").is_none(), "the uid is held by another claim");
+        drop(held);
+        assert!(claim(uid).expect("claims can be made").is_some(), "a released uid is free again");
+    }
 }
