@@ -6,7 +6,8 @@
 #   2. a Docker engine                                   scripts/docker-engine.sh
 #   3. the runtime images, built without a registry      scripts/build-images.sh
 #   4. the client libraries of the cross-language tests  (pip websockets, mcp,
-#      prometheus-client; npm ws; Debian python3-matplotlib)
+#      prometheus-client, kubernetes-validate; npm ws; Debian python3-matplotlib,
+#      redis-server)
 #   5. the in-container agent, a static binary          scripts/build-agent.sh
 # then runs every test of the workspace with Docker and the clients required, so
 # nothing is skipped, and every example as written (scripts/examples.sh). Images build in the background while the tests compile.
@@ -32,12 +33,18 @@ log "installing client libraries for the cross-language tests"
 # prometheus-client: the exposition-format parser the /metrics tests use;
 # opentelemetry-proto: the official OTLP messages the trace tests' receiver decodes;
 # pytest: the Python SDK's suite (clients/python/tests).
+# kubernetes-validate: the Kubernetes API schemas deploy/kubernetes/ is validated against, offline.
 python3 -m pip install --quiet --disable-pip-version-check 'websockets>=12' 'mcp>=1.9' 'prometheus-client>=0.20' \
-    'opentelemetry-proto>=1.20' 'pytest>=7' >&2
+    'opentelemetry-proto>=1.20' 'pytest>=7' 'kubernetes-validate>=1.30' >&2
 if ! /usr/bin/python3 -c 'import matplotlib' 2>/dev/null; then
     # The agent's notebook tests draw a figure with the system python3 (as the images do).
     log "installing python3-matplotlib for the agent's rich-output tests"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-matplotlib >/dev/null
+fi
+if ! command -v redis-server >/dev/null 2>&1; then
+    # The cluster tests and bench start a real Redis of their own (Debian's redis-server).
+    log "installing redis-server for the cluster tests"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
 fi
 if [ ! -d examples/clients/node_modules/ws ]; then
     (cd examples/clients && npm install --no-audit --no-fund --silent) >&2
