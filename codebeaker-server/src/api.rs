@@ -382,7 +382,11 @@ impl Api {
         let taken = async {
             let snapshot = self.manager.snapshot_as(caller.tenant.as_deref(), session_id).await?;
             if let Some(cluster) = &self.cluster {
-                cluster.record_snapshot(&snapshot.snapshot_id).await?;
+                // The snapshot is taken: a record Redis cannot take now only hides it from
+                // other nodes (this node still lists and restores it).
+                if let Err(error) = cluster.record_snapshot(&snapshot.snapshot_id).await {
+                    tracing::warn!(%error, snapshot = %snapshot.snapshot_id, "the cluster cannot be told of a snapshot");
+                }
             }
             Ok(snapshot)
         };
@@ -399,7 +403,9 @@ impl Api {
         let deleted = async {
             self.manager.delete_snapshot_as(caller.tenant.as_deref(), snapshot_id)?;
             if let Some(cluster) = &self.cluster {
-                cluster.forget_snapshot(snapshot_id).await?;
+                if let Err(error) = cluster.forget_snapshot(snapshot_id).await {
+                    tracing::warn!(%error, snapshot = %snapshot_id, "the cluster cannot be told a snapshot is gone");
+                }
             }
             Ok(())
         };

@@ -375,6 +375,8 @@ struct Reader {
 impl Reader {
     async fn run(self, mut stream: LinkStream) {
         let mut table = self.cluster.watch();
+        // Responses handed over whose client-side answer may not be queued yet.
+        let mut unanswered: Vec<Answered> = Vec::new();
         let why = loop {
             tokio::select! {
                 _ = self.closed.cancelled() => break "closed the link".to_owned(),
@@ -388,7 +390,7 @@ impl Reader {
                     }
                 }
                 frame = stream.next() => match frame {
-                    Some(Ok(Message::Text(text))) => self.relay(text.as_str()).await,
+                    Some(Ok(Message::Text(text))) => self.relay(text.as_str(), &mut unanswered).await,
                     Some(Ok(Message::Close(close))) => {
                         break format!("closed the link ({})", close.map(|c| c.reason.to_string()).unwrap_or_default());
                     }
@@ -406,13 +408,18 @@ impl Reader {
         }
     }
 
-    /// One frame from the node.
-    async fn relay(&self, text: &str) {
+    /// One frame from the node. A notification goes out only once the responses handed
+    /// over before it are queued to the client (a process's output after its `pid`);
+    /// responses never wait (the requests of one batch are answered together).
+    async fn relay(&self, text: &str, unanswered: &mut Vec<Answered>) {
         let Ok(Value::Object(message)) = serde_json::from_str::<Value>(text) else {
             debug!(node = %self.url, "a link frame that is not a JSON-RPC object; ignored");
             return;
         };
         if message.contains_key("method") {
+            for answered in unanswered.drain(..) {
+                let _ = tokio::time::timeout(ANSWER_WAIT, answered).await;
+            }
             self.outbox.send_text(text.to_owned()).await;
             return;
         }
@@ -438,10 +445,9 @@ impl Reader {
             )),
         };
         if entry.reply.send(outcome).is_ok() {
-            if let Some(answered) = entry.answered {
-                // The notifications that follow (a process's output) go out after it.
-                let _ = tokio::time::timeout(ANSWER_WAIT, answered).await;
-            }
+            unanswered.extend(entry.answered);
         }
+        // Answers already queued need no waiting for.
+        unanswered.retain_mut(|answered| matches!(answered.try_recv(), Err(oneshot::error::TryRecvError::Empty)));
     }
 }
