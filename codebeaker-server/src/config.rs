@@ -508,7 +508,6 @@ impl Cli {
                 policy: self.policy()?,
                 routes: self.routes(),
                 snapshots: Some(self.snapshot_store()?),
-                node: cluster.as_ref().map(|cluster| cluster.node_url.as_str().into()),
                 ..ManagerConfig::default()
             },
             metrics_token: self.metrics_token.clone().filter(|t| !t.is_empty()),

@@ -75,6 +75,10 @@ impl Services {
         if manager_config.observer.is_none() {
             manager_config.observer = Some(metrics.clone());
         }
+        // A cluster node's sessions name it.
+        if let Some(cluster) = &config.cluster {
+            manager_config.node = Some(cluster.node_url.as_str().into());
+        }
         let Backends { enabled, disabled } = backends;
         let manager = SessionManager::new(enabled, manager_config);
         let mut api = Api::new(manager.clone(), disabled);

@@ -548,8 +548,21 @@ async fn nodes_keep_their_sessions_without_redis_and_rejoin_when_it_is_back() {
     two.wait_for_live(&urls).await;
     let mut a = one.client().await;
     let mut b = two.client().await;
-    let on_one = a.create(json!({"language": "deno"})).await;
-    let on_two = b.create(json!({"language": "deno"})).await;
+    // One session on each node (placement decides where: create until both hold one).
+    let (mut on_one, mut on_two) = (None, None);
+    for _ in 0..40 {
+        let created = a.call("session.create", json!({"language": "deno"})).await;
+        let id = created["sessionId"].as_str().unwrap().to_owned();
+        if created["node"] == one.url().as_str() {
+            on_one.get_or_insert(id);
+        } else {
+            on_two.get_or_insert(id);
+        }
+        if on_one.is_some() && on_two.is_some() {
+            break;
+        }
+    }
+    let (on_one, on_two) = (on_one.expect("a session on node 1"), on_two.expect("a session on node 2"));
     let held = |client_node: &Node, id: &str| {
         let (url, id) = (client_node.ws(), id.to_owned());
         async move {

@@ -42,6 +42,8 @@ class AsyncSandbox:
         self.session_id: str = info["sessionId"]
         self.language: str = info.get("language", "")
         self.backend: str = info.get("backend", "")
+        # The cluster node holding the session (its URL), on a server that is a node of a cluster.
+        self.node: Optional[str] = info.get("node")
         self.capabilities: Dict[str, bool] = info.get("capabilities", {})
         self._timeout = timeout
         self._executions = int(info.get("executionCount", 0))

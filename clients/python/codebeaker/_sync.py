@@ -186,6 +186,15 @@ class Sandbox:
         return self._inner.language
 
     @property
+    def backend(self) -> str:
+        return self._inner.backend
+
+    @property
+    def node(self) -> Optional[str]:
+        """The cluster node holding the session, on a server that is a node of a cluster."""
+        return self._inner.node
+
+    @property
     def capabilities(self) -> Dict[str, bool]:
         return self._inner.capabilities
 

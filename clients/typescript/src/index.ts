@@ -323,6 +323,8 @@ export class Sandbox {
   readonly sessionId: string;
   readonly language: string;
   readonly backend: string;
+  /** The cluster node holding the session (its URL), on a server that is a node of a cluster. */
+  readonly node?: string;
   readonly capabilities: Record<string, boolean>;
   readonly commands: Commands;
   readonly files: Files;
@@ -337,6 +339,7 @@ export class Sandbox {
     this.sessionId = info.sessionId;
     this.language = info.language ?? "";
     this.backend = info.backend ?? "";
+    this.node = info.node ?? undefined;
     this.capabilities = info.capabilities ?? {};
     this.executions = info.executionCount ?? 0;
     this.timeoutMs = timeoutMs;
