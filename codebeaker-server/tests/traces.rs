@@ -7,6 +7,7 @@
 //! and the outcome are attributes and no guest output is; a collector that never answers
 //! changes nothing a client sees.
 
+mod cluster_support;
 mod common;
 mod mcp_support;
 
@@ -189,4 +190,49 @@ async fn a_collector_that_never_answers_changes_nothing_a_client_sees() {
     let stopping = std::time::Instant::now();
     server.stop().await;
     assert!(stopping.elapsed() < Duration::from_secs(30), "shutdown waited on the collector");
+}
+
+/// A request forwarded to the cluster node holding its session stays in the client's
+/// trace: the holder's request span is a child of the forwarding node's, and the
+/// holder's command span a child of that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarded_request_joins_the_trace_across_the_cluster_hop() {
+    if !python_with(&["opentelemetry.proto"], "cluster trace") || !cluster_support::redis_or_skip("cluster trace") {
+        return;
+    }
+    let receiver = Receiver::start("ok").await;
+    let endpoint = receiver.endpoint();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let redis = cluster_support::Redis::start().await;
+    let args = ["--backends", "deno", "--otlp-endpoint", endpoint.as_str()];
+    let one = cluster_support::Node::start(&redis, dir.path(), "trace1", &args).await;
+    let two = cluster_support::Node::start(&redis, dir.path(), "trace2", &args).await;
+    let urls = [one.url(), two.url()];
+    one.wait_for_live(&urls).await;
+    let mut client = one.client().await;
+    // A session on node 2, asked for through node 1.
+    let session = loop {
+        let created = client.call("session.create", json!({"language": "deno"})).await;
+        if created["node"] == urls[1].as_str() {
+            break created["sessionId"].as_str().expect("sessionId").to_owned();
+        }
+    };
+    let command = json!({"type": "execute_code", "code": "console.log(1)"});
+    let ran = client.call("session.execute", traced(json!({"sessionId": session, "command": command}))).await;
+    assert_eq!(ran["success"], true, "{ran}");
+    client.close().await;
+
+    let spans = receiver.trace_with("deno.execute").await;
+    let executes: Vec<&Value> =
+        spans.iter().filter(|s| s["name"] == "request" && s["attributes"]["rpc.method"] == "session.execute").collect();
+    let first = executes
+        .iter()
+        .find(|s| s["parentSpanId"] == CLIENT_SPAN)
+        .unwrap_or_else(|| panic!("no request span of node 1 under the client's: {spans:#?}"));
+    let holder = named(&spans, "request", first["spanId"].as_str().unwrap());
+    assert_eq!(holder["attributes"]["rpc.method"], "session.execute", "{holder}");
+    let command = named(&spans, "command", holder["spanId"].as_str().unwrap());
+    named(&spans, "deno.execute", command["spanId"].as_str().unwrap());
+    one.stop().await;
+    two.stop().await;
 }
