@@ -415,7 +415,7 @@ pub struct Cli {
     #[arg(long, env = "CODEBEAKER_NODE_URL", requires = "cluster_redis")]
     pub node_url: Option<String>,
 
-    /// A file holding the cluster's shared secret (at least 16 characters), which node-to-node links present.
+    /// A file holding the cluster's shared secret (16 characters or more), which node-to-node links present.
     #[arg(long, env = "CODEBEAKER_CLUSTER_SECRET_FILE", requires = "cluster_redis")]
     pub cluster_secret_file: Option<PathBuf>,
 
@@ -530,7 +530,7 @@ impl Cli {
         })?;
         let config = ClusterConfig {
             redis_url: redis_url.clone(),
-            node_url: node_url.trim_end_matches('/').to_owned(),
+            node_url: ClusterConfig::canonical_node_url(node_url),
             secret: secret.trim().to_owned(),
             sample: self.cluster_sample,
             heartbeat: Duration::from_millis(self.cluster_heartbeat_ms),

@@ -80,19 +80,18 @@ impl ClusterConfig {
         self.heartbeat * 5 / 2
     }
 
-    /// Checks the flags: a node URL other nodes can connect to, a secret worth the name.
+    /// Checks the flags: a node URL other nodes can connect to (`ws://HOST:PORT`), a
+    /// secret, a sample and a heartbeat in range, a Redis URL.
     pub fn validate(&self) -> Result<(), String> {
         let url = self.node_url.as_str();
-        let Some(rest) = url.strip_prefix("ws://") else {
+        let authority = url.strip_prefix("ws://").unwrap_or_default();
+        if authority.is_empty() || authority.contains('/') || !authority.contains(':') {
             return Err(format!(
                 "--node-url {url:?} must be ws://HOST:PORT, the address other nodes reach this one at"
             ));
-        };
-        if rest.is_empty() || rest.contains('/') && !rest.ends_with('/') {
-            return Err(format!("--node-url {url:?} must be ws://HOST:PORT without a path"));
         }
-        if self.secret.trim().len() < 16 {
-            return Err("the cluster secret (--cluster-secret-file) must hold at least 16 characters".into());
+        if self.secret.trim().is_empty() {
+            return Err("the cluster secret file (--cluster-secret-file) is empty".into());
         }
         if self.sample == 0 {
             return Err("--cluster-sample must be at least 1".into());
@@ -103,6 +102,17 @@ impl ClusterConfig {
         redis::Client::open(self.redis_url.as_str())
             .map(drop)
             .map_err(|error| format!("--cluster-redis is not a Redis URL: {error}"))
+    }
+
+    /// `ws://HOST:PORT` of a `--node-url` given with another scheme (`http`, `wss`,
+    /// `https`) or a path (`/ws/jsonrpc`): the node's name is its address alone.
+    pub fn canonical_node_url(given: &str) -> String {
+        let rest = ["ws://", "wss://", "http://", "https://"]
+            .iter()
+            .find_map(|scheme| given.strip_prefix(scheme))
+            .unwrap_or(given);
+        let authority = rest.split('/').next().unwrap_or_default();
+        format!("ws://{authority}")
     }
 }
 
@@ -207,6 +217,9 @@ impl Cluster {
     /// runtime. Fails only on a malformed Redis URL: an unreachable Redis is retried.
     pub fn start(config: ClusterConfig, manager: SessionManager, metrics: Arc<Metrics>) -> Result<Cluster, String> {
         config.validate()?;
+        if config.secret.trim().len() < 16 {
+            warn!("the cluster secret is shorter than 16 characters: anyone who guesses it can act as a node");
+        }
         let registry = Registry::new(&config.redis_url).map_err(|error| format!("--cluster-redis: {error}"))?;
         let started_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
         let cluster = Cluster {
