@@ -87,6 +87,8 @@ pub(crate) fn route(
                             }
                         }
                         _ => {
+                            // Counted as this node's load until it is (concurrent placements).
+                            let _placing = cluster.placing(cluster.node_url());
                             let answered = answered.unwrap_or_else(|| tokio::sync::oneshot::channel().1);
                             let peer = Peer { answered, ..peer };
                             return methods.dispatch(request, &caller, peer).await;
