@@ -7,43 +7,19 @@
 //! drifts between benchmarks by more than the difference sought) and prints the
 //! medians and what forwarding adds.
 
+mod support;
+
 use std::time::{Duration, Instant};
 
 use codebeaker_deno::DenoConfig;
 use codebeaker_server::cluster::ClusterConfig;
 use codebeaker_server::{BackendChoice, BackendOptions, Backends, Server, ServerConfig, ServerHandle};
 use criterion::{criterion_group, criterion_main, Criterion};
-use futures::{SinkExt as _, StreamExt as _};
-use serde_json::{json, Value};
-use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+use serde_json::json;
+use support::{connect, median, round_trip, Ws};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("its address").port()
-}
-
-async fn connect(url: &str) -> Ws {
-    tokio_tungstenite::connect_async_with_config(url, None, true).await.expect("connect").0
-}
-
-/// One request, one response (nothing else is in flight on `ws`).
-async fn round_trip(ws: &mut Ws, request: &str) -> Value {
-    ws.send(Message::text(request)).await.expect("send");
-    loop {
-        match ws.next().await {
-            Some(Ok(Message::Text(text))) => return serde_json::from_str(&text).expect("JSON"),
-            Some(Ok(_)) => continue,
-            other => panic!("connection ended: {other:?}"),
-        }
-    }
-}
-
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort_unstable();
-    samples[samples.len() / 2]
 }
 
 /// A node of the cluster in the Redis on `redis_port`, Deno only.

@@ -12,42 +12,18 @@
 //! built from an older commit; see `benches/README.md`), and the Deno hello against a
 //! second in-process server whose Deno backend runs in threads, as that stack's did.
 
+mod support;
+
 use std::time::{Duration, Instant};
 
 use codebeaker::{Command, ExecOptions, Language, SessionConfig, SessionManager};
 use codebeaker_deno::{DenoConfig, DenoIsolation};
 use codebeaker_server::{BackendChoice, BackendOptions, Backends, Server, ServerConfig, ServerHandle};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use futures::{SinkExt as _, StreamExt as _};
-use serde_json::{json, Value};
-use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+use serde_json::json;
+use support::{connect, median, round_trip, Ws};
 
 const CONNECTIONS: usize = 32;
-
-async fn connect(url: &str) -> Ws {
-    tokio_tungstenite::connect_async_with_config(url, None, true).await.expect("connect").0
-}
-
-/// One request, one response (nothing else is in flight on `ws`).
-async fn round_trip(ws: &mut Ws, request: &str) -> Value {
-    ws.send(Message::text(request)).await.expect("send");
-    loop {
-        match ws.next().await {
-            Some(Ok(Message::Text(text))) => return serde_json::from_str(&text).expect("JSON"),
-            Some(Ok(_)) => continue,
-            other => panic!("connection ended: {other:?}"),
-        }
-    }
-}
-
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort_unstable();
-    samples[samples.len() / 2]
-}
 
 /// Medians of `n` sequential runs of `f`.
 async fn sample<F, Fut>(n: usize, mut f: F) -> Duration

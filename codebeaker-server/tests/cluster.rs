@@ -326,21 +326,29 @@ async fn sessions_spread_over_the_nodes_answer_through_any_node_and_survive_a_lo
     }
 }
 
+/// Redis and two Deno nodes with tenants alice and bob (tokens `alice-token-1`,
+/// `bob-token-22`) and `flags`, each seeing both live.
+async fn tenants_on_two_nodes(name: &str, flags: &[&str]) -> (tempfile::TempDir, Redis, Node, Node) {
+    let (dir, path) = tempdir();
+    let keys = path.join("keys");
+    std::fs::write(&keys, "alice alice-token-1\nbob bob-token-22\n").unwrap();
+    let keys = keys.display().to_string();
+    let redis = Redis::start().await;
+    let mut args = vec!["--api-keys", keys.as_str(), "--backends", "deno"];
+    args.extend_from_slice(flags);
+    let one = Node::start(&redis, &path, &format!("{name}1"), &args).await;
+    let two = Node::start(&redis, &path, &format!("{name}2"), &args).await;
+    one.wait_for_live(&[one.url(), two.url()]).await;
+    two.wait_for_live(&[one.url(), two.url()]).await;
+    (dir, redis, one, two)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_cap_holds_across_nodes() {
     if !redis_or_skip("cluster cap") {
         return;
     }
-    let (_dir, path) = tempdir();
-    let keys = path.join("keys");
-    std::fs::write(&keys, "alice alice-token-1\nbob bob-token-22\n").unwrap();
-    let keys = keys.display().to_string();
-    let redis = Redis::start().await;
-    let args = ["--api-keys", keys.as_str(), "--max-sessions-per-tenant", "10", "--backends", "deno"];
-    let one = Node::start(&redis, &path, "cap1", &args).await;
-    let two = Node::start(&redis, &path, "cap2", &args).await;
-    one.wait_for_live(&[one.url(), two.url()]).await;
-    two.wait_for_live(&[one.url(), two.url()]).await;
+    let (_dir, _redis, one, two) = tenants_on_two_nodes("cap", &["--max-sessions-per-tenant", "10"]).await;
     let connect = |node: &Node, token: &str| {
         let url = format!("{}?token={token}", node.ws());
         async move { Client::connect(&url).await }
@@ -456,16 +464,8 @@ async fn a_tenant_rate_holds_across_nodes() {
     if !redis_or_skip("cluster rate") {
         return;
     }
-    let (_dir, path) = tempdir();
-    let keys = path.join("keys");
-    std::fs::write(&keys, "alice alice-token-1\nbob bob-token-22\n").unwrap();
-    let keys = keys.display().to_string();
-    let redis = Redis::start().await;
     // Four requests at once, then one every 10 s: the test's requests all fall in the burst.
-    let args = ["--api-keys", keys.as_str(), "--rate-limit", "0.1", "--rate-burst", "4", "--backends", "deno"];
-    let one = Node::start(&redis, &path, "rate1", &args).await;
-    let two = Node::start(&redis, &path, "rate2", &args).await;
-    one.wait_for_live(&[one.url(), two.url()]).await;
+    let (_dir, _redis, one, two) = tenants_on_two_nodes("rate", &["--rate-limit", "0.1", "--rate-burst", "4"]).await;
     let mut alice_one = Client::connect(&format!("{}?token=alice-token-1", one.ws())).await;
     let mut alice_two = Client::connect(&format!("{}?token=alice-token-1", two.ws())).await;
     let mut answered = 0;

@@ -16,30 +16,17 @@ use super::link::{Forwarder, Target};
 use super::Cluster;
 use crate::api::Caller;
 use crate::methods::{Methods, Reply};
-use crate::processes::Peer;
+use crate::processes::{self, Peer};
 use crate::rpc::{Request, RpcError};
 
 /// Placements tried for one session before giving up (each avoids the nodes found
 /// unreachable by the ones before).
 const PLACEMENT_ATTEMPTS: usize = 3;
 
-/// Methods about one session, named by their `sessionId` param.
-const SESSION_METHODS: [&str; 14] = [
-    "session.execute",
-    "session.close",
-    "session.pause",
-    "session.resume",
-    "session.snapshot",
-    "session.fork",
-    "process.start",
-    "process.list",
-    "process.attach",
-    "process.write",
-    "process.closeStdin",
-    "process.resize",
-    "process.signal",
-    "process.wait",
-];
+/// Methods about one session, named by their `sessionId` param (the `process.*` ones
+/// too).
+const SESSION_METHODS: [&str; 6] =
+    ["session.execute", "session.close", "session.pause", "session.resume", "session.snapshot", "session.fork"];
 
 /// Serves `request` here or on the node it belongs to.
 pub(crate) fn route(
@@ -53,12 +40,14 @@ pub(crate) fn route(
         |name: &str| request.params.as_ref().and_then(|p| p.get(name)).and_then(Value::as_str).map(str::to_owned);
     let cluster = forwarder.cluster().clone();
     match request.method.as_str() {
-        method if SESSION_METHODS.contains(&method) => match text("sessionId") {
-            Some(id) if methods.api().manager().info(&id).is_err() => {
-                forwarder.forward(request, Target::Session(id), Some(peer.answered))
+        method if SESSION_METHODS.contains(&method) || processes::METHODS.contains(&method) => {
+            match text("sessionId") {
+                Some(id) if methods.api().manager().info(&id).is_err() => {
+                    forwarder.forward(request, Target::Session(id), Some(peer.answered))
+                }
+                _ => methods.dispatch(request, caller, peer),
             }
-            _ => methods.dispatch(request, caller, peer),
-        },
+        }
         "session.create" | "execution.run" => {
             let snapshot = text("fromSnapshot");
             // The language and backend as session.create reads them (`deno` included).
