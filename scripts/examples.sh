@@ -50,9 +50,12 @@ if [ "${CODEBEAKER_REQUIRE_DOCKER:-0}" = 1 ]; then
     run env PYTHONPATH=clients/python python3 -c "$(python_block 1 | sed "s#ws://127.0.0.1:5000#ws://127.0.0.1:$port#")"
 fi
 run python3 -c "$(python_block 2 | sed "s#ws://127.0.0.1:5000/ws/jsonrpc#$url#")"
+# The example clients run on the SDKs: the Python package from the repository, the
+# TypeScript one built here.
+(cd clients/typescript && npx tsc -p tsconfig.json)
 for language in "${languages[@]}"; do
-    run python3 examples/clients/python_client.py "$url" "$language"
-    run node examples/clients/node_client.js "$url" "$language"
+    run env PYTHONPATH=clients/python python3 examples/clients/python_client.py "$url" "$language"
+    run node examples/clients/node_client.mjs "$url" "$language"
 done
 
 log "stopping the server with SIGTERM"

@@ -6,7 +6,7 @@
 #   2. a Docker engine                                   scripts/docker-engine.sh
 #   3. the runtime images, built without a registry      scripts/build-images.sh
 #   4. the client libraries of the cross-language tests  (pip websockets, mcp,
-#      prometheus-client, kubernetes-validate; npm ws; Debian python3-matplotlib,
+#      prometheus-client, kubernetes-validate; the TypeScript SDK's npm packages; Debian python3-matplotlib,
 #      redis-server)
 #   5. the in-container agent, a static binary          scripts/build-agent.sh
 # then runs every test of the workspace with Docker and the clients required, so
@@ -45,9 +45,6 @@ if ! command -v redis-server >/dev/null 2>&1; then
     # The cluster tests and bench start a real Redis of their own (Debian's redis-server).
     log "installing redis-server for the cluster tests"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
-fi
-if [ ! -d examples/clients/node_modules/ws ]; then
-    (cd examples/clients && npm install --no-audit --no-fund --silent) >&2
 fi
 if [ ! -d clients/typescript/node_modules/typescript ]; then
     # The TypeScript SDK's dependencies (ws; typescript and types to build it).

@@ -186,6 +186,24 @@ async fn a_collector_that_never_answers_changes_nothing_a_client_sees() {
         .expect("an answer while the collector hangs");
         assert_eq!(ran["success"], true, "{ran}");
     }
+    // More spans than the export queue holds while the exporter waits on the collector:
+    // the rest are dropped, counted, and every request is still answered.
+    for round in 0..24 {
+        let batch: Vec<Value> = (0..250)
+            .map(|i| json!({"jsonrpc": "2.0", "id": round * 1000 + i, "method": "session.list", "params": {}}))
+            .collect();
+        client.send_json(&Value::Array(batch)).await;
+        let answers = tokio::time::timeout(Duration::from_secs(30), client.recv()).await.expect("the batch's answers");
+        assert_eq!(answers.as_array().map(Vec::len), Some(250), "{answers}");
+    }
+    let metrics = http(server.addr, "GET", "/metrics", &[], "").await.expect("the metrics");
+    let dropped: f64 = metrics
+        .body
+        .lines()
+        .find_map(|line| line.strip_prefix("codebeaker_trace_spans_dropped_total "))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no dropped-spans counter in {}", metrics.body));
+    assert!(dropped > 0.0, "6000 request spans and none dropped while the collector hangs: {dropped}");
     client.close().await;
     let stopping = std::time::Instant::now();
     server.stop().await;
