@@ -32,10 +32,11 @@ log "installing client libraries for the cross-language tests"
 # websockets: the Python WebSocket client; mcp: the official MCP client SDK;
 # prometheus-client: the exposition-format parser the /metrics tests use;
 # opentelemetry-proto: the official OTLP messages the trace tests' receiver decodes;
-# pytest: the Python SDK's suite (clients/python/tests).
+# pytest, jsonschema: the Python SDK's suite (clients/python/tests), whose messages are
+# checked against docs/schema/.
 # kubernetes-validate: the Kubernetes API schemas deploy/kubernetes/ is validated against, offline.
 python3 -m pip install --quiet --disable-pip-version-check 'websockets>=12' 'mcp>=1.9' 'prometheus-client>=0.20' \
-    'opentelemetry-proto>=1.20' 'pytest>=7' 'kubernetes-validate>=1.30' >&2
+    'opentelemetry-proto>=1.20' 'pytest>=7' 'jsonschema>=4.18' 'kubernetes-validate>=1.30' >&2
 if ! /usr/bin/python3 -c 'import matplotlib' 2>/dev/null; then
     # The agent's notebook tests draw a figure with the system python3 (as the images do).
     log "installing python3-matplotlib for the agent's rich-output tests"

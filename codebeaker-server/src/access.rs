@@ -190,7 +190,7 @@ pub struct Access {
     pub keys: ApiKeys,
     /// On a cluster node, the cluster's secret: a request presenting it comes from
     /// another node and acts for the caller its headers name (see
-    /// [`crate::cluster::serve`]).
+    /// the `cluster::serve` module).
     pub cluster_secret: Option<String>,
 }
 

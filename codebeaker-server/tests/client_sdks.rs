@@ -2,8 +2,8 @@
 //! `CODEBEAKER_URL` pointing at a server with the Deno backend, and the Docker backend too
 //! when `CODEBEAKER_REQUIRE_DOCKER=1` (CI):
 //! - Python (`clients/python`): pytest on `clients/python/tests`, the package taken from
-//!   the repository (`PYTHONPATH`), never an installed copy; python3 needs `websockets`
-//!   and `pytest`.
+//!   the repository (`PYTHONPATH`), never an installed copy; python3 needs `websockets`,
+//!   `pytest` and `jsonschema` (every message exchanged is checked against `docs/schema/`).
 //! - TypeScript (`clients/typescript`): built from its sources with its own `tsc`, then
 //!   `node --test`; needs node and the package's `npm install` (scripts/test.sh runs it).
 //!
@@ -60,7 +60,7 @@ async fn suite(server: &Spawned, dir: &str, program: &str, args: &[&str], envs: 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_python_sdk_passes_its_suite_against_the_live_server() {
-    if !python_with(&["websockets", "pytest"], "the Python SDK suite") {
+    if !python_with(&["websockets", "pytest", "jsonschema"], "the Python SDK suite") {
         return;
     }
     let server = server("codebeaker-test-python-sdk").await;

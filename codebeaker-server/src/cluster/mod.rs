@@ -6,8 +6,8 @@
 //! heartbeat is older than [`ClusterConfig::lost_after`] is lost. Any node serves any
 //! client: `session.create` is placed on the lighter of K sampled live nodes serving the
 //! language, a request about a session held elsewhere is forwarded to its node over an
-//! authenticated node-to-node link ([`link`], served at [`LINK_PATH`] by [`serve`]), and
-//! [`route`] decides which. A node holds its own sessions' records: it writes them when
+//! authenticated node-to-node link ([`link`], served at [`LINK_PATH`] by `serve`), and
+//! `route` decides which. A node holds its own sessions' records: it writes them when
 //! it creates one, forgets them when they close, and makes the registry agree with what
 //! it holds at each heartbeat.
 //!
