@@ -254,3 +254,36 @@ async fn a_forwarded_request_joins_the_trace_across_the_cluster_hop() {
     one.stop().await;
     two.stop().await;
 }
+
+/// An MCP tool call whose HTTP request carries a `traceparent` is in the client's trace:
+/// its `mcp.tool` span under the client's, the command beneath it.
+#[tokio::test]
+async fn an_mcp_tool_call_joins_the_clients_trace() {
+    if !python_with(&["opentelemetry.proto", "mcp"], "MCP trace") {
+        return;
+    }
+    let receiver = Receiver::start("ok").await;
+    let endpoint = receiver.endpoint();
+    let server = Spawned::start(&["--otlp-endpoint", &endpoint]).await;
+    let url = format!("http://{}/mcp", server.addr);
+    let traceparent = format!("00-{TRACE_ID}-{CLIENT_SPAN}-01");
+    let out = mcp_support::run_python("mcp_traced.py", &[&url, &traceparent], None, &[]).await;
+    assert!(out.contains("OK: traced tool call"), "{out}");
+    let spans = receiver.trace_with("deno.execute").await;
+    let command =
+        spans.iter().find(|s| s["name"] == "command").unwrap_or_else(|| panic!("no command span in {spans:#?}"));
+    // Up from the command, the chain reaches an http.request span under the client's.
+    let mut current = command;
+    let mut chain = vec![current["name"].clone()];
+    while current["parentSpanId"] != CLIENT_SPAN {
+        let parent = current["parentSpanId"].as_str().unwrap_or_default();
+        current = spans
+            .iter()
+            .find(|s| s["spanId"] == parent)
+            .unwrap_or_else(|| panic!("the chain {chain:?} breaks at {parent}: {spans:#?}"));
+        chain.push(current["name"].clone());
+    }
+    assert_eq!(current["name"], "mcp.tool", "{chain:?}");
+    assert_eq!(current["attributes"]["tool"], "run_code", "{current}");
+    server.stop().await;
+}

@@ -581,6 +581,24 @@ impl ServerHandler for McpTools {
         self.negotiate_initialize(&request)
     }
 
+    /// Runs a tool call in a span of its own (`mcp.tool`), whose parent is the client's
+    /// span when the HTTP request carried a `traceparent`: rmcp runs calls in its
+    /// session's task, outside the span of the HTTP request that brought them.
+    async fn call_tool(
+        &self,
+        request: rmcp::model::CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::CallToolResponse, ErrorData> {
+        let tool: String = request.name.chars().take(64).collect();
+        let span = tracing::info_span!("mcp.tool", "rpc.system" = "mcp", "rpc.method" = "tools/call", tool = %tool);
+        let parts = context.extensions.get::<axum::http::request::Parts>();
+        let header =
+            |name: &str| parts.and_then(|p| p.headers.get(name)).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        crate::telemetry::adopt(&span, header("traceparent").as_deref(), header("tracestate").as_deref());
+        let call = rmcp::handler::server::tool::ToolCallContext::new(self, request, context);
+        tracing::Instrument::instrument(self.tool_router.call(call), span).await
+    }
+
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
             .with_server_info(Implementation::new("codebeaker", env!("CARGO_PKG_VERSION")))
