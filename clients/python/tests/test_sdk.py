@@ -118,3 +118,21 @@ def test_async_sandbox_and_reconnecting():
             await AsyncSandbox.connect(sb.session_id, url=URL)
 
     asyncio.run(main())
+
+
+def test_a_dropped_websocket_is_reopened_by_the_next_call():
+    async def main():
+        async with await AsyncSandbox.create(language="typescript", url=URL) as sb:
+            await sb.run_code("globalThis.kept = 41")
+            dropped = sb._connection._ws
+            # The socket goes away under the sandbox (as a network drop would end it).
+            dropped.transport.abort()
+            for _ in range(100):
+                if sb._connection._ws is None:
+                    break
+                await asyncio.sleep(0.01)
+            execution = await sb.run_code("console.log(globalThis.kept + 1)")
+            assert execution.logs.stdout == ["42\n"], "the session lived on the server"
+            assert sb._connection._ws is not dropped
+
+    asyncio.run(main())
