@@ -1,9 +1,13 @@
 // The SDK against a live server (CODEBEAKER_URL): Docker python sessions when
 // CODEBEAKER_SDK_DOCKER=1, TypeScript on Deno always. Run `npm run build` first.
 import assert from "node:assert/strict";
-import { test } from "node:test";
+import { after, test } from "node:test";
 
 import { CodeBeakerError, CommandExitError, Sandbox, SessionNotFoundError, TimeoutError } from "../dist/index.js";
+import { strays } from "./schema.mjs";
+
+// Every message of the suite matches docs/schema (see schema.mjs).
+after(() => assert.deepEqual(strays, [], `messages that stray from docs/schema:\n${strays.join("\n")}`));
 
 const url = process.env.CODEBEAKER_URL;
 const docker = process.env.CODEBEAKER_SDK_DOCKER === "1";
