@@ -515,7 +515,7 @@ async fn remote(
     method: &str,
     params: serde_json::Value,
 ) -> Result<serde_json::Value, ApiError> {
-    let Some(url) = cluster.locate(session_id).await? else {
+    let Some(url) = cluster.locate(session_id, caller.tenant.as_deref()).await? else {
         return Err(codebeaker::Error::session_not_found(session_id).into());
     };
     Ok(cluster.call(&url, caller, method, params).await?)

@@ -131,7 +131,7 @@ async fn upload(
 /// A file request for a session this cluster node does not hold: answered by the node
 /// that does (`404` when none does, `503` naming the node when it is lost or unreachable).
 async fn elsewhere(cluster: &crate::cluster::Cluster, caller: &Caller, session_id: &str, request: Request) -> Response {
-    let node = match cluster.locate(session_id).await {
+    let node = match cluster.locate(session_id, caller.tenant.as_deref()).await {
         Ok(Some(node)) => node,
         Ok(None) => return sdk_error(Error::session_not_found(session_id)),
         Err(error) => return sdk_error(error),

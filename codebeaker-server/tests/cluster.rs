@@ -365,9 +365,17 @@ async fn a_tenant_cap_holds_across_nodes() {
         assert_eq!(code, -32002, "the 11th session is refused on every node: {error}");
         assert!(error["data"].as_str().unwrap().contains("10"), "{error}");
     }
-    // Another tenant is not affected.
+    // Another tenant is not affected, and sees none of alice's sessions on either node:
+    // each answers exactly as an unknown session does.
     let mut bob = connect(&two, "bob-token-22").await;
     bob.create(json!({"language": "deno"})).await;
+    for id in &ids {
+        let command = json!({"type": "execute_code", "code": "1"});
+        let (code, error) = bob.call_err("session.execute", json!({"sessionId": id, "command": command})).await;
+        assert_eq!((code, error["data"].as_str().unwrap()), (-32001, format!("Session not found: {id}").as_str()));
+    }
+    let listed = bob.call("session.list", json!({})).await;
+    assert_eq!(listed["count"], 1, "{listed}");
     // Alice sees her ten across both nodes, and a closed one gives its place back.
     let listed = alice_two.call("session.list", json!({})).await;
     assert_eq!(listed["count"], 10, "{listed}");

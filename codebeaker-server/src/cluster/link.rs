@@ -234,7 +234,7 @@ impl Links {
         let Forward { request, target, answered, reply } = forward;
         let (url, session) = match target {
             Target::Node(url) => (url, None),
-            Target::Session(id) => match self.cluster.locate(&id).await {
+            Target::Session(id) => match self.cluster.locate(&id, self.caller.tenant.as_deref()).await {
                 Ok(Some(url)) => (url, Some(id)),
                 Ok(None) => {
                     let _ = reply.send(Err(codebeaker::Error::session_not_found(id).into()));

@@ -196,8 +196,8 @@ struct Inner {
     table: watch::Sender<Arc<NodeTable>>,
     /// The last Redis failure, until a heartbeat succeeds again.
     redis_down: Mutex<Option<String>>,
-    /// Where sessions of other nodes live, as found.
-    locations: Mutex<HashMap<String, String>>,
+    /// Where sessions of other nodes live, and their tenants, as found.
+    locations: Mutex<HashMap<String, (String, String)>>,
     /// Placements sent to each node and not answered yet (they count as load).
     placing: Mutex<HashMap<String, u64>>,
     /// Nodes a link could not reach, and when: placements avoid them until their next
@@ -492,13 +492,14 @@ impl Cluster {
         Placing { cluster: self.clone(), url: url.to_owned() }
     }
 
-    /// Where session `id` (not one of this node's) lives: `Ok(Some(url))` on a live
-    /// node, `Ok(None)` when no node holds it, `-32003` naming its node when that node is
-    /// lost or Redis cannot be asked.
-    pub async fn locate(&self, id: &str) -> Result<Option<String>, Error> {
+    /// Where session `id` (not one of this node's) lives, for a caller of `tenant`:
+    /// `Ok(Some(url))` on a live node, `Ok(None)` when no node holds it (or it is another
+    /// tenant's: indistinguishable, as on one node), `-32003` naming its node when that
+    /// node is lost or Redis cannot be asked.
+    pub async fn locate(&self, id: &str, tenant: Option<&str>) -> Result<Option<String>, Error> {
         let cached = lock(&self.inner.locations).get(id).cloned();
-        let url = match cached {
-            Some(url) => url,
+        let (url, owner) = match cached {
+            Some(found) => found,
             None => {
                 let table = self.table();
                 let others: Vec<String> =
@@ -507,15 +508,19 @@ impl Cluster {
                     return Ok(None);
                 }
                 let found = self.inner.registry.locate(id, &others).await.map_err(|e| self.redis_error(e))?;
-                let Some(url) = found else { return Ok(None) };
+                let Some(found) = found else { return Ok(None) };
                 let mut locations = lock(&self.inner.locations);
                 if locations.len() >= MAX_LOCATIONS {
                     locations.clear();
                 }
-                locations.insert(id.to_owned(), url.clone());
-                url
+                locations.insert(id.to_owned(), found.clone());
+                found
             }
         };
+        // A tenant sees its own sessions only; without tenants (None) the caller sees all.
+        if tenant.is_some_and(|tenant| tenant != owner) {
+            return Ok(None);
+        }
         if self.table().is_live(&url) {
             Ok(Some(url))
         } else {

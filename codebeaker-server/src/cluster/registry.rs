@@ -262,14 +262,14 @@ impl Registry {
         self.query(&pipe).await
     }
 
-    /// Which of `urls` holds session `id`, if any.
-    pub async fn locate(&self, id: &str, urls: &[String]) -> Result<Option<String>, RedisError> {
+    /// Which of `urls` holds session `id`, and its tenant (`""` for none), if any does.
+    pub async fn locate(&self, id: &str, urls: &[String]) -> Result<Option<(String, String)>, RedisError> {
         let mut pipe = redis::pipe();
         for url in urls {
-            pipe.hexists(sessions_key(url), id);
+            pipe.hget(sessions_key(url), id);
         }
-        let found: Vec<bool> = self.query(&pipe).await?;
-        Ok(urls.iter().zip(found).find(|(_, found)| *found).map(|(url, _)| url.clone()))
+        let found: Vec<Option<String>> = self.query(&pipe).await?;
+        Ok(urls.iter().zip(found).find_map(|(url, tenant)| Some((url.clone(), tenant?))))
     }
 
     /// Marks a session of `tenant` being created on node `url` as `field`, unless the
