@@ -379,6 +379,13 @@ impl Api {
 
     /// Snapshots one of the caller's sessions (`session.snapshot`).
     pub async fn snapshot(&self, caller: &Caller, session_id: &str) -> Result<SnapshotInfo, ApiError> {
+        if let Some(cluster) = self.cluster_for(caller, session_id) {
+            let params = serde_json::json!({"sessionId": session_id});
+            let answer = remote(&cluster, caller, session_id, "session.snapshot", params).await?;
+            return serde_json::from_value(answer).map_err(|error| {
+                codebeaker::Error::internal(format!("a cluster node answered an unreadable snapshot: {error}")).into()
+            });
+        }
         let taken = async {
             let snapshot = self.manager.snapshot_as(caller.tenant.as_deref(), session_id).await?;
             if let Some(cluster) = &self.cluster {

@@ -44,6 +44,10 @@ pub const LINK_PATH: &str = "/cluster/link";
 pub const DEFAULT_SAMPLE: usize = 2;
 /// Time between heartbeats (`--cluster-heartbeat-ms`).
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(1);
+/// Heartbeats between two checks of the backends' health (which languages a node serves).
+const HEALTH_EVERY: u32 = 5;
+/// Longest a check of the backends' health may take.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most session locations a node remembers (beyond, it forgets them all and asks Redis).
 const MAX_LOCATIONS: usize = 100_000;
 
@@ -198,6 +202,8 @@ struct Inner {
     redis_down: Mutex<Option<String>>,
     /// Where sessions of other nodes live, and their tenants, as found.
     locations: Mutex<HashMap<String, (String, String)>>,
+    /// The languages and backends this node serves, as of the last health check.
+    served: Mutex<(Vec<String>, Vec<String>)>,
     /// Placements sent to each node and not answered yet (they count as load).
     placing: Mutex<HashMap<String, u64>>,
     /// Nodes a link could not reach, and when: placements avoid them until their next
@@ -232,6 +238,7 @@ impl Cluster {
                 redis_down: Mutex::new(Some("not connected yet".into())),
                 locations: Mutex::new(HashMap::new()),
                 placing: Mutex::new(HashMap::new()),
+                served: Mutex::default(),
                 unreachable: Mutex::new(HashMap::new()),
                 started_ms,
                 stop: CancellationToken::new(),
@@ -279,6 +286,17 @@ impl Cluster {
     /// often, until [`Cluster::leave`].
     async fn heartbeats(self) {
         let inner = &self.inner;
+        self.check_backends().await;
+        let checks = self.clone();
+        tokio::spawn(async move {
+            let every = checks.inner.config.heartbeat * HEALTH_EVERY;
+            loop {
+                tokio::select! {
+                    _ = checks.inner.stop.cancelled() => return,
+                    _ = tokio::time::sleep(every) => checks.check_backends().await,
+                }
+            }
+        });
         let mut ticks = tokio::time::interval(inner.config.heartbeat / 2);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut swept = false;
@@ -298,7 +316,7 @@ impl Cluster {
                     info!(node = %self.node_url(), "joined the cluster; sessions a previous run left are swept");
                 }
                 if heartbeat {
-                    inner.registry.heartbeat(self.node_url(), &self.load().await).await?;
+                    inner.registry.heartbeat(self.node_url(), &self.load()).await?;
                     inner.registry.reconcile(self.node_url(), || self.local_sessions()).await?;
                 }
                 inner.registry.nodes().await
@@ -325,12 +343,30 @@ impl Cluster {
         }
     }
 
-    /// What this node says of itself: its usable backends' languages and its load.
-    async fn load(&self) -> Load {
+    /// What this node says of itself: the languages and backends it serves (as of the
+    /// last health check, see [`Cluster::check_backends`]) and its load.
+    fn load(&self) -> Load {
+        let (languages, backends) = lock(&self.inner.served).clone();
+        Load {
+            languages,
+            backends,
+            sessions: self.inner.manager.count(),
+            memory_free: memory_available(),
+            started_ms: self.inner.started_ms,
+        }
+    }
+
+    /// Asks the backends whether they are up, for the languages this node serves: before
+    /// the first heartbeat, then every [`HEALTH_EVERY`] heartbeats in a task of its own, so
+    /// the heartbeat never waits on a backend. A check that does not finish within
+    /// [`HEALTH_TIMEOUT`] (a hung Docker engine) leaves what the backends said last.
+    async fn check_backends(&self) {
         let manager = &self.inner.manager;
-        let up: Vec<&'static str> = manager
-            .health()
-            .await
+        let Ok(health) = tokio::time::timeout(HEALTH_TIMEOUT, manager.health()).await else {
+            warn!("the backends' health check did not finish in time; announcing what they said last");
+            return;
+        };
+        let up: Vec<&'static str> = health
             .into_iter()
             .filter(|(_, health)| matches!(health, codebeaker::BackendHealth::Ok))
             .map(|(name, _)| name)
@@ -343,13 +379,7 @@ impl Cluster {
             .collect();
         languages.sort();
         languages.dedup();
-        Load {
-            languages,
-            backends: up.iter().map(|name| (*name).to_owned()).collect(),
-            sessions: manager.count(),
-            memory_free: memory_available(),
-            started_ms: self.inner.started_ms,
-        }
+        *lock(&self.inner.served) = (languages, up.iter().map(|name| (*name).to_owned()).collect());
     }
 
     /// This node's sessions: id → tenant (`""` for none).

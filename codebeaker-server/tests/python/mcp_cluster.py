@@ -1,6 +1,7 @@
 """MCP tools on a cluster node (argv[1], its /mcp) acting on a session another node
-holds (argv[2], a typescript session): run_code, write_file, read_file and
-close_session are forwarded to that node and answer as if it were local."""
+holds (argv[2], a typescript session): run_code, write_file, read_file,
+snapshot_session and close_session are forwarded to that node and answer as if it were
+local."""
 
 import asyncio
 import json
@@ -30,6 +31,9 @@ async def main(url, session):
         read = await mcp.call_tool("read_file", {"path": "from-mcp.txt", "session_id": session})
         if read.is_error or "forwarded" not in text(read):
             fail(f"read_file: {read}")
+        snapshot = await mcp.call_tool("snapshot_session", {"session_id": session})
+        if snapshot.is_error or not json.loads(text(snapshot)).get("snapshotId"):
+            fail(f"snapshot_session: {snapshot}")
         closed = await mcp.call_tool("close_session", {"session_id": session})
         if closed.is_error or json.loads(text(closed)).get("closed") is not True:
             fail(f"close_session: {closed}")
