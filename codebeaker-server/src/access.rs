@@ -130,7 +130,7 @@ impl ApiKeys {
             let (Some(tenant), Some(token), None) = (fields.next(), fields.next(), fields.next()) else {
                 return Err((line_no, "expected two fields, \"tenant token\"".into()));
             };
-            if !tenant.chars().all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c)) || tenant.len() > 128 {
+            if !is_tenant_name(tenant) {
                 return Err((line_no, format!("tenant name {tenant:?} may hold only letters, digits and -_.@")));
             }
             if token.len() < 8 {
@@ -149,7 +149,7 @@ impl ApiKeys {
 
     /// The key matching one of `presented`: `Some(tenant)` (`None` inside for the
     /// `--token` key), or `None` when nothing matches.
-    fn matching(&self, presented: &[Vec<u8>]) -> Option<Option<String>> {
+    pub(crate) fn matching(&self, presented: &[Vec<u8>]) -> Option<Option<String>> {
         let mut found = None;
         for given in presented {
             for key in &self.keys {
@@ -291,19 +291,29 @@ impl Access {
         if !self.keys.required() {
             return Ok(None);
         }
-        let mut presented: Vec<Vec<u8>> = headers
-            .get_all(header::AUTHORIZATION)
-            .iter()
-            .filter_map(|value| {
-                let (scheme, credentials) = value.to_str().ok()?.split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then(|| credentials.trim().as_bytes().to_vec())
-            })
-            .collect();
+        let mut presented = bearer_tokens(headers);
         presented.extend(
             query.iter().flat_map(|q| q.split('&')).filter_map(|pair| pair.strip_prefix("token=")).map(percent_decode),
         );
         self.keys.matching(&presented).ok_or(Refusal::Token)
     }
+}
+
+/// The tokens of a request's `Authorization: Bearer` headers.
+pub(crate) fn bearer_tokens(headers: &HeaderMap) -> Vec<Vec<u8>> {
+    headers
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .filter_map(|value| {
+            let (scheme, credentials) = value.to_str().ok()?.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| credentials.trim().as_bytes().to_vec())
+        })
+        .collect()
+}
+
+/// Whether `name` may name a tenant: at most 128 of letters, digits and `-_.@`.
+pub(crate) fn is_tenant_name(name: &str) -> bool {
+    name.len() <= 128 && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
 }
 
 /// The middleware of every acting endpoint: refuses foreign hosts and bad origins (403)
@@ -375,7 +385,7 @@ fn percent_decode(text: &str) -> Vec<u8> {
 
 /// Compares a presented token with a secret in time that depends on the secret's length
 /// only (not on the presented length nor on where they differ).
-pub(crate) fn constant_time_eq(given: &[u8], secret: &[u8]) -> bool {
+fn constant_time_eq(given: &[u8], secret: &[u8]) -> bool {
     let mut diff = given.len() ^ secret.len();
     for (i, &byte) in secret.iter().enumerate() {
         let other = given.get(i).copied().unwrap_or(0);

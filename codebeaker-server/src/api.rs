@@ -223,11 +223,7 @@ impl Api {
                 "errorKinds": true,
             });
             return futures::future::Either::Left(async move {
-                let answer = remote(&cluster, &caller, &session_id, "session.execute", params).await?;
-                serde_json::from_value::<CommandOutcome>(answer).map_err(|error| {
-                    codebeaker::Error::internal(format!("a cluster node answered an unreadable outcome: {error}"))
-                        .into()
-                })
+                remote(&cluster, &caller, &session_id, "session.execute", params).await
             });
         }
         let entry = self.audit(caller, "session.execute", Some(session_id), Some(&command));
@@ -265,7 +261,9 @@ impl Api {
     pub async fn close(&self, caller: &Caller, session_id: &str) -> Result<(), ApiError> {
         if let Some(cluster) = self.cluster_for(caller, session_id) {
             let params = serde_json::json!({"sessionId": session_id});
-            return remote(&cluster, caller, session_id, "session.close", params).await.map(drop);
+            return remote::<serde::de::IgnoredAny>(&cluster, caller, session_id, "session.close", params)
+                .await
+                .map(drop);
         }
         let entry = self.audit(caller, "session.close", Some(session_id), None);
         let closed = self.manager.close_as(caller.tenant.as_deref(), session_id).await.map_err(ApiError::from);
@@ -381,10 +379,7 @@ impl Api {
     pub async fn snapshot(&self, caller: &Caller, session_id: &str) -> Result<SnapshotInfo, ApiError> {
         if let Some(cluster) = self.cluster_for(caller, session_id) {
             let params = serde_json::json!({"sessionId": session_id});
-            let answer = remote(&cluster, caller, session_id, "session.snapshot", params).await?;
-            return serde_json::from_value(answer).map_err(|error| {
-                codebeaker::Error::internal(format!("a cluster node answered an unreadable snapshot: {error}")).into()
-            });
+            return remote(&cluster, caller, session_id, "session.snapshot", params).await;
         }
         let taken = async {
             let snapshot = self.manager.snapshot_as(caller.tenant.as_deref(), session_id).await?;
@@ -513,19 +508,21 @@ impl Api {
     }
 }
 
-/// Sends `method` about `session_id` to the node holding it: `-32001` when no node
-/// does, `-32003` naming the node when it is lost or unreachable.
-async fn remote(
+/// Sends `method` about `session_id` to the node holding it and reads its result as a
+/// `T`: `-32001` when no node holds it, `-32003` naming the node when it is lost or
+/// unreachable.
+async fn remote<T: serde::de::DeserializeOwned>(
     cluster: &Cluster,
     caller: &Caller,
     session_id: &str,
     method: &str,
     params: serde_json::Value,
-) -> Result<serde_json::Value, ApiError> {
-    let Some(url) = cluster.locate(session_id, caller.tenant.as_deref()).await? else {
-        return Err(codebeaker::Error::session_not_found(session_id).into());
-    };
-    Ok(cluster.call(&url, caller, method, params).await?)
+) -> Result<T, ApiError> {
+    let url = cluster.holder(session_id, caller.tenant.as_deref()).await?;
+    let answer = cluster.call(&url, caller, method, params).await?;
+    serde_json::from_value(answer).map_err(|error| {
+        codebeaker::Error::internal(format!("node {url} answered {method} with an unreadable result: {error}")).into()
+    })
 }
 
 /// Whether the server can serve: the body of `GET /health`.

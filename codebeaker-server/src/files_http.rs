@@ -131,9 +131,8 @@ async fn upload(
 /// A file request for a session this cluster node does not hold: answered by the node
 /// that does (`404` when none does, `503` naming the node when it is lost or unreachable).
 async fn elsewhere(cluster: &crate::cluster::Cluster, caller: &Caller, session_id: &str, request: Request) -> Response {
-    let node = match cluster.locate(session_id, caller.tenant.as_deref()).await {
-        Ok(Some(node)) => node,
-        Ok(None) => return sdk_error(Error::session_not_found(session_id)),
+    let node = match cluster.holder(session_id, caller.tenant.as_deref()).await {
+        Ok(node) => node,
         Err(error) => return sdk_error(error),
     };
     match crate::cluster::proxy::forward(cluster, &node, caller, request).await {

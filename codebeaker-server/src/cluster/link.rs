@@ -122,29 +122,9 @@ impl Forwarder {
         if let (Some(context), Some(Value::Object(params))) = (telemetry::current_context(), request.params.as_mut()) {
             params.insert("_meta".into(), json!(context));
         }
-        let (reply, answer) = oneshot::channel();
-        let node = match &target {
-            Target::Node(url) => Some(url.clone()),
-            Target::Session(_) => None,
-        };
-        let sent = self.queue.send(Item::Forward(Forward { request, target, answered, reply }));
-        let cluster = self.cluster.clone();
-        Box::pin(async move {
-            if sent.is_err() {
-                return Err(RpcError::from(
-                    cluster.node_error(node.as_deref().unwrap_or("?"), "cannot be reached: the connection is closing"),
-                ));
-            }
-            answer.await.unwrap_or_else(|_| {
-                Err(RpcError::from(
-                    cluster.node_error(node.as_deref().unwrap_or("holding the session"), "closed the link"),
-                ))
-            })
-        })
+        self.enqueue(|reply| Item::Forward(Forward { request, target, answered, reply }))
     }
-}
 
-impl Forwarder {
     /// Starts a request once `check` (its place in the cluster-wide rate) passes: checks
     /// run one at a time in arrival order, and each request starts (`start`, which takes
     /// a command's place in its session's queue) right after its own, so requests sent
@@ -154,13 +134,20 @@ impl Forwarder {
         check: BoxFuture<'static, Result<(), RpcError>>,
         start: Box<dyn FnOnce() -> Reply + Send>,
     ) -> Reply {
+        self.enqueue(|reply| Item::Admit(Admission { check, start, reply }))
+    }
+
+    /// Queues the item `make` builds around its reply for the connection's task; the
+    /// reply, or an error when the connection is closing (the task has ended).
+    fn enqueue(&self, make: impl FnOnce(oneshot::Sender<Result<Value, RpcError>>) -> Item) -> Reply {
         let (reply, answer) = oneshot::channel();
-        let queued = self.queue.send(Item::Admit(Admission { check, start, reply }));
+        let queued = self.queue.send(make(reply)).is_ok();
         Box::pin(async move {
-            if queued.is_err() {
-                return Err(RpcError::new(rpc::INTERNAL_ERROR, "the connection is closing"));
+            let closing = || Err(RpcError::new(rpc::INTERNAL_ERROR, "the connection is closing"));
+            if !queued {
+                return closing();
             }
-            answer.await.unwrap_or_else(|_| Err(RpcError::new(rpc::INTERNAL_ERROR, "the connection is closing")))
+            answer.await.unwrap_or_else(|_| closing())
         })
     }
 }
@@ -234,12 +221,8 @@ impl Links {
         let Forward { request, target, answered, reply } = forward;
         let (url, session) = match target {
             Target::Node(url) => (url, None),
-            Target::Session(id) => match self.cluster.locate(&id, self.caller.tenant.as_deref()).await {
-                Ok(Some(url)) => (url, Some(id)),
-                Ok(None) => {
-                    let _ = reply.send(Err(codebeaker::Error::session_not_found(id).into()));
-                    return;
-                }
+            Target::Session(id) => match self.cluster.holder(&id, self.caller.tenant.as_deref()).await {
+                Ok(url) => (url, Some(id)),
                 Err(error) => {
                     let _ = reply.send(Err(error.into()));
                     return;
@@ -296,10 +279,7 @@ impl Links {
 
     /// Opens a link to `url` for this connection's caller.
     async fn connect(&self, url: &str) -> Result<Link, RpcError> {
-        let unreachable = |why: String| {
-            self.cluster.unreachable_node(url);
-            RpcError::from(self.cluster.node_error(url, &format!("cannot be reached: {why}")))
-        };
+        let unreachable = |why: String| RpcError::from(self.cluster.cannot_reach(url, why));
         let endpoint = format!("{}{LINK_PATH}", url.trim_end_matches('/'));
         let mut request = endpoint.as_str().into_client_request().map_err(|e| unreachable(e.to_string()))?;
         let headers = caller_headers(&self.cluster, &self.caller).map_err(|e| unreachable(e.to_string()))?;

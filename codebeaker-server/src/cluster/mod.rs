@@ -406,7 +406,7 @@ impl Cluster {
         let previous = self.table();
         for node in &nodes {
             let before = previous.get(&node.url).map(|n| n.state);
-            if before.is_some_and(|state| state != node.state) || before.is_none() {
+            if before != Some(node.state) {
                 match node.state {
                     NodeState::Live => info!(node = %node.url, "cluster node is live"),
                     NodeState::Lost if before.is_some() => {
@@ -493,13 +493,14 @@ impl Cluster {
         Ok(chosen.unwrap_or_else(|| self.node_url().to_owned()))
     }
 
-    /// Marks node `url` unreachable (a link to it could not be opened): placements avoid
-    /// it until it heartbeats again.
-    pub fn unreachable_node(&self, url: &str) {
+    /// Marks node `url` unreachable (a connection to it could not be opened, `why`):
+    /// placements avoid it until it heartbeats again. The `-32003` to answer.
+    pub fn cannot_reach(&self, url: &str, why: impl std::fmt::Display) -> Error {
         lock(&self.inner.unreachable).insert(url.to_owned(), std::time::Instant::now());
+        self.node_error(url, &format!("cannot be reached: {why}"))
     }
 
-    /// Whether placements avoid node `url` (see [`Cluster::unreachable_node`]).
+    /// Whether placements avoid node `url` (see [`Cluster::cannot_reach`]).
     pub fn avoids(&self, url: &str) -> bool {
         self.avoided().iter().any(|avoided| avoided == url)
     }
@@ -522,40 +523,43 @@ impl Cluster {
         Placing { cluster: self.clone(), url: url.to_owned() }
     }
 
-    /// Where session `id` (not one of this node's) lives, for a caller of `tenant`:
-    /// `Ok(Some(url))` on a live node, `Ok(None)` when no node holds it (or it is another
-    /// tenant's: indistinguishable, as on one node), `-32003` naming its node when that
-    /// node is lost or Redis cannot be asked.
-    pub async fn locate(&self, id: &str, tenant: Option<&str>) -> Result<Option<String>, Error> {
-        let cached = lock(&self.inner.locations).get(id).cloned();
-        let (url, owner) = match cached {
-            Some(found) => found,
-            None => {
-                let table = self.table();
-                let others: Vec<String> =
-                    table.nodes.iter().map(|node| node.url.clone()).filter(|url| url != self.node_url()).collect();
-                if others.is_empty() {
-                    return Ok(None);
-                }
-                let found = self.inner.registry.locate(id, &others).await.map_err(|e| self.redis_error(e))?;
-                let Some(found) = found else { return Ok(None) };
-                let mut locations = lock(&self.inner.locations);
-                if locations.len() >= MAX_LOCATIONS {
-                    locations.clear();
-                }
-                locations.insert(id.to_owned(), found.clone());
-                found
-            }
-        };
+    /// The node holding session `id` (not one of this node's), for a caller of `tenant`:
+    /// its URL when it is live; `-32001` when no node holds it (or it is another tenant's:
+    /// indistinguishable, as on one node); `-32003` naming its node when that node is
+    /// lost, or naming Redis when Redis cannot be asked.
+    pub async fn holder(&self, id: &str, tenant: Option<&str>) -> Result<String, Error> {
+        let found = self.find(id).await?;
         // A tenant sees its own sessions only; without tenants (None) the caller sees all.
-        if tenant.is_some_and(|tenant| tenant != owner) {
-            return Ok(None);
-        }
+        let Some((url, _)) = found.filter(|(_, owner)| tenant.is_none_or(|tenant| tenant == owner)) else {
+            return Err(Error::session_not_found(id));
+        };
         if self.table().is_live(&url) {
-            Ok(Some(url))
+            Ok(url)
         } else {
             Err(self.lost(&url))
         }
+    }
+
+    /// Which other node holds session `id` and for which tenant (`""`: none): as
+    /// remembered, else as Redis says (then remembered).
+    async fn find(&self, id: &str) -> Result<Option<(String, String)>, Error> {
+        if let Some(found) = lock(&self.inner.locations).get(id).cloned() {
+            return Ok(Some(found));
+        }
+        let others: Vec<String> =
+            self.table().nodes.iter().map(|node| node.url.clone()).filter(|url| url != self.node_url()).collect();
+        if others.is_empty() {
+            return Ok(None);
+        }
+        let found = self.inner.registry.locate(id, &others).await.map_err(|e| self.redis_error(e))?;
+        if let Some(found) = &found {
+            let mut locations = lock(&self.inner.locations);
+            if locations.len() >= MAX_LOCATIONS {
+                locations.clear();
+            }
+            locations.insert(id.to_owned(), found.clone());
+        }
+        Ok(found)
     }
 
     /// Forgets where session `id` lives (it was not found there).

@@ -26,10 +26,7 @@ pub(crate) async fn forward(
     caller: &Caller,
     request: Request,
 ) -> Result<Response, Error> {
-    let unreachable = |why: String| {
-        cluster.unreachable_node(url);
-        cluster.node_error(url, &format!("cannot be reached: {why}"))
-    };
+    let unreachable = |why: String| cluster.cannot_reach(url, why);
     let authority = url.strip_prefix("ws://").unwrap_or(url).trim_end_matches('/').to_owned();
     let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&authority)).await {
         Ok(Ok(stream)) => stream,

@@ -36,8 +36,8 @@ pub(crate) fn route(
     caller: &Caller,
     peer: Peer,
 ) -> Reply {
-    let text =
-        |name: &str| request.params.as_ref().and_then(|p| p.get(name)).and_then(Value::as_str).map(str::to_owned);
+    let param = |name: &str| request.params.as_ref().and_then(|p| p.get(name)).cloned();
+    let text = |name: &str| param(name).and_then(|value| value.as_str().map(str::to_owned));
     let cluster = forwarder.cluster().clone();
     match request.method.as_str() {
         method if SESSION_METHODS.contains(&method) || processes::METHODS.contains(&method) => {
@@ -51,7 +51,6 @@ pub(crate) fn route(
         "session.create" | "execution.run" => {
             let snapshot = text("fromSnapshot");
             // The language and backend as session.create reads them (`deno` included).
-            let param = |name: &str| request.params.as_ref().and_then(|p| p.get(name)).cloned();
             let wanted = serde_json::json!({"language": param("language"), "backend": param("backend")});
             let Ok(config) = serde_json::from_value::<codebeaker::SessionConfig>(wanted) else {
                 return methods.dispatch(request, caller, peer);

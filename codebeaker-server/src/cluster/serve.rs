@@ -14,12 +14,12 @@ use std::net::SocketAddr;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Extension, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tracing::{debug, warn, Instrument as _};
 
 use super::link::{AUTHENTICATED_HEADER, REMOTE_HEADER, TENANT_HEADER};
-use crate::access::constant_time_eq;
+use crate::access::{bearer_tokens, is_tenant_name, ApiKeys};
 use crate::api::Caller;
 use crate::pending::PendingSocket;
 use crate::routes::AppState;
@@ -73,16 +73,7 @@ fn not_an_upgrade(rejection: WebSocketUpgradeRejection) -> Response {
 
 /// Whether `headers` carry `Authorization: Bearer <secret>`.
 fn presents_secret(headers: &HeaderMap, secret: &str) -> bool {
-    let secret = secret.trim().as_bytes();
-    let mut found = false;
-    for value in headers.get_all(header::AUTHORIZATION) {
-        let presented =
-            value.to_str().ok().and_then(|v| v.split_once(' ')).filter(|(s, _)| s.eq_ignore_ascii_case("bearer"));
-        if let Some((_, token)) = presented {
-            found |= constant_time_eq(token.trim().as_bytes(), secret);
-        }
-    }
-    found
+    ApiKeys::single(secret.trim()).matching(&bearer_tokens(headers)).is_some()
 }
 
 /// The caller a request of another node acts for: `None` unless it presents the
@@ -95,10 +86,7 @@ pub(crate) fn node_caller(headers: &HeaderMap, secret: &str) -> Option<Result<Ca
 fn caller_of(headers: &HeaderMap) -> Result<Caller, String> {
     let text = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
     let tenant = text(TENANT_HEADER).map(str::to_owned);
-    if tenant
-        .as_ref()
-        .is_some_and(|t| t.len() > 128 || !t.chars().all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c)))
-    {
+    if tenant.as_deref().is_some_and(|t| !is_tenant_name(t)) {
         return Err("the link's tenant header is not a tenant name".into());
     }
     let remote = match text(REMOTE_HEADER) {
