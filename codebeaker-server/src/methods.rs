@@ -222,7 +222,7 @@ impl From<ApiError> for RpcError {
     fn from(error: ApiError) -> Self {
         match error {
             ApiError::Sdk(error) => error.into(),
-            ApiError::RateLimited(limited) => RpcError::limit_reached(limited.to_string()),
+            ApiError::RateLimited(limited) => RpcError::rate_limited(limited.to_string(), limited.retry_after),
         }
     }
 }

@@ -13,9 +13,11 @@ use crate::limits::{nests_deeper_than, Limits};
 
 pub use codebeaker::rpc_codes::*;
 
-/// A JSON-RPC error object: `{"code", "message", "data"?}`; `data` is a human-readable
-/// detail of what was wrong with which input.
+/// A JSON-RPC error object: `{"code", "message", "data"?, "kind", "retryAfterMs"?}`;
+/// `data` is a human-readable detail of what was wrong with which input, `kind` what a
+/// client decides on (see [`KINDS`]).
 #[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct RpcError {
     /// One of the codes of this module (see `docs/protocol.md`, "Error codes").
     #[schemars(extend("enum" = CODES))]
@@ -25,12 +27,54 @@ pub struct RpcError {
     /// What exactly went wrong, naming the input, the limit or the setting.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data: Option<String>,
+    /// What kind of failure this is, finer than the code (`rate_limited` and
+    /// `limit_reached` share `-32002`, `timed_out` is one of `-32603`'s): one of [`KINDS`].
+    #[schemars(extend("enum" = KINDS))]
+    pub kind: &'static str,
+    /// With `rate_limited`: how long until a request would be admitted, in milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
 }
 
+/// Every `kind` an error object may carry (`docs/protocol.md`, "Error codes"). Those of
+/// SDK errors are the file routes' `error.code` (one table: `error_codes`).
+pub const KINDS: [&str; 15] = [
+    "parse_error",
+    "invalid_request",
+    "method_not_found",
+    "invalid_input",
+    "unsupported",
+    "internal_error",
+    "session_not_found",
+    "session_closed",
+    "limit_reached",
+    "rate_limited",
+    "backend_unavailable",
+    "not_found",
+    "already_exists",
+    "permission_denied",
+    "timed_out",
+];
+
 impl RpcError {
-    /// An error with `code`, its standard message, and `data`.
+    /// An error with `code`, its standard message and kind, and `data`.
     pub fn new(code: i64, data: impl Into<String>) -> Self {
-        RpcError { code, message: standard_message(code), data: Some(data.into()) }
+        RpcError {
+            code,
+            message: standard_message(code),
+            data: Some(data.into()),
+            kind: standard_kind(code),
+            retry_after_ms: None,
+        }
+    }
+
+    /// This error with another `kind`: one of [`KINDS`] (a name outside them, as a
+    /// remote node might send, leaves the code's own kind).
+    pub fn with_kind(mut self, kind: &str) -> Self {
+        if let Some(known) = KINDS.iter().find(|known| **known == kind) {
+            self.kind = known;
+        }
+        self
     }
 
     /// `-32700` with a detail.
@@ -51,6 +95,29 @@ impl RpcError {
     /// `-32002` with a detail.
     pub fn limit_reached(data: impl Into<String>) -> Self {
         Self::new(LIMIT_REACHED, data)
+    }
+
+    /// `-32002`, kind `rate_limited`: the caller is over its request rate, and may try
+    /// again in `retry_after`.
+    pub fn rate_limited(data: impl Into<String>, retry_after: std::time::Duration) -> Self {
+        let mut error = Self::limit_reached(data).with_kind("rate_limited");
+        error.retry_after_ms = Some(u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX));
+        error
+    }
+}
+
+/// The kind an error of `code` has unless it says more.
+fn standard_kind(code: i64) -> &'static str {
+    match code {
+        PARSE_ERROR => "parse_error",
+        INVALID_REQUEST => "invalid_request",
+        METHOD_NOT_FOUND => "method_not_found",
+        INVALID_PARAMS => "invalid_input",
+        SESSION_NOT_FOUND => "session_not_found",
+        LIMIT_REACHED => "limit_reached",
+        BACKEND_UNAVAILABLE => "backend_unavailable",
+        SESSION_CLOSED => "session_closed",
+        _ => "internal_error",
     }
 }
 
@@ -73,7 +140,8 @@ fn standard_message(code: i64) -> &'static str {
 /// ([`wire_codes`](crate::error_codes::wire_codes)); the SDK's message becomes `data`.
 impl From<codebeaker::Error> for RpcError {
     fn from(error: codebeaker::Error) -> Self {
-        RpcError::new(crate::error_codes::wire_codes(error.kind()).rpc, error.to_string())
+        let codes = crate::error_codes::wire_codes(error.kind());
+        RpcError::new(codes.rpc, error.to_string()).with_kind(codes.http_code)
     }
 }
 
@@ -290,8 +358,26 @@ mod tests {
         let err = Response::error(Value::Null, RpcError::invalid_request("x"));
         assert_eq!(
             serde_json::from_str::<Value>(&err.to_text()).unwrap(),
-            json!({"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"Invalid Request","data":"x"}})
+            json!({"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"Invalid Request","data":"x","kind":"invalid_request"}})
         );
+        let limited = RpcError::rate_limited("slow down", std::time::Duration::from_millis(180));
+        assert_eq!(
+            serde_json::to_value(&limited).unwrap(),
+            json!({"code":-32002,"message":"Limit reached","data":"slow down","kind":"rate_limited","retryAfterMs":180})
+        );
+    }
+
+    #[test]
+    fn every_error_kind_is_one_of_the_documented_kinds() {
+        for kind in codebeaker::ErrorKind::ALL {
+            let wire = RpcError::from(codebeaker::Error::new(kind, "x"));
+            assert!(KINDS.contains(&wire.kind), "{kind}: {}", wire.kind);
+        }
+        assert_eq!(RpcError::from(codebeaker::Error::timed_out(std::time::Duration::from_secs(1))).kind, "timed_out");
+        assert_eq!(RpcError::new(INTERNAL_ERROR, "x").with_kind("made_up").kind, "internal_error");
+        for code in CODES {
+            assert!(KINDS.contains(&RpcError::new(code, "x").kind), "{code}");
+        }
     }
 
     #[test]

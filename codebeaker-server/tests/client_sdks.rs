@@ -31,14 +31,26 @@ async fn server(owner: &str) -> Spawned {
     }
 }
 
-/// Runs `program` with `args` in `dir` against `server`; panics with its output unless
-/// it succeeds (and, with Docker required, skipped nothing that `skipped` finds).
-async fn suite(server: &Spawned, dir: &str, program: &str, args: &[&str], envs: &[(&str, &str)]) -> String {
+/// A Deno server admitting 1 request/s with a burst of 2: the suites' rate-limit tests.
+async fn rate_limited() -> Spawned {
+    Spawned::start(&["--rate-limit", "1", "--rate-burst", "2"]).await
+}
+
+/// Runs `program` with `args` in `dir` against `server` (and `limited` as the
+/// rate-limited one); panics with its output unless it succeeds.
+async fn suite(
+    (server, limited): (&Spawned, &Spawned),
+    dir: &str,
+    program: &str,
+    args: &[&str],
+    envs: &[(&str, &str)],
+) -> String {
     let mut command = tokio::process::Command::new(program);
     command
         .args(args)
         .current_dir(dir)
         .env("CODEBEAKER_URL", format!("ws://{}", server.addr))
+        .env("CODEBEAKER_RATE_LIMITED_URL", format!("ws://{}", limited.addr))
         .env("CODEBEAKER_SDK_DOCKER", if docker_required() { "1" } else { "0" })
         .kill_on_drop(true);
     for (name, value) in envs {
@@ -63,12 +75,14 @@ async fn the_python_sdk_passes_its_suite_against_the_live_server() {
     if !python_with(&["websockets", "pytest", "jsonschema"], "the Python SDK suite") {
         return;
     }
-    let server = server("codebeaker-test-python-sdk").await;
+    let (server, limited) = (server("codebeaker-test-python-sdk").await, rate_limited().await);
     let sdk = format!("{CLIENTS}/python");
     let envs = [("PYTHONPATH", sdk.as_str()), ("PYTHONDONTWRITEBYTECODE", "1")];
-    let out = suite(&server, &sdk, "python3", &["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"], &envs).await;
+    let pytest = ["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"];
+    let out = suite((&server, &limited), &sdk, "python3", &pytest, &envs).await;
     assert!(!(docker_required() && out.contains("skipped")), "with Docker required nothing may be skipped:\n{out}");
     server.stop().await;
+    limited.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -88,9 +102,10 @@ async fn the_typescript_sdk_builds_and_passes_its_suite_against_the_live_server(
         std::process::Command::new("node").args([tsc.as_str(), "-p", "tsconfig.json"]).current_dir(&sdk).output();
     let built = built.expect("node runs tsc");
     assert!(built.status.success(), "tsc failed:\n{}", String::from_utf8_lossy(&built.stdout));
-    let server = server("codebeaker-test-typescript-sdk").await;
-    let out = suite(&server, &sdk, "node", &["--test", "test/"], &[]).await;
+    let (server, limited) = (server("codebeaker-test-typescript-sdk").await, rate_limited().await);
+    let out = suite((&server, &limited), &sdk, "node", &["--test", "test/"], &[]).await;
     assert!(out.contains("# fail 0"), "{out}");
     assert!(!docker_required() || out.contains("# skipped 0"), "with Docker required nothing may be skipped:\n{out}");
     server.stop().await;
+    limited.stop().await;
 }

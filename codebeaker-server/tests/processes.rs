@@ -103,7 +103,7 @@ async fn stdin_signals_and_wait() {
     let sleeper = start(&mut client, &session, &["sleep 60000".to_owned()]).await;
     let (code, error) =
         client.call_err("process.wait", json!({"sessionId": session, "pid": sleeper, "timeoutMs": 50})).await;
-    assert_eq!(code, -32603, "{error}");
+    assert_eq!((code, error["kind"].as_str()), (-32603, Some("timed_out")), "{error}");
     assert!(error["data"].as_str().unwrap_or_default().contains("still runs"), "{error}");
     let signal = json!({"sessionId": session, "pid": sleeper, "signal": "TERM"});
     client.call("process.signal", signal).await;

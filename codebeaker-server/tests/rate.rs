@@ -40,6 +40,10 @@ async fn json_rpc_requests_over_the_rate_are_refused_per_address() {
         assert_eq!(error["error"]["code"], -32002, "{error}");
         let data = error["error"]["data"].as_str().expect("data");
         assert!(data.contains("rate limit of 1 requests/s (burst 3)"), "{data}");
+        // The kind tells it from every other -32002, with the wait a client should make.
+        assert_eq!(error["error"]["kind"], "rate_limited", "{error}");
+        let retry = error["error"]["retryAfterMs"].as_u64().expect("retryAfterMs");
+        assert!((1..=5000).contains(&retry), "{error}");
     }
     // A request in a batch counts too.
     let batch = json!([{"jsonrpc": "2.0", "id": "b1", "method": "session.list"}]);

@@ -26,11 +26,10 @@ def _ms(seconds: Optional[float]) -> Optional[int]:
 def _failed(envelope: Dict[str, Any]) -> CodeBeakerError:
     """The error of an envelope that says ``success: false`` for other than the program."""
     message = envelope.get("error") or "the command failed"
-    if envelope.get("errorKind") == "timed_out":
-        return SdkTimeout(message)
-    error = CodeBeakerError(message)
-    error.kind = envelope.get("errorKind")  # type: ignore[attr-defined]
-    return error
+    kind = envelope.get("errorKind")
+    if kind == "timed_out":
+        return SdkTimeout(message, kind=kind)
+    return CodeBeakerError(message, kind=kind)
 
 
 class AsyncSandbox:
@@ -88,7 +87,7 @@ class AsyncSandbox:
             if info.get("sessionId") == session_id:
                 return cls(connection, info, None)
         await connection.close()
-        raise SessionNotFoundError(f"no open session {session_id}", -32001, session_id)
+        raise SessionNotFoundError(f"no open session {session_id}", -32001, session_id, "session_not_found")
 
     async def __aenter__(self) -> "AsyncSandbox":
         return self

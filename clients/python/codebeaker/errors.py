@@ -6,14 +6,17 @@ from typing import Any, Optional
 class CodeBeakerError(Exception):
     """A request the server refused or could not do.
 
-    ``code`` is the JSON-RPC error code (``None`` for errors of the SDK itself) and
-    ``data`` the server's detail, which names what was wrong.
+    ``code`` is the JSON-RPC error code (``None`` for errors of the SDK itself), ``kind``
+    the server's finer kind of failure (``"rate_limited"``, ``"timed_out"``,
+    ``"invalid_input"``...; see the protocol's *Error codes*) and ``data`` the server's
+    detail, which names what was wrong.
     """
 
-    def __init__(self, message: str, code: Optional[int] = None, data: Any = None) -> None:
+    def __init__(self, message: str, code: Optional[int] = None, data: Any = None, kind: Optional[str] = None) -> None:
         super().__init__(message)
         self.code = code
         self.data = data
+        self.kind = kind
 
 
 class TimeoutError(CodeBeakerError):  # noqa: A001 - E2B's name, in this package's namespace
@@ -29,7 +32,11 @@ class AuthenticationError(CodeBeakerError):
 
 
 class RateLimitedError(CodeBeakerError):
-    """The tenant's request rate was exceeded; the detail says when to retry."""
+    """The tenant's request rate was exceeded; ``retry_after`` says when to retry, in seconds."""
+
+    def __init__(self, message: str, code: Optional[int] = None, data: Any = None, retry_after: float = 0.0) -> None:
+        super().__init__(message, code, data, "rate_limited")
+        self.retry_after = retry_after
 
 
 class CommandExitError(CodeBeakerError):
@@ -42,20 +49,16 @@ class CommandExitError(CodeBeakerError):
         self.stderr = stderr
 
 
-#: JSON-RPC error codes of the protocol (docs/protocol.md, *Error codes*).
-SESSION_NOT_FOUND = -32001
-LIMIT_REACHED = -32002
-
-
 def from_rpc(error: dict) -> CodeBeakerError:
-    """The SDK error for a JSON-RPC error object."""
+    """The SDK error for a JSON-RPC error object: decided by its ``kind``, never its text."""
     code = error.get("code")
     data = error.get("data")
+    kind = error.get("kind")
     message = f"{error.get('message', 'error')}: {data}" if data else str(error.get("message", "error"))
-    if code == SESSION_NOT_FOUND:
-        return SessionNotFoundError(message, code, data)
-    if code == LIMIT_REACHED and isinstance(data, str) and data.startswith("rate limit"):
-        return RateLimitedError(message, code, data)
-    if code == -32603 and isinstance(data, str) and "timed out" in data.lower():
-        return TimeoutError(message, code, data)
-    return CodeBeakerError(message, code, data)
+    if kind == "session_not_found":
+        return SessionNotFoundError(message, code, data, kind)
+    if kind == "rate_limited":
+        return RateLimitedError(message, code, data, (error.get("retryAfterMs") or 0) / 1000)
+    if kind == "timed_out":
+        return TimeoutError(message, code, data, kind)
+    return CodeBeakerError(message, code, data, kind)

@@ -3,6 +3,7 @@
 
 import asyncio
 import os
+import time
 
 import pytest
 
@@ -10,6 +11,7 @@ from codebeaker import (
     AsyncSandbox,
     CodeBeakerError,
     CommandExitError,
+    RateLimitedError,
     Sandbox,
     SessionNotFoundError,
     TimeoutError,
@@ -17,6 +19,8 @@ from codebeaker import (
 
 URL = os.environ.get("CODEBEAKER_URL")
 pytestmark = pytest.mark.skipif(not URL, reason="CODEBEAKER_URL names no server")
+#: A server admitting 1 request/s with a burst of 2.
+LIMITED_URL = os.environ.get("CODEBEAKER_RATE_LIMITED_URL")
 needs_docker = pytest.mark.skipif(
     os.environ.get("CODEBEAKER_SDK_DOCKER") != "1", reason="Docker sessions need CODEBEAKER_SDK_DOCKER=1"
 )
@@ -136,3 +140,17 @@ def test_a_dropped_websocket_is_reopened_by_the_next_call():
             assert sb._connection._ws is not dropped
 
     asyncio.run(main())
+
+
+@pytest.mark.skipif(not LIMITED_URL, reason="CODEBEAKER_RATE_LIMITED_URL names no server")
+def test_a_request_over_the_rate_raises_rate_limited_error():
+    sb = Sandbox.create(language="typescript", url=LIMITED_URL)
+    with pytest.raises(RateLimitedError) as raised:
+        for _ in range(10):
+            sb.run_code("1")
+    limited = raised.value
+    assert isinstance(limited, CodeBeakerError)
+    assert (limited.code, limited.kind) == (-32002, "rate_limited")
+    assert 0 < limited.retry_after <= 2, limited.retry_after
+    time.sleep(limited.retry_after + 0.05)
+    sb.close()

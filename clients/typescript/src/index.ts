@@ -27,13 +27,17 @@ export class CodeBeakerError extends Error {
   readonly code?: number;
   /** The server's detail, naming what was wrong. */
   readonly data?: unknown;
-  /** The envelope's error kind (`not_found`, `timed_out`...), when a command failed. */
+  /**
+   * The kind of failure: the error object's `kind` (`rate_limited`, `timed_out`,
+   * `invalid_input`...), or the envelope's `errorKind` when a command failed.
+   */
   kind?: string;
-  constructor(message: string, code?: number, data?: unknown) {
+  constructor(message: string, code?: number, data?: unknown, kind?: string) {
     super(message);
     this.name = new.target.name;
     this.code = code;
     this.data = data;
+    this.kind = kind;
   }
 }
 /** A command or a wait outlived its timeout. */
@@ -42,8 +46,17 @@ export class TimeoutError extends CodeBeakerError {}
 export class SessionNotFoundError extends CodeBeakerError {}
 /** The server refused the token (HTTP 401) or the origin (HTTP 403). */
 export class AuthenticationError extends CodeBeakerError {}
-/** The tenant's request rate was exceeded. */
-export class RateLimitedError extends CodeBeakerError {}
+/** The tenant's request rate was exceeded; `retryAfterMs` says when to retry. */
+export class RateLimitedError extends CodeBeakerError {
+  constructor(
+    message: string,
+    code: number | undefined,
+    data: unknown,
+    readonly retryAfterMs: number,
+  ) {
+    super(message, code, data, "rate_limited");
+  }
+}
 /** A foreground command exited with a non-zero code; carries its result. */
 export class CommandExitError extends CodeBeakerError {
   constructor(
@@ -55,14 +68,26 @@ export class CommandExitError extends CodeBeakerError {
   }
 }
 
-function fromRpc(error: { code?: number; message?: string; data?: unknown }): CodeBeakerError {
-  const data = error.data;
+/** The SDK error for a JSON-RPC error object: decided by its `kind`, never its text. */
+function fromRpc(error: {
+  code?: number;
+  message?: string;
+  data?: unknown;
+  kind?: string;
+  retryAfterMs?: number;
+}): CodeBeakerError {
+  const { code, data, kind } = error;
   const message = data ? `${error.message ?? "error"}: ${String(data)}` : (error.message ?? "error");
-  if (error.code === -32001) return new SessionNotFoundError(message, error.code, data);
-  if (error.code === -32002 && typeof data === "string" && data.startsWith("rate limit")) {
-    return new RateLimitedError(message, error.code, data);
+  switch (kind) {
+    case "session_not_found":
+      return new SessionNotFoundError(message, code, data, kind);
+    case "rate_limited":
+      return new RateLimitedError(message, code, data, error.retryAfterMs ?? 0);
+    case "timed_out":
+      return new TimeoutError(message, code, data, kind);
+    default:
+      return new CodeBeakerError(message, code, data, kind);
   }
-  return new CodeBeakerError(message, error.code, data);
 }
 
 /** One rich result of a run: a figure, or (`isMainResult`) the trailing value. */
@@ -294,9 +319,8 @@ class Connection {
 
 function failed(envelope: any): CodeBeakerError {
   const message: string = envelope.error ?? "the command failed";
-  const error = envelope.errorKind === "timed_out" ? new TimeoutError(message) : new CodeBeakerError(message);
-  error.kind = envelope.errorKind;
-  return error;
+  const kind: string | undefined = envelope.errorKind;
+  return kind === "timed_out" ? new TimeoutError(message, undefined, undefined, kind) : new CodeBeakerError(message, undefined, undefined, kind);
 }
 
 /** Options of {@link Sandbox.create}. */
@@ -372,7 +396,7 @@ export class Sandbox {
     const info = (listed.sessions ?? []).find((s: any) => s.sessionId === sessionId);
     if (!info) {
       await connection.close();
-      throw new SessionNotFoundError(`no open session ${sessionId}`, -32001, sessionId);
+      throw new SessionNotFoundError(`no open session ${sessionId}`, -32001, sessionId, "session_not_found");
     }
     return new Sandbox(connection, info);
   }

@@ -3,7 +3,14 @@
 import assert from "node:assert/strict";
 import { after, test } from "node:test";
 
-import { CodeBeakerError, CommandExitError, Sandbox, SessionNotFoundError, TimeoutError } from "../dist/index.js";
+import {
+  CodeBeakerError,
+  CommandExitError,
+  RateLimitedError,
+  Sandbox,
+  SessionNotFoundError,
+  TimeoutError,
+} from "../dist/index.js";
 import { strays } from "./schema.mjs";
 
 // Every message of the suite matches docs/schema (see schema.mjs).
@@ -11,6 +18,8 @@ after(() => assert.deepEqual(strays, [], `messages that stray from docs/schema:\
 
 const url = process.env.CODEBEAKER_URL;
 const docker = process.env.CODEBEAKER_SDK_DOCKER === "1";
+// A server admitting 1 request/s with a burst of 2.
+const limitedUrl = process.env.CODEBEAKER_RATE_LIMITED_URL;
 
 test("typescript on deno: runCode, errors, files, reconnect", { skip: !url && "CODEBEAKER_URL names no server" }, async () => {
   const sb = await Sandbox.create({ language: "typescript", url });
@@ -67,4 +76,23 @@ test("python on docker: value, output, commands, files", { skip: (!url || !docke
     // `await using sb = ...` does the same where the runtime has the syntax (Node 24).
     await sb[Symbol.asyncDispose]();
   }
+});
+
+test("a request over the rate rejects with RateLimitedError", { skip: !limitedUrl && "CODEBEAKER_RATE_LIMITED_URL names no server" }, async () => {
+  const sb = await Sandbox.create({ language: "typescript", url: limitedUrl });
+  let limited;
+  for (let i = 0; i < 10 && !limited; i++) {
+    try {
+      await sb.runCode("1");
+    } catch (error) {
+      limited = error;
+    }
+  }
+  assert.ok(limited instanceof RateLimitedError, String(limited));
+  assert.ok(limited instanceof CodeBeakerError);
+  assert.equal(limited.code, -32002);
+  assert.equal(limited.kind, "rate_limited");
+  assert.ok(limited.retryAfterMs > 0 && limited.retryAfterMs <= 2000, String(limited.retryAfterMs));
+  await new Promise((resolve) => setTimeout(resolve, limited.retryAfterMs + 50));
+  await sb.close();
 });

@@ -417,7 +417,10 @@ impl Reader {
                         self.cluster.forget_location(session);
                     }
                 }
-                Err(RpcError::new(code, data.unwrap_or_default()))
+                let mut refused = RpcError::new(code, data.unwrap_or_default())
+                    .with_kind(error.get("kind").and_then(Value::as_str).unwrap_or_default());
+                refused.retry_after_ms = error.get("retryAfterMs").and_then(Value::as_u64);
+                Err(refused)
             }
             (None, None) => Err(RpcError::new(
                 rpc::INTERNAL_ERROR,
