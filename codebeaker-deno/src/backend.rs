@@ -80,7 +80,7 @@ impl LiveSandboxes {
         self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn insert(&self, id: String) -> WorkerPid {
+    pub fn insert(&self, id: String) -> WorkerPid {
         self.lock().entry(id).or_default().clone()
     }
 
@@ -103,6 +103,9 @@ pub struct DenoBackend {
     workspaces: PathBuf,
     /// Who process-isolated sessions' workers run as.
     worker_ids: WorkerIds,
+    /// The workers' group, when they pass through the instance and lineage directories
+    /// to workspaces of their own uids.
+    passage: Option<u32>,
     live: LiveSandboxes,
 }
 
@@ -136,6 +139,7 @@ impl DenoBackend {
             runtimes,
             workspaces,
             worker_ids: config.worker_ids,
+            passage,
             live: LiveSandboxes::default(),
         }))
     }
@@ -145,9 +149,20 @@ impl DenoBackend {
         DenoBackend::new(DenoConfig::default())
     }
 
-    /// The host directory holding this backend's session workspaces.
+    /// The host directory holding this backend's session workspaces (each in the
+    /// directory of its lineage: a session and its live forks).
     pub fn workspaces_dir(&self) -> &Path {
         &self.workspaces
+    }
+
+    /// The host directory of the workspace of the sandbox `sandbox_id` (a session's
+    /// `container_id`), while it is open.
+    pub fn workspace_of(&self, sandbox_id: &str) -> Option<PathBuf> {
+        std::fs::read_dir(&self.workspaces)
+            .ok()?
+            .flatten()
+            .map(|lineage| lineage.path().join(sandbox_id))
+            .find(|workspace| workspace.is_dir())
     }
 
     /// The process id of the worker running the sandbox `sandbox_id` (a session's
@@ -192,6 +207,7 @@ impl DenoBackend {
             workspace,
             setup,
             lease,
+            worker_ids: self.worker_ids.clone(),
             pool: pool.clone(),
             worker,
             interrupt_grace: limits.graces.interrupt,
@@ -239,8 +255,9 @@ impl Backend for DenoBackend {
         let capabilities =
             codebeaker::Capabilities::default().with_persistent_state().with_streaming().with_snapshots();
         match &self.runtimes {
-            // A worker process can be stopped whole; a runtime thread of this process cannot.
-            Runtimes::Process(_) => capabilities.with_pause(),
+            // A worker process can be stopped whole, and copied live; a runtime thread of
+            // this process can be neither.
+            Runtimes::Process(_) => capabilities.with_pause().with_live_fork(),
             Runtimes::Thread(_) => capabilities,
         }
     }
@@ -258,10 +275,12 @@ impl Backend for DenoBackend {
         };
         let owner = lease.as_ref().map(Lease::identity);
         let (instance, session_id, quota) = (self.workspaces.clone(), id.clone(), limits.workspace_bytes);
-        let opened =
-            tokio::task::spawn_blocking(move || crate::workspaces::open_session(&instance, &session_id, quota, owner))
-                .await
-                .map_err(|e| Error::internal(format!("workspace task failed: {e}")).with_source(e))?;
+        let passage = self.passage.filter(|_| owner.is_some());
+        let opened = tokio::task::spawn_blocking(move || {
+            crate::workspaces::open_session(&instance, &session_id, quota, owner, passage)
+        })
+        .await
+        .map_err(|e| Error::internal(format!("workspace task failed: {e}")).with_source(e))?;
         let workspace = Arc::new(opened?);
         let created = match &self.runtimes {
             Runtimes::Thread(pool) => {
@@ -285,7 +304,7 @@ impl Backend for DenoBackend {
             }
         };
         if created.is_err() {
-            let _ = std::fs::remove_dir_all(workspace.root());
+            let _ = crate::workspaces::remove_session(workspace.root());
         } else {
             tracing::debug!(sandbox = %id, "deno session created");
         }

@@ -91,11 +91,7 @@ async fn file_command(workspace: Arc<HostWorkspace>, command: Command) -> Result
 /// Removes a closed session's workspace and forgets the sandbox.
 pub(crate) async fn close_workspace(id: &str, workspace: &HostWorkspace, live: &LiveSandboxes) -> Result<()> {
     let root = workspace.root().to_path_buf();
-    let removed = tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&root) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
-    })
-    .await;
+    let removed = tokio::task::spawn_blocking(move || crate::workspaces::remove_session(&root)).await;
     live.remove(id);
     match removed {
         Ok(Ok(())) => Ok(()),

@@ -1,10 +1,14 @@
 //! Where Deno sessions keep their files on the host: a backend root (0700, the server's
-//! own), one directory per backend instance in it (`<pid>-<uuid>`), one per session in
-//! that (`deno-<uuid>`), each created 0700 and never reused.
+//! own), one directory per backend instance in it (`<pid>-<uuid>`), one per *lineage* in
+//! that (`l-<uuid>`: a session and the live forks made of it), and one per session in its
+//! lineage's (`deno-<uuid>`), each created 0700 and never reused. A worker's Landlock rule
+//! names its lineage's directory, so a live fork (a copy of the worker, walls and all)
+//! reaches its own workspace beside its original's; no other session's is beneath it.
 //!
-//! When workers run as uids of their own (a root server, process isolation), the root and
-//! the instance directory are 0710 with the workers' passage group: a worker may pass
-//! through them, not list or read them; each session's directory belongs to its uid.
+//! When workers run as uids of their own (a root server, process isolation), the root,
+//! the instance and the lineage directories are 0710 with the workers' passage group: a
+//! worker may pass through them, not list, read or write them; each session's directory
+//! belongs to its uid, so a session and its forks are kept apart by their uids too.
 //!
 //! A root that already exists must be a real directory (not a symlink), owned by the
 //! server's user and closed to others and (but for the passage group's search right) to
@@ -124,20 +128,58 @@ pub(crate) fn create_instance_dir(root: &Path, passage: Option<u32>) -> Result<P
     Ok(dir)
 }
 
-/// Creates the workspace of session `id` in `instance` (0700, must not exist yet, given to
-/// `owner` when the session's workers have a uid of their own) with a quota of `quota_bytes`.
+/// Creates the workspace of session `id` in a new lineage directory of `instance` (0700,
+/// must not exist yet, given to `owner` when the session's workers have a uid of their
+/// own) with a quota of `quota_bytes`. `passage` is the workers' group when they pass
+/// through the lineage directory to their workspaces.
 pub(crate) fn open_session(
     instance: &Path,
     id: &str,
     quota_bytes: u64,
     owner: Option<Identity>,
+    passage: Option<u32>,
 ) -> Result<HostWorkspace> {
-    let root = instance.join(id);
+    let lineage = instance.join(format!("l-{}", uuid::Uuid::new_v4().simple()));
+    create_private_dir(&lineage)?;
+    open_passage(&lineage, passage)?;
+    let opened = open_in_lineage(&lineage, id, quota_bytes, owner);
+    if opened.is_err() {
+        let _ = std::fs::remove_dir(&lineage);
+    }
+    opened
+}
+
+/// Creates the workspace of session `id` in the existing `lineage` directory (a live
+/// fork's, beside its original's), as [`open_session`] does.
+pub(crate) fn open_in_lineage(
+    lineage: &Path,
+    id: &str,
+    quota_bytes: u64,
+    owner: Option<Identity>,
+) -> Result<HostWorkspace> {
+    let root = lineage.join(id);
     create_private_dir(&root)?;
     if let Some(owner) = owner {
         hand_over(&root, owner).map_err(|e| Error::from_io(&root.display().to_string(), e))?;
     }
     Ok(HostWorkspace::open(root)?.with_quota(quota_bytes).acting_as(owner.map(Identity::file_owner)))
+}
+
+/// The lineage directory of a workspace made by [`open_session`] or [`open_in_lineage`].
+pub(crate) fn lineage_of(workspace: &Path) -> &Path {
+    workspace.parent().unwrap_or(workspace)
+}
+
+/// Removes a closed session's `workspace`, and its lineage directory once no session of
+/// the lineage is left.
+pub(crate) fn remove_session(workspace: &Path) -> std::io::Result<()> {
+    match std::fs::remove_dir_all(workspace) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    // Fails (and is left) while a fork's workspace is still in it.
+    let _ = std::fs::remove_dir(lineage_of(workspace));
+    Ok(())
 }
 
 /// `mkdir` with mode 0700 that fails when the path exists (no reuse of what someone made).
@@ -169,11 +211,19 @@ mod tests {
         assert_eq!(mode(&root), 0o700);
         let instance = create_instance_dir(&root, None).unwrap();
         assert_eq!(mode(&instance), 0o700);
-        let workspace = open_session(&instance, "deno-1", 1 << 20, None).unwrap();
+        let workspace = open_session(&instance, "deno-1", 1 << 20, None, None).unwrap();
         assert_eq!(mode(workspace.root()), 0o700);
+        let lineage = lineage_of(workspace.root());
+        assert_eq!((mode(lineage), lineage.parent().unwrap()), (0o700, instance.as_path()));
         assert_eq!(workspace.quota().map(|q| q.limit()), Some(1 << 20));
         // An existing session directory is never reused.
-        assert!(open_session(&instance, "deno-1", 1 << 20, None).is_err());
+        assert!(open_in_lineage(lineage, "deno-1", 1 << 20, None).is_err());
+        let fork = open_in_lineage(lineage, "deno-2", 1 << 20, None).unwrap();
+        // The lineage goes with its last session.
+        remove_session(workspace.root()).unwrap();
+        assert!(lineage.exists() && !workspace.root().exists());
+        remove_session(fork.root()).unwrap();
+        assert!(!lineage.exists());
         // A private root of ours is reused.
         prepare_root(&root, GROUP, false).unwrap();
     }

@@ -40,7 +40,7 @@ async fn a_workspace_moves_into_a_fresh_session() {
         CommandResult::ExecuteCode(result) => assert_eq!(result.stdout.trim(), "from deno", "{result:?}"),
         other => panic!("{other:?}"),
     }
-    let workspace = backend.workspaces_dir().join(to.id());
+    let workspace = backend.workspace_of(to.id()).expect("the sandbox has a workspace");
     let owner = std::fs::metadata(&workspace).unwrap().uid();
     assert_eq!(std::fs::metadata(workspace.join("lib/a.txt")).unwrap().uid(), owner, "the new sandbox owns it");
     from.close().await.unwrap();

@@ -53,7 +53,7 @@ async fn symlinks_are_judged_by_where_they_lead() {
     let id = session(&manager).await;
     let listed = manager.list();
     let sandbox = &listed.iter().find(|s| s.session_id == id).unwrap().container_id;
-    let workspace = backend.workspaces_dir().join(sandbox);
+    let workspace = backend.workspace_of(sandbox).expect("the session has a workspace");
     std::os::unix::fs::symlink(outside.path().join("secret.txt"), workspace.join("link.txt")).unwrap();
     std::os::unix::fs::symlink(outside.path(), workspace.join("dirlink")).unwrap();
     std::os::unix::fs::symlink("inside.txt", workspace.join("alias.txt")).unwrap();

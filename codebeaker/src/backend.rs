@@ -195,7 +195,9 @@ pub trait Archives: Send + Sync {
 pub trait Forking: Send + Sync {
     /// A new sandbox that starts as this one is now (its interpreter state, globals,
     /// module state, timers, and a copy of its workspace) and goes on independently.
-    /// `limits` are the new session's.
+    /// `limits` are the new session's. A sandbox that cannot be copied live now answers
+    /// [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported): the fork then carries
+    /// its files only, through [`Sandbox::archives`] (`stateReset`).
     async fn fork(&self, limits: &SessionLimits) -> Result<Box<dyn Sandbox>>;
 }
 

@@ -1,13 +1,15 @@
 //! The worker process's side: forked from the zygote with an engine ready, it says ready,
-//! takes a session (raising its walls first), then runs cells until the host closes the
-//! channel or kills the process.
+//! takes a session (raising its walls first, and handing the host its fork gate's
+//! listener), then runs cells until the host closes the channel or kills the process.
+//! Between cells the host may ask for a live fork: the worker copies itself (`live_fork`),
+//! and the copy, with a channel of its own, says ready and takes its own session.
 //!
 //! The worker reads the channel only between cells: a cell is stopped by the worker's own
 //! watchdog at its deadline, or by the host's SIGKILL when the engine does not stop. Output
 //! chunks of a streaming cell go out from a forwarding thread while the cell runs; the
 //! result frame follows once that thread is done, so frames never interleave.
 
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
@@ -16,7 +18,7 @@ use codebeaker::{OutputSink, OutputStream, Usage};
 
 use super::ipc::{self, FromWorker, IpcError, ToWorker, WorkerRun, WorkerSetup, MAX_REQUEST_FRAME};
 use super::syscalls::SyscallFilters;
-use super::walls;
+use super::{fdpass, live_fork, walls};
 use crate::engine::{Engine, Run, SessionSetup};
 use crate::rusage::{cpu_ms, peak_rss_kb};
 use crate::watchdog::Watchdog;
@@ -34,6 +36,8 @@ enum WorkerError {
     OutOfTurn(&'static str),
     #[error("cannot start the worker's watchdog: {0}")]
     Watchdog(std::io::Error),
+    #[error("a live fork's copy cannot leave its original: {0}")]
+    Copy(std::io::Error),
 }
 
 /// The freshly forked child of the zygote (whose pid is `zygote`): serves the host on
@@ -70,7 +74,7 @@ fn serve_session(mut engine: Engine, filters: &SyscallFilters, mut channel: Unix
     ipc::write_frame(&mut channel, &FromWorker::Ready).map_err(IpcError::from)?;
     let setup = match ipc::read_frame(&mut channel, MAX_REQUEST_FRAME)? {
         ToWorker::Assign(setup) => *setup,
-        ToWorker::Run(_) => return Err(WorkerError::OutOfTurn("a cell before the session")),
+        _ => return Err(WorkerError::OutOfTurn("a cell or a fork before the session")),
     };
     // Egress judges addresses by the host's interfaces (its own addresses and subnets are
     // refused): read them while a netlink socket may still be opened, which the walls
@@ -78,28 +82,104 @@ fn serve_session(mut engine: Engine, filters: &SyscallFilters, mut channel: Unix
     if let Err(error) = codebeaker::egress::read_host_networks() {
         eprintln!("codebeaker-deno worker {}: cannot read the host's interfaces: {error}", std::process::id());
     }
-    if let Err(error) = walls::for_session(&setup, filters) {
-        let _ = ipc::write_frame(&mut channel, &FromWorker::Refused(error.to_string()));
+    let gate = match walls::for_session(&setup, filters) {
+        Ok(gate) => gate,
+        Err(error) => {
+            let _ = ipc::write_frame(&mut channel, &FromWorker::Refused(error.to_string()));
+            return Err(error.into());
+        }
+    };
+    engine.assign(&session_setup(&setup));
+    // Threads start only now, under the walls.
+    let mut watchdog = Watchdog::start().map_err(WorkerError::Watchdog)?;
+    ipc::write_frame(&mut channel, &FromWorker::Assigned).map_err(IpcError::from)?;
+    // The fork gate's listener is the host's alone: handed over, then closed here.
+    fdpass::send(&channel, &[1], Some(gate.as_fd())).map_err(IpcError::from)?;
+    drop(gate);
+    // SAFETY: getppid has no preconditions.
+    let zygote = unsafe { libc::getppid() };
+    let renamed = setup.identity.is_some();
+    loop {
+        // Returns only in a live fork's copy, with the copy's channel.
+        let copy = serve_cells(&mut engine, &mut channel, &watchdog)?;
+        // The original's watchdog thread is not the copy's (and its lock may look held):
+        // left alone, never stopped.
+        std::mem::forget(watchdog);
+        // The original's channel is closed here, so the host sees it end with the original.
+        channel = copy;
+        adopt(&mut engine, &mut channel, renamed, zygote)?;
+        watchdog = Watchdog::start().map_err(WorkerError::Watchdog)?;
+        ipc::write_frame(&mut channel, &FromWorker::Assigned).map_err(IpcError::from)?;
+    }
+}
+
+/// Serves cells and forks until the host closes the channel (an error, `Closed`), or, in a
+/// live fork's copy, returns the copy's channel.
+fn serve_cells(engine: &mut Engine, channel: &mut UnixStream, watchdog: &Watchdog) -> Result<UnixStream, WorkerError> {
+    let never_closing = AtomicBool::new(false);
+    loop {
+        let run = match ipc::read_frame(channel, MAX_REQUEST_FRAME)? {
+            ToWorker::Run(run) => run,
+            ToWorker::Fork => match fork(channel)? {
+                Some(copy) => return Ok(copy),
+                None => continue,
+            },
+            ToWorker::Assign(_) | ToWorker::Mapped => return Err(WorkerError::OutOfTurn("a second session")),
+        };
+        #[cfg(feature = "test-hooks")]
+        if let Some(answer) = super::test_hooks::answer(&run.code, channel) {
+            ipc::write_frame(channel, &answer).map_err(IpcError::from)?;
+            continue;
+        }
+        let done = run_cell(engine, run, watchdog, &never_closing, channel)?;
+        ipc::write_frame(channel, &done).map_err(IpcError::from)?;
+    }
+}
+
+/// Copies this worker for a live fork: `Some(its channel)` in the copy; `None` in the
+/// original, which told the host the copy's pid (or why there is none).
+fn fork(channel: &mut UnixStream) -> Result<Option<UnixStream>, WorkerError> {
+    let (_, copy_channel) = fdpass::receive(&*channel, &mut [0u8; 1]).map_err(IpcError::from)?;
+    let Some(copy_channel) = copy_channel else {
+        let refused = FromWorker::Refused("no channel came with the fork".into());
+        ipc::write_frame(channel, &refused).map_err(IpcError::from)?;
+        return Ok(None);
+    };
+    let answer = match live_fork::copy() {
+        Ok(0) => return Ok(Some(UnixStream::from(copy_channel))),
+        Ok(pid) => FromWorker::Forked { pid },
+        Err(error) => FromWorker::Refused(format!("the worker could not copy itself: {error}")),
+    };
+    drop(copy_channel);
+    ipc::write_frame(channel, &answer).map_err(IpcError::from)?;
+    Ok(None)
+}
+
+/// Makes a live fork's copy its own session's: leaves the original's event loops, says
+/// ready, takes the session the host gives it and, when it takes a uid of its own
+/// (`renamed`), enters a user namespace of its own for the host to map. The caller then
+/// says assigned.
+fn adopt(engine: &mut Engine, channel: &mut UnixStream, renamed: bool, zygote: libc::pid_t) -> Result<(), WorkerError> {
+    live_fork::leave_event_loops().map_err(WorkerError::Copy)?;
+    engine.renew_after_fork().map_err(WorkerError::Engine)?;
+    ipc::write_frame(channel, &FromWorker::Ready).map_err(IpcError::from)?;
+    let setup = match ipc::read_frame(channel, MAX_REQUEST_FRAME)? {
+        ToWorker::Assign(setup) => *setup,
+        _ => return Err(WorkerError::OutOfTurn("a cell or a fork before the fork's session")),
+    };
+    if renamed {
+        live_fork::own_user_namespace().map_err(WorkerError::Copy)?;
+        ipc::write_frame(channel, &FromWorker::Unshared).map_err(IpcError::from)?;
+        if !matches!(ipc::read_frame(channel, MAX_REQUEST_FRAME)?, ToWorker::Mapped) {
+            return Err(WorkerError::OutOfTurn("something else than mapped"));
+        }
+    }
+    if let Err(error) = walls::for_fork(&setup, zygote) {
+        let _ = ipc::write_frame(channel, &FromWorker::Refused(error.to_string()));
         return Err(error.into());
     }
     engine.assign(&session_setup(&setup));
-    // Threads start only now, under the walls.
-    let watchdog = Watchdog::start().map_err(WorkerError::Watchdog)?;
-    ipc::write_frame(&mut channel, &FromWorker::Assigned).map_err(IpcError::from)?;
-    let never_closing = AtomicBool::new(false);
-    loop {
-        let run = match ipc::read_frame(&mut channel, MAX_REQUEST_FRAME)? {
-            ToWorker::Run(run) => run,
-            ToWorker::Assign(_) => return Err(WorkerError::OutOfTurn("a second session")),
-        };
-        #[cfg(feature = "test-hooks")]
-        if let Some(answer) = super::test_hooks::answer(&run.code, &mut channel) {
-            ipc::write_frame(&mut channel, &answer).map_err(IpcError::from)?;
-            continue;
-        }
-        let done = run_cell(&mut engine, run, &watchdog, &never_closing, &channel)?;
-        ipc::write_frame(&mut channel, &done).map_err(IpcError::from)?;
-    }
+    Ok(())
 }
 
 fn session_setup(setup: &WorkerSetup) -> SessionSetup {

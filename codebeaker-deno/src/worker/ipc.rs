@@ -80,6 +80,11 @@ pub(crate) enum ToWorker {
     Assign(Box<WorkerSetup>),
     /// Run a cell.
     Run(WorkerRun),
+    /// Copy yourself, memory and walls (a live fork): the copy's channel follows as a
+    /// one-byte message with the descriptor attached. Between cells only.
+    Fork,
+    /// To a live fork's copy that said `Unshared`: its user namespace is mapped.
+    Mapped,
 }
 
 /// Worker to host.
@@ -89,8 +94,18 @@ pub(crate) enum FromWorker {
     Ready,
     /// The walls are up and the engine is the session's.
     Assigned,
-    /// The session's walls could not be applied: the worker exits.
+    /// The session's walls could not be applied (the worker exits), or a fork could not
+    /// be made (the worker goes on).
     Refused(String),
+    /// The worker copied itself: the copy, process `pid`, is the zygote's child and says
+    /// ready on its own channel.
+    Forked {
+        /// The copy's process id.
+        pid: u32,
+    },
+    /// A live fork's copy, given a session with a uid, entered its own user namespace and
+    /// waits for `Mapped`.
+    Unshared,
     /// Output of the running cell.
     Output {
         /// From `console.error`/`warn`.

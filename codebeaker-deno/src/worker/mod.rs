@@ -22,13 +22,17 @@
 //! | the zygote's and workers' stderr, into the log, bounded | `log_pipe` |
 //! | the host's handle, deadlines, kill | `supervisor` |
 //! | stopping and continuing a session's worker (`session.pause`) | `pause` |
+//! | a worker copying itself (`session.fork`, live) | `live_fork` |
+//! | the kernel's gate on that copy: questions only the host answers | `notify` |
 //! | the session over successive workers | `sandbox` |
 
 mod child;
 mod fdpass;
 pub(crate) mod identity;
 pub(crate) mod ipc;
+mod live_fork;
 mod log_pipe;
+mod notify;
 pub(crate) mod pause;
 pub(crate) mod pool;
 mod privileges;

@@ -73,6 +73,35 @@ pub(crate) fn drop_to(identity: Option<Identity>) -> Result<(), WallError> {
     Ok(())
 }
 
+/// A live fork's copy (see `walls::for_fork`): with `identity`, it is in a user namespace
+/// of its own whose map (written by the host) sends its ids 0 to the session's uid; it
+/// takes them, which makes it that uid on the host, and drops every capability the
+/// namespace gave it. It then arms its death signal (its parent is the `zygote`, which a
+/// change of uid and the copy itself cleared).
+pub(crate) fn become_mapped(identity: Option<Identity>, zygote: libc::pid_t) -> Result<(), WallError> {
+    if identity.is_some() {
+        // SAFETY: setres[ug]id change this (single-threaded) process's own credentials.
+        unsafe {
+            sys("setresgid", libc::setresgid(0, 0, 0).into())?;
+            sys("setresuid", libc::setresuid(0, 0, 0).into())?;
+        }
+        // Inside the namespace the ids read 0; the host checks them from outside.
+        check_ids([0; 3])?;
+    }
+    set_capabilities(CapData::default())?;
+    if capabilities()? != [CapData::default(); 2] {
+        return Err(WallError::Capabilities("a capability set is not empty after dropping them all"));
+    }
+    // SAFETY: prctl and getppid on this process.
+    unsafe {
+        sys("PR_SET_PDEATHSIG", libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0).into())?;
+        if libc::getppid() != zygote {
+            return Err(WallError::Capabilities("the zygote went away before the fork's copy was set up"));
+        }
+    }
+    Ok(())
+}
+
 /// Drops every capability from the bounding set (needs `CAP_SETPCAP`): nothing the worker
 /// could ever execute would regain one.
 fn empty_bounding_set() -> Result<(), WallError> {
@@ -92,13 +121,18 @@ fn empty_bounding_set() -> Result<(), WallError> {
 }
 
 fn check_identity(identity: Identity) -> Result<(), WallError> {
+    check_ids([identity.uid; 3])
+}
+
+/// Checks that the real, effective and saved user and group ids are all `ids`.
+fn check_ids(ids: [u32; 3]) -> Result<(), WallError> {
     let (mut r, mut e, mut s) = (0, 0, 0);
     // SAFETY: getresuid/getresgid write the three ids we pass.
     unsafe { libc::getresuid(&mut r, &mut e, &mut s) };
     let uids = [r, e, s];
     // SAFETY: as above.
     unsafe { libc::getresgid(&mut r, &mut e, &mut s) };
-    if uids != [identity.uid; 3] || [r, e, s] != [identity.uid; 3] {
+    if uids != ids || [r, e, s] != ids {
         return Err(WallError::Capabilities("the worker's user or group ids are not its session's"));
     }
     Ok(())

@@ -14,10 +14,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use codebeaker::{Command, CommandResult, Error, ExecContext, FileStreams, HostWorkspace, Pausing, Result, Sandbox};
+use codebeaker::{
+    Archives, Command, CommandResult, Error, ExecContext, FileStreams, Forking, HostWorkspace, Pausing, Result,
+    Sandbox, SessionLimits,
+};
 use tokio::sync::Mutex;
 
-use super::identity::Lease;
+use super::identity::{Lease, WorkerIds};
 use super::ipc::{WorkerRun, WorkerSetup};
 use super::pause::{self, Pauses};
 use super::pool::WorkerPool;
@@ -40,6 +43,8 @@ pub(crate) struct ProcessSandbox {
     setup: WorkerSetup,
     /// The session's uid, held while the session lives (its workspace files are its).
     _lease: Option<Lease>,
+    /// Where a live fork's uid comes from.
+    worker_ids: WorkerIds,
     pool: Arc<WorkerPool>,
     slot: Mutex<Slot>,
     /// Kills the current worker while a cell holds the slot (close), stops and continues
@@ -61,6 +66,7 @@ pub(crate) struct ProcessSandboxParts {
     pub workspace: Arc<HostWorkspace>,
     pub setup: WorkerSetup,
     pub lease: Option<Lease>,
+    pub worker_ids: WorkerIds,
     pub pool: Arc<WorkerPool>,
     pub worker: Worker,
     pub interrupt_grace: Duration,
@@ -91,6 +97,7 @@ impl ProcessSandbox {
             workspace: parts.workspace,
             setup: parts.setup,
             _lease: parts.lease,
+            worker_ids: parts.worker_ids,
             pool: parts.pool,
             slot: Mutex::new(Slot { worker: Some(parts.worker), unreported_reset: None }),
             killer: std::sync::Mutex::new(Some(killer)),
@@ -233,6 +240,10 @@ impl Sandbox for ProcessSandbox {
         Some(self)
     }
 
+    fn forking(&self) -> Option<&dyn Forking> {
+        Some(self)
+    }
+
     async fn close(&self) -> Result<()> {
         self.closing.store(true, Ordering::Release);
         // Stop what runs first: the command holding the slot then ends at once.
@@ -285,5 +296,98 @@ impl Pausing for ProcessSandbox {
             tracing::debug!(sandbox = %self.id, "deno session resumed");
         }
         Ok(())
+    }
+}
+
+#[async_trait]
+impl Forking for ProcessSandbox {
+    /// A live copy of the session: its worker process copies itself between two commands
+    /// (globals and module state kept, see `live_fork`), beside a copy of its workspace in
+    /// the same lineage directory, under a uid of its own.
+    async fn fork(&self, limits: &SessionLimits) -> Result<Box<dyn Sandbox>> {
+        let unavailable = |reason: String| Error::backend_unavailable("deno", reason);
+        let id = format!("deno-{}", uuid::Uuid::new_v4().simple());
+        let lease = Lease::take(&self.worker_ids).map_err(unavailable)?;
+        let owner = lease.as_ref().map(Lease::identity);
+        let (lineage, fork_id, quota) =
+            (crate::workspaces::lineage_of(self.workspace.root()).to_path_buf(), id.clone(), limits.workspace_bytes);
+        let workspace =
+            tokio::task::spawn_blocking(move || crate::workspaces::open_in_lineage(&lineage, &fork_id, quota, owner))
+                .await
+                .map_err(|e| Error::internal(format!("workspace task failed: {e}")).with_source(e))??;
+        let workspace = Arc::new(workspace);
+        let made = self.fork_into(&id, &workspace, owner, limits).await;
+        let (worker, setup) = match made {
+            Ok(made) => made,
+            Err(error) => {
+                let _ = crate::workspaces::remove_session(workspace.root());
+                return Err(error);
+            }
+        };
+        let pid = self.live.insert(id.clone());
+        tracing::debug!(sandbox = %self.id, fork = %id, "deno session forked live");
+        Ok(Box::new(ProcessSandbox::new(ProcessSandboxParts {
+            id,
+            workspace,
+            setup,
+            lease,
+            worker_ids: self.worker_ids.clone(),
+            pool: self.pool.clone(),
+            worker,
+            interrupt_grace: limits.graces.interrupt,
+            pid,
+            live: self.live.clone(),
+        })))
+    }
+}
+
+impl ProcessSandbox {
+    /// Copies the workspace into the fork's, then the worker (between commands: the slot
+    /// is held). A session whose worker is gone (its state with it) gets a fresh one.
+    async fn fork_into(
+        &self,
+        id: &str,
+        workspace: &HostWorkspace,
+        owner: Option<super::identity::Identity>,
+        limits: &SessionLimits,
+    ) -> Result<(Worker, WorkerSetup)> {
+        let setup = WorkerSetup {
+            workspace: workspace.root().to_path_buf(),
+            permissions: self.setup.permissions.clone(),
+            memory_limit_mb: limits.memory_mb,
+            limits: limits.into(),
+            identity: owner,
+        };
+        let mut slot = self.slot.lock().await;
+        if self.closing.load(Ordering::Acquire) {
+            return Err(Error::session_closed(self.id.clone()));
+        }
+        self.refuse_if_paused()?;
+        let idle = slot.worker.as_ref().is_some_and(Worker::is_idle);
+        if idle && !slot.worker.as_ref().is_some_and(Worker::can_fork_live) {
+            return Err(Error::unsupported(
+                "a live fork of a live fork on a server giving sessions uids of their own (its copy could not get a uid of its own)",
+            ));
+        }
+        // An archive's headers add to its files: room for them beyond the workspace.
+        let archive = self.workspace.export(limits.workspace_bytes.saturating_mul(2).saturating_add(1 << 20)).await?;
+        workspace.import(archive.reader).await?;
+        let worker = match slot.worker.as_mut().filter(|_| idle) {
+            Some(original) => match original.fork(&setup).await {
+                Ok(copy) => copy,
+                Err((error, replace)) => {
+                    if replace {
+                        original.killer().kill();
+                        slot.worker = None;
+                        slot.unreported_reset.get_or_insert("the session's worker failed while being forked");
+                        self.set_killer(None);
+                    }
+                    let reason = format!("the deno worker could not be forked for {id}: {error}");
+                    return Err(Error::sandbox_failed(reason).with_source(error));
+                }
+            },
+            None => start_worker(&self.pool, &setup).await?,
+        };
+        Ok((worker, setup))
     }
 }

@@ -80,6 +80,15 @@ impl Killer {
 }
 
 impl WorkerProcess {
+    /// The worker `pid` this process did not ask the zygote for (a live fork's copy, the
+    /// zygote's child): its pidfd, opened now. Killed when dropped, like any worker.
+    pub fn adopt(pid: u32) -> std::io::Result<WorkerProcess> {
+        let raw = rustix::process::Pid::from_raw(pid as i32)
+            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "pid 0 is no worker"))?;
+        let pidfd = rustix::process::pidfd_open(raw, rustix::process::PidfdFlags::empty())?;
+        Ok(WorkerProcess { killer: Killer { pidfd: Arc::new(pidfd), pid } })
+    }
+
     /// What kills this worker from another task.
     pub fn killer(&self) -> Killer {
         self.killer.clone()

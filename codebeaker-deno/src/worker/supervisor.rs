@@ -6,17 +6,25 @@
 //! and any violation ends the worker (see [`ipc`]).
 
 use std::io::ErrorKind;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use codebeaker::{CodeResult, OutputCollector, OutputSink, OutputStream, Usage};
+use tokio::io::Interest;
 use tokio::net::UnixStream;
 
+use super::fdpass;
+use super::identity::Identity;
 use super::ipc::{self, FromWorker, IpcError, ToWorker, WorkerRun, WorkerSetup, MAX_CONTROL_FRAME};
+use super::notify::{Expected, Listener, FORK_FLAGS, USERNS_FLAGS};
 use super::pause::Pauses;
 use super::spawn::{Killer, Spawned, WorkerProcess};
 
 /// How long a new worker may take to build its engine (debug builds are slow).
 const READY_WAIT: Duration = Duration::from_secs(60);
+/// How long each step of a live fork may take (a question at the gate, the copy's pid).
+const FORK_WAIT: Duration = Duration::from_secs(10);
 /// How often a cell's deadline is looked at again while its session is paused.
 const PAUSED_CHECK: Duration = Duration::from_millis(100);
 
@@ -35,6 +43,12 @@ pub(crate) enum StartError {
     /// The worker answered out of turn.
     #[error("the worker answered {0} while being set up")]
     OutOfTurn(&'static str),
+    /// A live fork's copy could not be checked or given its uid.
+    #[error("cannot give the fork's copy its identity: {0}")]
+    Map(#[source] std::io::Error),
+    /// The fork gate failed or its question did not come.
+    #[error("the fork gate failed: {0}")]
+    Gate(#[source] std::io::Error),
 }
 
 /// How a cell ended, seen from the host.
@@ -70,11 +84,28 @@ pub(crate) struct Worker {
     channel: UnixStream,
     /// The worker's own CPU total at its last answer, in ms.
     cpu_total_ms: u64,
+    /// The host's end of the fork gate the worker attached with its walls (shared with
+    /// its live forks, which inherit the gate).
+    gate: Arc<Listener>,
+    /// A live fork's copy in a user namespace of its own: its copies could not be given
+    /// uids of their own (a namespace maps only the uids its parent's does).
+    nested: bool,
 }
 
 impl Worker {
     /// Waits until `spawned` is ready, then gives it the session `setup`.
     pub async fn start(spawned: Spawned, setup: &WorkerSetup) -> Result<Worker, StartError> {
+        Self::set_up(spawned, setup, None).await
+    }
+
+    /// [`Worker::start`] for a new worker (`inherited` none: it hands over its own fork
+    /// gate) or a live fork's copy (`inherited`: its original's gate; its user namespace
+    /// is mapped to the setup's uid before it is assigned, and checked after).
+    async fn set_up(
+        spawned: Spawned,
+        setup: &WorkerSetup,
+        inherited: Option<Arc<Listener>>,
+    ) -> Result<Worker, StartError> {
         let Spawned { process, channel } = spawned;
         channel.set_nonblocking(true).map_err(IpcError::Io)?;
         let mut channel = UnixStream::from_std(channel).map_err(IpcError::Io)?;
@@ -84,12 +115,94 @@ impl Worker {
         if !matches!(ready, FromWorker::Ready) {
             return Err(StartError::OutOfTurn("something else than ready"));
         }
+        let pid = process.killer().pid();
+        let renamed = match (&inherited, setup.identity) {
+            (Some(gate), Some(identity)) => {
+                Some((identity, gate.expect(Expected { pid, call: libc::SYS_unshare, arg0: USERNS_FLAGS })))
+            }
+            _ => None,
+        };
         ipc::send(&mut channel, &ToWorker::Assign(Box::new(setup.clone()))).await?;
-        match ipc::receive::<FromWorker>(&mut channel, MAX_CONTROL_FRAME).await? {
-            FromWorker::Assigned => Ok(Worker { process, channel, cpu_total_ms: 0 }),
-            FromWorker::Refused(reason) => Err(StartError::Refused(reason)),
-            _ => Err(StartError::OutOfTurn("something else than assigned")),
+        if let Some((identity, asked)) = renamed {
+            asked.asked(FORK_WAIT).await.map_err(StartError::Gate)?;
+            match ipc::receive::<FromWorker>(&mut channel, MAX_CONTROL_FRAME).await? {
+                FromWorker::Unshared => {}
+                _ => return Err(StartError::OutOfTurn("something else than unshared")),
+            }
+            map_user_namespace(pid, identity).map_err(StartError::Map)?;
+            ipc::send(&mut channel, &ToWorker::Mapped).await?;
         }
+        match ipc::receive::<FromWorker>(&mut channel, MAX_CONTROL_FRAME).await? {
+            FromWorker::Assigned => {}
+            FromWorker::Refused(reason) => return Err(StartError::Refused(reason)),
+            _ => return Err(StartError::OutOfTurn("something else than assigned")),
+        }
+        let nested = inherited.is_some() && setup.identity.is_some();
+        let gate = match inherited {
+            Some(gate) => {
+                if let Some(identity) = setup.identity {
+                    check_ids(pid, identity).map_err(StartError::Map)?;
+                }
+                gate
+            }
+            None => {
+                let fd = receive_fd(&channel).await?;
+                Arc::new(Listener::new(fd).map_err(IpcError::Io)?)
+            }
+        };
+        Ok(Worker { process, channel, cpu_total_ms: 0, gate, nested })
+    }
+
+    /// A live copy of this (idle) worker, memory and walls, assigned the session `setup`
+    /// (its workspace, its uid). On failure, `Err((error, replace))`: `replace` when this
+    /// worker is in no state to trust (it never answered the fork).
+    pub async fn fork(&mut self, setup: &WorkerSetup) -> Result<Worker, (StartError, bool)> {
+        let gate = self.gate.clone();
+        let _turn = gate.turn().await;
+        let (host, copy_end) =
+            std::os::unix::net::UnixStream::pair().map_err(|e| (StartError::from(IpcError::Io(e)), false))?;
+        let copy_pid = self.ask_fork(&gate, copy_end).await.map_err(|error| {
+            let replace = !matches!(error, StartError::Refused(_));
+            (error, replace)
+        })?;
+        let original = self.process.killer().pid();
+        let made = async {
+            let process = WorkerProcess::adopt(copy_pid).map_err(IpcError::Io)?;
+            check_copy(copy_pid, original).map_err(StartError::Map)?;
+            Self::set_up(Spawned { process, channel: host }, setup, Some(gate.clone())).await
+        };
+        made.await.map_err(|error| (error, false))
+    }
+
+    /// Asks this worker to copy itself, sending the copy's channel, lets its `clone`
+    /// through the gate, and returns the copy's pid.
+    async fn ask_fork(&mut self, gate: &Listener, copy_end: std::os::unix::net::UnixStream) -> Result<u32, StartError> {
+        let asked = gate.expect(Expected { pid: self.process.killer().pid(), call: libc::SYS_clone, arg0: FORK_FLAGS });
+        ipc::send(&mut self.channel, &ToWorker::Fork).await?;
+        send_fd(&self.channel, copy_end.as_fd()).await?;
+        drop(copy_end);
+        let answer = {
+            let receive = ipc::receive::<FromWorker>(&mut self.channel, MAX_CONTROL_FRAME);
+            tokio::pin!(receive);
+            tokio::select! {
+                answer = &mut receive => answer?,
+                allowed = asked.asked(FORK_WAIT) => {
+                    allowed.map_err(StartError::Gate)?;
+                    tokio::time::timeout(FORK_WAIT, receive).await.map_err(|_| StartError::Slow(FORK_WAIT))??
+                }
+            }
+        };
+        match answer {
+            FromWorker::Forked { pid } => Ok(pid),
+            FromWorker::Refused(reason) => Err(StartError::Refused(reason)),
+            _ => Err(StartError::OutOfTurn("something else than forked")),
+        }
+    }
+
+    /// Whether a live copy of this worker can be made with a uid of its own: not when it
+    /// is itself a copy in a user namespace of its own.
+    pub fn can_fork_live(&self) -> bool {
+        !self.nested
     }
 
     /// What kills this worker from another task.
@@ -196,4 +309,68 @@ fn proc_usage(pid: u32) -> Option<(u64, u64)> {
         .and_then(|kb| kb.parse::<u64>().ok())
         .unwrap_or(0);
     Some((total_ticks.saturating_mul(1000) / per_second, hwm))
+}
+
+/// Sends one byte with `fd` attached on a worker's channel.
+async fn send_fd(channel: &UnixStream, fd: BorrowedFd<'_>) -> Result<(), IpcError> {
+    channel.async_io(Interest::WRITABLE, || fdpass::send(channel, &[1], Some(fd))).await.map_err(IpcError::Io)
+}
+
+/// Receives the one byte with a descriptor a worker sends after its first answer.
+async fn receive_fd(channel: &UnixStream) -> Result<OwnedFd, IpcError> {
+    let received = channel.async_io(Interest::READABLE, || fdpass::receive(channel, &mut [0u8; 1]));
+    match tokio::time::timeout(READY_WAIT, received).await {
+        Err(_) => Err(IpcError::Io(std::io::Error::new(ErrorKind::TimedOut, "the worker's fork gate did not come"))),
+        Ok(Ok((0, _))) => Err(IpcError::Closed),
+        Ok(Ok((_, Some(fd)))) => Ok(fd),
+        Ok(Ok((_, None))) => Err(IpcError::Io(std::io::Error::new(
+            ErrorKind::InvalidData,
+            "the worker sent no descriptor where its fork gate was due",
+        ))),
+        Ok(Err(error)) => Err(IpcError::Io(error)),
+    }
+}
+
+/// The `Uid:` or `Gid:` line of `/proc/<pid>/status`: real, effective, saved, file system.
+fn status_ids(pid: u32, field: &str) -> std::io::Result<Vec<u32>> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status.lines().find_map(|line| line.strip_prefix(field)).unwrap_or_default();
+    Ok(line.split_whitespace().filter_map(|id| id.parse().ok()).collect())
+}
+
+fn ppid(pid: u32) -> std::io::Result<u32> {
+    status_ids(pid, "PPid:")?
+        .first()
+        .copied()
+        .ok_or_else(|| std::io::Error::other(format!("process {pid} has no parent")))
+}
+
+/// Checks that process `copy` is the copy of worker `original`: the same parent (the
+/// zygote) and the same ids (a copy has not changed them yet). A pid reused by another
+/// process fails here, before anything is done to it.
+fn check_copy(copy: u32, original: u32) -> std::io::Result<()> {
+    let same = ppid(copy)? == ppid(original)? && status_ids(copy, "Uid:")? == status_ids(original, "Uid:")?;
+    if same {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!("process {copy} is not a copy of worker {original}")))
+    }
+}
+
+/// Maps ids 0 of the copy's user namespace (process `pid`) to the session's uid (and its
+/// group id, the same number): the copy then takes them (see `privileges::become_mapped`).
+fn map_user_namespace(pid: u32, identity: Identity) -> std::io::Result<()> {
+    let map = format!("0 {} 1\n", identity.uid);
+    std::fs::write(format!("/proc/{pid}/uid_map"), &map)?;
+    std::fs::write(format!("/proc/{pid}/gid_map"), &map)
+}
+
+/// Checks, from outside, that the copy `pid` now runs as the session's uid and group id.
+fn check_ids(pid: u32, identity: Identity) -> std::io::Result<()> {
+    let expected = vec![identity.uid; 4];
+    if status_ids(pid, "Uid:")? == expected && status_ids(pid, "Gid:")? == expected {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!("the fork's copy {pid} does not run as uid {}", identity.uid)))
+    }
 }

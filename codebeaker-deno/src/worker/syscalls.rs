@@ -2,12 +2,15 @@
 //! calls its engine (deno_core on QuickJS), tokio, the ops and (with `allowNet`) reqwest
 //! and the system resolver need, and nothing else: every other call fails with `EPERM`.
 //! Among what is refused that way: process creation (`fork`, `vfork`, `execve*`, a `clone`
-//! that is not a thread or that asks for a namespace), `unshare`, `setns`, `io_uring_*`
+//! that is not a thread or that asks for a namespace; a live fork's own copy is a question
+//! the host answers, see `notify`), `unshare` (but for that copy's user namespace, gated
+//! the same way), `setns`, `io_uring_*`
 //! (its socket operation would sidestep the socket rule), `bpf`, `perf_event_open`,
 //! `ptrace`, `process_vm_*`, `keyctl`/`add_key`/`request_key`, `mount` and friends,
 //! module loading, `kexec_*`, `userfaultfd`, `kill` (`tgkill` is left for the runtime's
 //! threads; Landlock's signal scope keeps it within the worker), and every
-//! `set*id`/`capset` (the worker already dropped its identity and capabilities).
+//! `set*id`/`capset` (the worker already dropped its identity and capabilities; see
+//! [`lock`] for what a live fork's copy keeps).
 //!
 //! Two filters make the list: the allowlist proper, attached once by the zygote (so it also
 //! covers the zygote, which never runs guest code) and inherited by every worker, which
@@ -31,6 +34,7 @@ use seccompiler::{
     BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule, TargetArch,
 };
 
+use super::notify::{FORK_FLAGS, USERNS_FLAGS};
 use super::walls::WallError;
 
 /// System calls every worker may make, whatever their arguments.
@@ -233,8 +237,12 @@ fn allowlist() -> Result<BpfProgram, WallError> {
         .collect();
     // Refused with ENOSYS by the filter installed before this one (see `install_in_zygote`).
     rules.insert(libc::SYS_clone3, Vec::new());
-    // No namespace, ever; a new process only until the lock (the zygote forks).
+    // No namespace from `clone`, ever; a new process only until the lock (the zygote
+    // forks), and then only the live fork's copy, which the host must let through.
     rules.insert(libc::SYS_clone, vec![rule(vec![arg(0, SeccompCmpOp::MaskedEq(NAMESPACE_FLAGS as u64), 0)?])?]);
+    // A user namespace alone: a live fork's copy entering its own (the host must let it
+    // through, see `notify`).
+    rules.insert(libc::SYS_unshare, vec![rule(vec![arg(0, SeccompCmpOp::Eq, USERNS_FLAGS)?])?]);
     rules.insert(
         libc::SYS_ioctl,
         IOCTLS.iter().map(|&request| rule(vec![arg32(1, request)?])).collect::<Result<_, _>>()?,
@@ -248,18 +256,44 @@ fn allowlist() -> Result<BpfProgram, WallError> {
     compile(rules, refusal(), SeccompAction::Allow)
 }
 
+/// Calls of [`SETUP_ONLY`] a live fork's copy makes after the lock, with the arguments
+/// it makes them with (see [`lock`]).
+const FORK_SETUP: &[libc::c_long] = &[libc::SYS_setresuid, libc::SYS_setresgid, libc::SYS_capset, libc::SYS_capget];
+
 /// The lock, installed by each worker once its walls are up: refuses, with `EPERM`, what
-/// only the set-up needed, a process that is not a thread, every `prctl` but naming a
-/// thread, setting a limit, and (`net` false) every socket.
+/// only the set-up needed, a process that is neither a thread nor a live fork's copy
+/// (which `notify` gates), every `prctl` but naming a thread and arming the death signal,
+/// setting a limit, and (`net` false) every socket.
+///
+/// A live fork's copy becomes its session's uid in its own user namespace: `setresuid`
+/// and `setresgid` stay allowed with all three ids 0 (which outside such a namespace a
+/// worker without capabilities is refused by the kernel), and `capset` (which can only
+/// lower what a worker holds) and `capget` for it to drop the namespace's capabilities
+/// and check they are gone.
 fn lock(net: bool) -> Result<BpfProgram, WallError> {
-    let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
-        SETUP_ONLY.iter().chain(SETUP_ONLY_X86_64).map(|&call| (call, Vec::new())).collect();
-    rules.insert(libc::SYS_clone, vec![rule(vec![arg(0, SeccompCmpOp::MaskedEq(libc::CLONE_THREAD as u64), 0)?])?]);
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = SETUP_ONLY
+        .iter()
+        .chain(SETUP_ONLY_X86_64)
+        .filter(|call| !FORK_SETUP.contains(call))
+        .map(|&call| (call, Vec::new()))
+        .collect();
+    for call in [libc::SYS_setresuid, libc::SYS_setresgid] {
+        let not_root = (0..3).map(|index| rule(vec![arg(index, SeccompCmpOp::Ne, 0)?])).collect::<Result<_, _>>()?;
+        rules.insert(call, not_root);
+    }
+    rules.insert(
+        libc::SYS_clone,
+        vec![rule(vec![
+            arg(0, SeccompCmpOp::MaskedEq(libc::CLONE_THREAD as u64), 0)?,
+            arg(0, SeccompCmpOp::Ne, FORK_FLAGS)?,
+        ])?],
+    );
     rules.insert(
         libc::SYS_prctl,
         vec![rule(vec![
             arg(0, SeccompCmpOp::Ne, libc::PR_SET_NAME as u64)?,
             arg(0, SeccompCmpOp::Ne, libc::PR_GET_NAME as u64)?,
+            arg(0, SeccompCmpOp::Ne, libc::PR_SET_PDEATHSIG as u64)?,
         ])?],
     );
     // A limit may be read (a null new limit), never set.
@@ -284,12 +318,20 @@ fn refusal() -> SeccompAction {
 pub(crate) struct SyscallFilters {
     lock_offline: BpfProgram,
     lock_online: BpfProgram,
+    fork_gate: BpfProgram,
 }
 
 impl SyscallFilters {
-    /// Compiles the locks of sessions without and with `allowNet`.
+    /// Compiles the locks of sessions without and with `allowNet`, and the live fork's
+    /// gate (see `notify`).
     pub fn compile() -> Result<Self, WallError> {
-        Ok(SyscallFilters { lock_offline: lock(false)?, lock_online: lock(true)? })
+        Ok(SyscallFilters { lock_offline: lock(false)?, lock_online: lock(true)?, fork_gate: super::notify::filter()? })
+    }
+
+    /// Attaches the live fork's gate to this (single-threaded) worker, before the lock:
+    /// its listener, for the host.
+    pub fn gate_forks(&self) -> Result<std::os::fd::OwnedFd, WallError> {
+        super::notify::attach(&self.fork_gate)
     }
 
     /// Installs, on the (single-threaded) zygote, the filter refusing `clone3` with

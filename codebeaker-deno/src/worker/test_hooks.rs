@@ -7,7 +7,8 @@
 //! - `socket`: create an internet socket; `fork`: fork; `exec`: run `/bin/true`.
 //! - `connect <ip:port>`: a TCP connection; `bind`: bind a TCP socket to a loopback port.
 //! - `syscall <name>`: one call the seccomp allowlist must refuse (`io_uring_setup`, `bpf`,
-//!   `unshare`, `perf_event_open`, `keyctl`, `setuid`, `clone_newuser`, `clone3`), made
+//!   `unshare`, `perf_event_open`, `keyctl`, `setuid`, `clone_newuser`, `clone_parent`,
+//!   `clone3`), made
 //!   with harmless arguments.
 //! - `pid`: prints the worker's process id.
 //! - `garbage`: writes bytes that are not a frame on the channel.
@@ -61,6 +62,8 @@ fn forbidden_call(name: &str) -> std::io::Result<()> {
             "setuid" => libc::syscall(libc::SYS_setuid, 0),
             // Were these let through, the child would leave at once.
             "clone_newuser" => forked(libc::syscall(libc::SYS_clone, libc::CLONE_NEWUSER | libc::SIGCHLD, 0, 0, 0, 0)),
+            // A live fork's copy that the host did not ask for.
+            "clone_parent" => forked(libc::syscall(libc::SYS_clone, libc::CLONE_PARENT | libc::SIGCHLD, 0, 0, 0, 0)),
             "clone3" => forked(libc::syscall(libc::SYS_clone3, zeroed, 88)),
             _ => return Err(std::io::Error::other(format!("no such test call {name:?}"))),
         }

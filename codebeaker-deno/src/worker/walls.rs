@@ -10,18 +10,23 @@
 //!      runtime's overhead, `RLIMIT_FSIZE` = the workspace quota, `RLIMIT_NOFILE`);
 //!   2. a Landlock ruleset (opened while still root, so a grant the session's uid cannot
 //!      open still gives a clear `EACCES` at use rather than a refused session): the
-//!      filesystem confined to the workspace and the granted paths; TCP `bind` refused,
+//!      filesystem confined to the workspace's lineage directory (the workspace and its
+//!      live forks', each of its own uid) and the granted paths; TCP `bind` refused,
 //!      TCP `connect` refused without `allowNet` and limited to its ports when every
 //!      `allowNet` entry names one (ABI 4+); signals and abstract Unix sockets scoped to
 //!      the worker (ABI 6+);
 //!   3. the session's uid and no capability left (`privileges`);
-//!   4. the seccomp lock on every thread, under the allowlist the zygote attached before
+//!   4. the live fork's gate, whose listener goes to the host (`notify`);
+//!   5. the seccomp lock on every thread, under the allowlist the zygote attached before
 //!      forking (`syscalls`).
+//! - A live fork's copy inherits them all and, before its first cell, takes its own
+//!   session's uid in a user namespace of its own ([`for_fork`]).
 //!
 //! Landlock is best effort where the kernel lacks it (logged once); the identity, the
 //! seccomp filter and the rlimits are required: a worker that cannot raise them refuses the
 //! session.
 
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::Once;
 
@@ -104,7 +109,8 @@ pub(crate) fn at_start() -> Result<(), WallError> {
 }
 
 /// Walls of one session, raised before its first cell. The worker must be single-threaded.
-pub(crate) fn for_session(setup: &WorkerSetup, filters: &SyscallFilters) -> Result<(), WallError> {
+/// Returns the listener of the live fork's gate (see `notify`), for the host.
+pub(crate) fn for_session(setup: &WorkerSetup, filters: &SyscallFilters) -> Result<OwnedFd, WallError> {
     single_threaded()?;
     let heap = setup.memory_limit_mb.saturating_mul(1024 * 1024);
     set_limit(
@@ -117,7 +123,18 @@ pub(crate) fn for_session(setup: &WorkerSetup, filters: &SyscallFilters) -> Resu
     let net = !matches!(setup.permissions.allow_net, Allowlist::None);
     confine(setup, net)?;
     super::privileges::drop_to(setup.identity)?;
-    filters.lock(net)
+    let gate = filters.gate_forks()?;
+    filters.lock(net)?;
+    Ok(gate)
+}
+
+/// Walls of a live fork's copy, which inherited every wall of its original (rlimits,
+/// Landlock, seccomp, no capability): in its own user namespace, whose map the host wrote,
+/// it becomes its session's uid and drops the namespace's capabilities. The copy must be
+/// single-threaded; `zygote` is its parent.
+pub(crate) fn for_fork(setup: &WorkerSetup, zygote: libc::pid_t) -> Result<(), WallError> {
+    single_threaded()?;
+    super::privileges::become_mapped(setup.identity, zygote)
 }
 
 /// Bytes of private writable memory the worker maps now (`VmData`), what `RLIMIT_DATA` counts.
@@ -192,7 +209,10 @@ fn confine(setup: &WorkerSetup, net: bool) -> Result<(), WallError> {
         readable.extend(RESOLVER_FILES.iter().chain(LIBRARY_DIRS).map(PathBuf::from));
     }
     let mut writable = hosts(&setup.permissions.allow_write);
-    writable.push(setup.workspace.clone());
+    // The lineage's directory, not the workspace alone: a live fork's copy inherits this
+    // rule and must reach its own workspace beside its original's (the uids keep them
+    // apart; see `workspaces`).
+    writable.push(crate::workspaces::lineage_of(&setup.workspace).to_path_buf());
     let ports = connect_ports(&setup.permissions.allow_net);
     let mut tcp: BitFlags<AccessNet> = AccessNet::BindTcp.into();
     if ports.is_some() {

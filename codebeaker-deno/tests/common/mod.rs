@@ -103,5 +103,5 @@ pub fn manager_with_policy_in(
 /// The host directory of session `id`'s workspace.
 pub fn workspace_of(backend: &DenoBackend, manager: &SessionManager, id: &str) -> std::path::PathBuf {
     let sandbox = manager.list().into_iter().find(|s| s.session_id == id).expect("the session is listed").container_id;
-    backend.workspaces_dir().join(sandbox)
+    backend.workspace_of(&sandbox).expect("the session has a workspace")
 }

@@ -12,7 +12,7 @@ use super::session::Session;
 use super::{Inner, SessionInfo, SessionManager};
 use crate::backend::{Archives, Backend, Pausing};
 use crate::config::SessionConfig;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::snapshot::{SnapshotInfo, SnapshotStore};
 
 /// A session made by [`SessionManager::fork_as`].
@@ -81,9 +81,8 @@ impl SessionManager {
         let mut config = session.config.clone();
         config.from_snapshot = None;
         let limits = self.inner.config.policy.limits_for(&config)?;
-        if session.sandbox.forking().is_none() {
-            archives(&session)?;
-        }
+        // Files are what every fork may need to carry (a live one may be declined).
+        archives(&session)?;
         let reservation = self.inner.reserve(tenant)?;
         let inner = self.inner.clone();
         let span = tracing::info_span!("session.fork", session = %session.id, backend = backend.name());
@@ -96,8 +95,20 @@ impl SessionManager {
                     session.id
                 )));
             }
-            let (sandbox, state_reset) = match session.sandbox.forking() {
-                Some(forking) => (forking.fork(&limits).await?, false),
+            let live = match session.sandbox.forking() {
+                Some(forking) => match forking.fork(&limits).await {
+                    Ok(sandbox) => Some(sandbox),
+                    // This sandbox cannot be copied live now: its files are.
+                    Err(error) if error.kind() == ErrorKind::Unsupported => {
+                        tracing::info!(session = %session.id, %error, "no live fork; the fork carries the files");
+                        None
+                    }
+                    Err(error) => return Err(error),
+                },
+                None => None,
+            };
+            let (sandbox, state_reset) = match live {
+                Some(sandbox) => (sandbox, false),
                 None => {
                     let sandbox = backend.create_sandbox(&config, &limits).await?;
                     let copied = copy_files(archives(&session)?, sandbox.as_ref(), limits.workspace_bytes).await;
