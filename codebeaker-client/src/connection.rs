@@ -61,8 +61,10 @@ impl Connection {
     /// Opens the WebSocket at `url`, with `token` as a bearer token.
     pub(crate) async fn open(url: &str, token: Option<&str>) -> Result<Connection> {
         let connect_error = |source: tungstenite::Error| match &source {
-            tungstenite::Error::Http(response) if response.status() == StatusCode::UNAUTHORIZED => {
-                ClientError::Unauthorized
+            tungstenite::Error::Http(response)
+                if matches!(response.status(), StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) =>
+            {
+                ClientError::Authentication
             }
             _ => ClientError::Connect { url: url.to_owned(), source: Box::new(source) },
         };

@@ -1,5 +1,39 @@
-//! A typed async client of the CodeBeaker server's WebSocket JSON-RPC API
-//! (`docs/protocol.md`), over the SDK's own types: [`SessionConfig`] and [`Command`] in,
+//! A typed async client of the CodeBeaker server, in two shapes over one connection
+//! code: the E2B-shaped [`Sandbox`], whose names are the Python and TypeScript SDKs'
+//! (snake_case, as in Python), and the protocol-shaped [`Client`], a method per
+//! JSON-RPC method of `docs/protocol.md` over the SDK's own types.
+//!
+//! ```no_run
+//! # async fn demo() -> codebeaker_client::Result<()> {
+//! use codebeaker_client::{ClientError, CreateOptions, Sandbox};
+//!
+//! let sb = Sandbox::create(CreateOptions::new("python").url("ws://127.0.0.1:5000")).await?;
+//! let execution = sb.run_code("x = 41\nprint('hello')\nx + 1").await?;
+//! println!("{:?} {:?} {:?}", execution.text(), execution.logs.stdout, execution.error);
+//! sb.files().write("data.bin", [0u8, 1]).await?;
+//! assert_eq!(sb.files().read_bytes("data.bin").await?, [0, 1]);
+//! match sb.commands().run("ls -l | wc -l").await {
+//!     Ok(done) => print!("{}", done.stdout),
+//!     Err(ClientError::CommandExit { exit_code, stderr, .. }) => eprintln!("exit {exit_code}: {stderr}"),
+//!     Err(error) if error.is_timeout() => eprintln!("too slow: {error}"),
+//!     Err(error) => return Err(error),
+//! }
+//! let server = sb.commands().run_background("python3 -m http.server 8000").await?;
+//! server.kill().await?;
+//! sb.close().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! The server's URL comes from [`CreateOptions::url`] or `CODEBEAKER_URL` (default
+//! `ws://127.0.0.1:5000`), its token from [`CreateOptions::token`] or `CODEBEAKER_TOKEN`.
+//! See the [`sandbox`] module for the SDKs' calls and their names here, and [`error`]
+//! for the SDKs' error classes: `CodeBeakerError` is [`ClientError`], `TimeoutError`
+//! [`ClientError::is_timeout`] (a client-side wait: [`ClientError::Timeout`]),
+//! `SessionNotFoundError` [`ClientError::is_session_not_found`], `AuthenticationError`
+//! [`ClientError::Authentication`], `RateLimitedError` [`ClientError::is_rate_limited`]
+//! (with [`ClientError::retry_after`]), `CommandExitError` [`ClientError::CommandExit`].
+//!
+//! The protocol-shaped client: [`SessionConfig`] and [`Command`] in,
 //! [`CommandOutcome`](codebeaker::CommandOutcome) and [`SessionInfo`] out.
 //!
 //! ```no_run
@@ -27,12 +61,14 @@
 //! **Background processes.** [`RemoteSession::start_process`] starts one and returns a
 //! [`RemoteProcess`] reading its output as it comes; after a lost connection,
 //! [`RemoteSession::attach_process`] reads on from the offset where the reader stopped
-//! (the server keeps the newest output of each process).
+//! (the server keeps the newest output of each process). A [`CommandHandle`] does that
+//! by itself.
 //!
 //! **Reconnects.** A lost connection fails the calls waiting on it with
 //! [`ClientError::Disconnected`] (they may have run); the next call opens a new
 //! connection, retrying with exponential backoff. Sessions live on the server, so a
-//! [`RemoteSession`] keeps working across reconnects (until closed or expired).
+//! [`RemoteSession`] (and a [`Sandbox`]) keeps working across reconnects (until closed
+//! or expired).
 
 #![warn(missing_docs)]
 
@@ -40,6 +76,7 @@ mod batch;
 mod connection;
 pub mod error;
 mod process;
+pub mod sandbox;
 mod session;
 
 use std::future::{Future, IntoFuture};
@@ -57,6 +94,10 @@ pub use crate::batch::{Batch, BatchReply};
 use crate::connection::{Connection, Waiter};
 pub use crate::error::{ClientError, Result};
 pub use crate::process::RemoteProcess;
+pub use crate::sandbox::{
+    CommandHandle, CommandResult, ConnectOptions, CreateOptions, EntryInfo, Execution, ExecutionError, Logs,
+    OutputOptions, PtyOptions, RunOptions, Sandbox,
+};
 pub use crate::session::{CreatedSession, ForkedSession, OutputEvent, OutputEvents, RemoteSession};
 
 /// How often and how patiently a lost connection is opened again.
@@ -114,7 +155,7 @@ impl ClientBuilder {
         self
     }
 
-    /// Opens the connection. A refused token is [`ClientError::Unauthorized`] at once.
+    /// Opens the connection. A refused token is [`ClientError::Authentication`] at once.
     pub async fn connect(self) -> Result<Client> {
         let client = Client {
             inner: Arc::new(Inner {

@@ -19,9 +19,7 @@ use crate::Client;
 /// [`RemoteProcess::resume_offset`] reads on where this one stopped.
 #[derive(Debug)]
 pub struct RemoteProcess {
-    client: Client,
-    session: SessionId,
-    pid: u32,
+    controls: Controls,
     events: mpsc::UnboundedReceiver<Value>,
     /// The offset this handle attached from.
     from_offset: u64,
@@ -72,6 +70,11 @@ impl RemoteSession {
         Ok(RemoteProcess { from_offset, dropped, ..process })
     }
 
+    /// The controls of the session's process `pid`, without reading its output.
+    pub(crate) fn process_controls(&self, pid: u32) -> Controls {
+        Controls { client: self.client().clone(), session: self.id().clone(), pid }
+    }
+
     /// The session's background processes (`process.list`), oldest first.
     pub async fn processes(&self) -> Result<Vec<ProcessInfo>> {
         let listed = self.client().call("process.list", json!({"sessionId": self.id()})).await?;
@@ -89,12 +92,18 @@ fn pid_of(result: &Value) -> Result<u32> {
 
 impl RemoteProcess {
     fn new(client: Client, session: SessionId, pid: u32, events: mpsc::UnboundedReceiver<Value>) -> Self {
-        RemoteProcess { client, session, pid, events, from_offset: 0, read: [None; 3], dropped: 0, done: false }
+        let controls = Controls { client, session, pid };
+        RemoteProcess { controls, events, from_offset: 0, read: [None; 3], dropped: 0, done: false }
     }
 
     /// Its pid in the sandbox.
     pub fn pid(&self) -> u32 {
-        self.pid
+        self.controls.pid
+    }
+
+    /// Its controls, apart from this handle (which reading borrows mutably).
+    pub(crate) fn controls(&self) -> Controls {
+        self.controls.clone()
     }
 
     /// Bytes from the offset asked for that the server had discarded when this handle
@@ -147,35 +156,77 @@ impl RemoteProcess {
         Err(ClientError::Disconnected)
     }
 
-    async fn control(&self, method: &str, mut params: Value) -> Result<()> {
-        params["sessionId"] = json!(self.session);
-        params["pid"] = json!(self.pid);
-        self.client.call(method, params).await.map(drop)
-    }
-
     /// Writes `data` to its stdin (`process.write`; its terminal's input with a pty).
     pub async fn write(&self, data: impl Into<String>) -> Result<()> {
-        self.control("process.write", json!({"data": data.into()})).await
+        self.controls.write(data.into()).await
     }
 
     /// Closes its stdin (`process.closeStdin`).
     pub async fn close_stdin(&self) -> Result<()> {
-        self.control("process.closeStdin", json!({})).await
+        self.controls.close_stdin().await
     }
 
     /// Resizes its terminal (`process.resize`).
     pub async fn resize(&self, cols: u16, rows: u16) -> Result<()> {
-        self.control("process.resize", json!({"cols": cols, "rows": rows})).await
+        self.controls.resize(cols, rows).await
     }
 
     /// Sends it `signal` (`process.signal`).
     pub async fn signal(&self, signal: ProcessSignal) -> Result<()> {
-        self.control("process.signal", json!({"signal": signal})).await
+        self.controls.signal(signal).await
     }
 
     /// Waits at most `timeout` for it to end (`process.wait`).
     pub async fn wait(&self, timeout: Duration) -> Result<ProcessExit> {
-        let params = json!({"sessionId": self.session, "pid": self.pid, "timeoutMs": timeout.as_millis() as u64});
-        Ok(serde_json::from_value(self.client.call("process.wait", params).await?)?)
+        self.controls.wait(timeout).await
+    }
+}
+
+/// What a client may do to a background process besides reading its output: the
+/// `process.*` control methods, on one session's process `pid`.
+#[derive(Debug, Clone)]
+pub(crate) struct Controls {
+    client: Client,
+    session: SessionId,
+    pid: u32,
+}
+
+impl Controls {
+    /// Its pid in the sandbox.
+    pub(crate) fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// The result of `method` on this process, with `params`.
+    async fn call(&self, method: &str, mut params: Value) -> Result<Value> {
+        params["sessionId"] = json!(self.session);
+        params["pid"] = json!(self.pid);
+        self.client.call(method, params).await
+    }
+
+    /// `process.write`.
+    pub(crate) async fn write(&self, data: String) -> Result<()> {
+        self.call("process.write", json!({"data": data})).await.map(drop)
+    }
+
+    /// `process.closeStdin`.
+    pub(crate) async fn close_stdin(&self) -> Result<()> {
+        self.call("process.closeStdin", json!({})).await.map(drop)
+    }
+
+    /// `process.resize`.
+    pub(crate) async fn resize(&self, cols: u16, rows: u16) -> Result<()> {
+        self.call("process.resize", json!({"cols": cols, "rows": rows})).await.map(drop)
+    }
+
+    /// `process.signal`.
+    pub(crate) async fn signal(&self, signal: ProcessSignal) -> Result<()> {
+        self.call("process.signal", json!({"signal": signal})).await.map(drop)
+    }
+
+    /// `process.wait`, at most `timeout`.
+    pub(crate) async fn wait(&self, timeout: Duration) -> Result<ProcessExit> {
+        let exit = self.call("process.wait", json!({"timeoutMs": timeout.as_millis() as u64})).await?;
+        Ok(serde_json::from_value(exit)?)
     }
 }

@@ -25,6 +25,14 @@ pub struct CreatedSession {
     pub container_id: String,
     /// The session's language.
     pub language: Language,
+    /// The backend serving the session (`docker`, `deno`…); empty from a server that
+    /// does not say.
+    #[serde(default)]
+    pub backend: String,
+    /// The cluster node holding the session (its URL), on a server that is a node of a
+    /// cluster.
+    #[serde(default)]
+    pub node: Option<String>,
     /// When the session was created.
     pub created_at: DateTime<Utc>,
     /// The settings the server applied (its defaults filled in), without the language.
@@ -84,7 +92,17 @@ impl RemoteSession {
     /// Runs `command` with `"stream": true`: its output as it is written, then its outcome
     /// ([`OutputEvent::Finished`], always last).
     pub async fn execute_stream(&self, command: Command) -> Result<OutputEvents> {
-        let params = execute_params(&self.id, &command, None, true);
+        self.execute_stream_with_timeout(command, None).await
+    }
+
+    /// [`RemoteSession::execute_stream`] with its own wall-clock limit (`timeoutMs`), or
+    /// the session's.
+    pub async fn execute_stream_with_timeout(
+        &self,
+        command: Command,
+        timeout: Option<Duration>,
+    ) -> Result<OutputEvents> {
+        let params = execute_params(&self.id, &command, timeout, true);
         let answers = self.client.call_streamed("session.execute", params).await?;
         Ok(OutputEvents { answers, finished: false })
     }
@@ -97,11 +115,11 @@ impl RemoteSession {
     /// This session as `session.list` shows it ([`ClientError::Rpc`] with code
     /// `-32001` once it is closed).
     pub async fn info(&self) -> Result<SessionInfo> {
-        self.client.list().await?.into_iter().find(|info| info.session_id == self.id).ok_or_else(|| ClientError::Rpc {
-            code: crate::error::codes::SESSION_NOT_FOUND,
-            message: "Session not found".into(),
-            data: Some(Value::String(format!("no open session {}", self.id))),
-        })
+        let listed = self.client.list().await?;
+        listed
+            .into_iter()
+            .find(|info| info.session_id == self.id)
+            .ok_or_else(|| ClientError::session_not_found(&self.id))
     }
 
     /// What the session's sandbox can do.

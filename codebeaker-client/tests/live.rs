@@ -184,8 +184,8 @@ async fn a_missing_or_wrong_token_is_refused() {
     let config = ServerConfig { token: Some("s3cret".into()), ..ServerConfig::ephemeral() };
     let server = server(&root, config).await;
     let url = server.ws_url();
-    assert!(matches!(Client::connect(&url).await, Err(ClientError::Unauthorized)));
-    assert!(matches!(Client::connect(&url).token("wrong").await, Err(ClientError::Unauthorized)));
+    assert!(matches!(Client::connect(&url).await, Err(ClientError::Authentication)));
+    assert!(matches!(Client::connect(&url).token("wrong").await, Err(ClientError::Authentication)));
     let client = Client::connect(&url).token("s3cret").await.unwrap();
     assert!(client.list().await.unwrap().is_empty());
     server.shutdown().await;
