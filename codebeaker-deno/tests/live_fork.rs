@@ -65,6 +65,17 @@ async fn a_fork_keeps_globals_and_module_state_then_diverges() {
         assert_ne!(uid_a, uid_b);
         assert_eq!((std::fs::metadata(&a).unwrap().uid(), std::fs::metadata(&b).unwrap().uid()), (uid_a, uid_b));
         assert_eq!(std::fs::metadata(&b).unwrap().mode() & 0o777, 0o700);
+        // With the permission checks bypassed, the kernel keeps each out of the other's
+        // workspace (the uids), though both lie beneath the same Landlock rule.
+        for (from, other) in [(&copy, &a), (&original, &b)] {
+            let file = if other == &a { "counter.js" } else { "mine.txt" };
+            let answer = output(&manager, from, &format!("//@cb-test open {}", other.join(file).display())).await;
+            assert!(answer.contains("errno 13"), "{answer}");
+        }
+        // Nor is the lineage's directory theirs to write in.
+        let answer =
+            output(&manager, &copy, &format!("//@cb-test create {}", a.parent().unwrap().join("x").display())).await;
+        assert!(answer.contains("errno 13"), "{answer}");
     }
 
     // Forks again, after the first fork closed; and a fork of the fork: live where the
