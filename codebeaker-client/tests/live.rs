@@ -1,29 +1,15 @@
 //! The client against a live `codebeaker-server` started in this process, with the real
 //! Deno backend: create, execute, streaming, list, close, batches, reconnects, tokens.
 
-use std::sync::Arc;
+mod common;
+
 use std::time::{Duration, Instant};
 
-use codebeaker::{Backend, Command, CommandResult, Language, SessionConfig};
+use codebeaker::{Command, CommandResult, Language, SessionConfig};
 use codebeaker_client::{error::codes, BatchReply, Client, ClientError, OutputEvent};
-use codebeaker_deno::{DenoBackend, DenoConfig};
-use codebeaker_server::{Backends, Server, ServerConfig, ServerHandle};
+use codebeaker_server::ServerConfig;
+use common::{deno_server, workspaces};
 use futures::StreamExt as _;
-
-/// A temporary directory that Deno workers of other uids may pass through.
-fn workspaces() -> tempfile::TempDir {
-    use std::os::unix::fs::PermissionsExt as _;
-    let root = tempfile::tempdir().expect("temp dir");
-    std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o711)).expect("chmod");
-    root
-}
-
-/// A server with one Deno backend (workspaces under `root`), configured by `config`.
-async fn server(root: &tempfile::TempDir, config: ServerConfig) -> ServerHandle {
-    let deno = DenoConfig { pool_size: 1, workspace_root: root.path().join("deno"), ..DenoConfig::default() };
-    let backend: Arc<dyn Backend> = DenoBackend::new(deno).expect("deno backend");
-    Server::bind(config, Backends::from_backends(vec![backend])).await.expect("bind").spawn()
-}
 
 fn deno() -> SessionConfig {
     SessionConfig::new(Language::TypeScript)
@@ -32,7 +18,7 @@ fn deno() -> SessionConfig {
 #[tokio::test(flavor = "multi_thread")]
 async fn create_execute_list_and_close_with_typed_results() {
     let root = workspaces();
-    let server = server(&root, ServerConfig::ephemeral()).await;
+    let server = deno_server(&root, ServerConfig::ephemeral()).await;
     let client = Client::connect(server.ws_url()).await.unwrap();
 
     let session = client.create(deno()).await.unwrap();
@@ -72,7 +58,7 @@ async fn create_execute_list_and_close_with_typed_results() {
 #[tokio::test(flavor = "multi_thread")]
 async fn streamed_output_arrives_while_the_command_runs_then_the_outcome() {
     let root = workspaces();
-    let server = server(&root, ServerConfig::ephemeral()).await;
+    let server = deno_server(&root, ServerConfig::ephemeral()).await;
     let client = Client::connect(server.ws_url()).await.unwrap();
     let session = client.create(deno()).await.unwrap();
 
@@ -106,7 +92,7 @@ async fn streamed_output_arrives_while_the_command_runs_then_the_outcome() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_batch_is_answered_in_order_with_typed_replies() {
     let root = workspaces();
-    let server = server(&root, ServerConfig::ephemeral()).await;
+    let server = deno_server(&root, ServerConfig::ephemeral()).await;
     let client = Client::connect(server.ws_url()).await.unwrap();
 
     let created = client.batch().create(&deno()).unwrap().create(&deno()).unwrap().send().await.unwrap();
@@ -159,7 +145,7 @@ async fn a_connection_the_server_dropped_is_reopened_and_sessions_carry_on() {
     let root = workspaces();
     let mut config = ServerConfig::ephemeral();
     config.limits.connection_idle = Duration::from_secs(1);
-    let server = server(&root, config).await;
+    let server = deno_server(&root, config).await;
     let client = Client::connect(server.ws_url()).await.unwrap();
     let session = client.create(deno()).await.unwrap();
     session.run_code("globalThis.kept = 41").await.unwrap();
@@ -182,7 +168,7 @@ async fn a_connection_the_server_dropped_is_reopened_and_sessions_carry_on() {
 async fn a_missing_or_wrong_token_is_refused() {
     let root = workspaces();
     let config = ServerConfig { token: Some("s3cret".into()), ..ServerConfig::ephemeral() };
-    let server = server(&root, config).await;
+    let server = deno_server(&root, config).await;
     let url = server.ws_url();
     assert!(matches!(Client::connect(&url).await, Err(ClientError::Authentication)));
     assert!(matches!(Client::connect(&url).token("wrong").await, Err(ClientError::Authentication)));

@@ -3,30 +3,17 @@
 //! limits, tokens), and with the temp-dir test backend for background processes, which
 //! Deno sessions do not have.
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use codebeaker::testing::TempDirBackend;
 use codebeaker::{Backend, EntryType, Language, ProcessCommand, ProcessSpec, ProcessState, PtySize};
 use codebeaker_client::{error::codes, ClientError, ConnectOptions, CreateOptions, OutputOptions, Sandbox};
-use codebeaker_deno::{DenoBackend, DenoConfig};
 use codebeaker_server::rate::Rate;
 use codebeaker_server::{Backends, Server, ServerConfig, ServerHandle};
-
-/// A temporary directory that Deno workers of other uids may pass through.
-fn workspaces() -> tempfile::TempDir {
-    use std::os::unix::fs::PermissionsExt as _;
-    let root = tempfile::tempdir().expect("temp dir");
-    std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o711)).expect("chmod");
-    root
-}
-
-/// A server with one Deno backend (workspaces under `root`), configured by `config`.
-async fn deno_server(root: &tempfile::TempDir, config: ServerConfig) -> ServerHandle {
-    let deno = DenoConfig { pool_size: 1, workspace_root: root.path().join("deno"), ..DenoConfig::default() };
-    let backend: Arc<dyn Backend> = DenoBackend::new(deno).expect("deno backend");
-    Server::bind(config, Backends::from_backends(vec![backend])).await.expect("bind").spawn()
-}
+use common::{deno_server, workspaces};
 
 /// A server whose TypeScript sessions are the temp-dir test backend's, which runs
 /// background `script` processes (see `codebeaker::testing`).

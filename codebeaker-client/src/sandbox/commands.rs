@@ -6,7 +6,7 @@ use codebeaker::{Command, IntoWorkspacePath as _, ProcessCommand, ProcessInfo, P
 
 use super::handle::{self, CommandHandle};
 use super::models::CommandResult;
-use super::options::{Handlers, OutputOptions, RunOptions};
+use super::options::{OutputOptions, RunOptions};
 use super::Sandbox;
 use crate::error::{ClientError, Result};
 
@@ -31,13 +31,13 @@ impl Commands<'_> {
     /// [`Commands::run`] with output handlers, a limit, environment variables or a
     /// working directory.
     pub async fn run_with(&self, cmd: &str, options: RunOptions) -> Result<CommandResult> {
-        let RunOptions { on_stdout, on_stderr, timeout, envs, cwd } = options;
+        let RunOptions { output, envs, cwd } = options;
+        let (mut handlers, timeout) = output.into_parts();
         let mut shell = ExecuteShell::new("sh", ["-c", cmd]);
         shell.env = envs;
         if let Some(cwd) = cwd {
             shell.working_directory = cwd.into_workspace_path().map_err(ClientError::Failed)?;
         }
-        let mut handlers = Handlers { on_stdout, on_stderr };
         let outcome = self
             .sandbox
             .execute_streamed(Command::ExecuteShell(shell), timeout, |stderr, data| handlers.deliver(stderr, data))
@@ -59,7 +59,8 @@ impl Commands<'_> {
     /// [`Commands::run_background`] with output handlers, a limit (the process is killed
     /// past it), environment variables or a working directory.
     pub async fn run_background_with(&self, cmd: &str, options: RunOptions) -> Result<CommandHandle> {
-        let RunOptions { on_stdout, on_stderr, timeout, envs, cwd } = options;
+        let RunOptions { output, envs, cwd } = options;
+        let (handlers, timeout) = output.into_parts();
         let mut command = ProcessCommand::new("sh", ["-c", cmd]);
         command.env = envs;
         if let Some(cwd) = cwd {
@@ -67,7 +68,7 @@ impl Commands<'_> {
         }
         let mut spec = ProcessSpec::new(command);
         spec.timeout_ms = timeout.map(|limit| limit.as_millis().max(1) as u64);
-        self.sandbox.start(&spec, Handlers { on_stdout, on_stderr }).await
+        self.sandbox.start(&spec, handlers).await
     }
 
     /// A handle on the background process `pid` (its output replayed from the start).

@@ -168,17 +168,15 @@ impl fmt::Debug for OutputOptions {
 }
 
 /// The options of [`Commands::run_with`](super::Commands::run_with) and
-/// [`Commands::run_background_with`](super::Commands::run_background_with).
-#[derive(Default)]
+/// [`Commands::run_background_with`](super::Commands::run_background_with): those of
+/// [`OutputOptions`] (as the TypeScript SDK's `RunOptions` extends its `OutputOptions`),
+/// the environment and the directory. Without a `timeout`, a foreground command has the
+/// sandbox's default limit and a background one none (it runs until it ends or its
+/// session does).
+#[derive(Debug, Default)]
 pub struct RunOptions {
-    /// Called with each chunk of standard output as it is written.
-    pub on_stdout: Option<OutputHandler>,
-    /// Called with each chunk of standard error as it is written.
-    pub on_stderr: Option<OutputHandler>,
-    /// The command's wall-clock limit: in the foreground the sandbox's default
-    /// otherwise; in the background none otherwise (it runs until it ends or its
-    /// session does).
-    pub timeout: Option<Duration>,
+    /// The output handlers and the wall-clock limit.
+    pub output: OutputOptions,
     /// Environment variables added to the command's.
     pub envs: BTreeMap<String, String>,
     /// The directory to run in, beneath `/workspace` (its root otherwise).
@@ -192,21 +190,18 @@ impl RunOptions {
     }
 
     /// Calls `handler` with each chunk of standard output.
-    pub fn on_stdout(mut self, handler: impl FnMut(&str) + Send + 'static) -> Self {
-        self.on_stdout = Some(Box::new(handler));
-        self
+    pub fn on_stdout(self, handler: impl FnMut(&str) + Send + 'static) -> Self {
+        RunOptions { output: self.output.on_stdout(handler), ..self }
     }
 
     /// Calls `handler` with each chunk of standard error.
-    pub fn on_stderr(mut self, handler: impl FnMut(&str) + Send + 'static) -> Self {
-        self.on_stderr = Some(Box::new(handler));
-        self
+    pub fn on_stderr(self, handler: impl FnMut(&str) + Send + 'static) -> Self {
+        RunOptions { output: self.output.on_stderr(handler), ..self }
     }
 
     /// The command's wall-clock limit.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout);
-        self
+    pub fn timeout(self, timeout: Duration) -> Self {
+        RunOptions { output: self.output.timeout(timeout), ..self }
     }
 
     /// Adds environment variables.
@@ -219,18 +214,6 @@ impl RunOptions {
     pub fn cwd(mut self, cwd: impl Into<String>) -> Self {
         self.cwd = Some(cwd.into());
         self
-    }
-}
-
-impl fmt::Debug for RunOptions {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RunOptions")
-            .field("on_stdout", &self.on_stdout.is_some())
-            .field("on_stderr", &self.on_stderr.is_some())
-            .field("timeout", &self.timeout)
-            .field("envs", &self.envs)
-            .field("cwd", &self.cwd)
-            .finish()
     }
 }
 
