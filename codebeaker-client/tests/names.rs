@@ -1,6 +1,7 @@
 //! The three clients agree on names (the issue: "Typed Rust client and these two SDKs
 //! agree on every name"): the Python SDK's exported names and methods are read from its
-//! source and looked for in this crate's, by text, so renaming either side fails here.
+//! source and looked for in this crate's and, in camelCase, in the TypeScript SDK's, by
+//! text, so renaming any side fails here.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -147,5 +148,40 @@ fn the_python_methods_have_rust_functions_of_the_same_name() {
             || rust.contains(&format!("pub fn {rs}<"))
             || rust.contains(&format!("pub async fn {rs}<"));
         assert!(found, "src/sandbox/ has no `pub fn {rs}` or `pub async fn {rs}` (Python: `{py}`)");
+    }
+}
+
+/// `snake_case` as the TypeScript SDK spells it.
+fn camel(name: &str) -> String {
+    let mut parts = name.split('_');
+    let first = parts.next().unwrap_or_default().to_owned();
+    parts.fold(first, |mut out, part| {
+        let mut chars = part.chars();
+        if let Some(c) = chars.next() {
+            out.extend(c.to_uppercase());
+            out.push_str(chars.as_str());
+        }
+        out
+    })
+}
+
+#[test]
+fn the_typescript_sdk_has_the_python_names_in_camel_case() {
+    let typescript = read("clients/typescript/src/index.ts");
+    for (py, _) in METHODS {
+        let name = camel(py);
+        let found = [format!(" {name}("), format!("readonly {name}:"), format!(" {name}<")]
+            .iter()
+            .any(|form| typescript.contains(form.as_str()));
+        assert!(found, "the TypeScript SDK has no `{name}` (Python: `{py}`)");
+    }
+    let errors = python_error_classes();
+    for class in &errors {
+        assert!(typescript.contains(&format!("export class {class} ")), "the TypeScript SDK has no class {class}");
+    }
+    for name in python_all().iter().filter(|n| !PYTHON_ONLY.contains(&n.as_str()) && !errors.contains(n.as_str())) {
+        let exported = typescript.contains(&format!("export interface {name} "))
+            || typescript.contains(&format!("export class {name} "));
+        assert!(exported, "the TypeScript SDK exports no `{name}`");
     }
 }

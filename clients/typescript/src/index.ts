@@ -452,6 +452,12 @@ export class Sandbox {
     }
   }
 
+  /** Whether the session is still open. */
+  async isRunning(options?: CallOptions): Promise<boolean> {
+    const listed = await this.connection.call("session.list", {}, undefined, options);
+    return (listed.sessions ?? []).some((info: any) => info.sessionId === this.sessionId);
+  }
+
   /** Closes this connection only: the session stays open for {@link Sandbox.connect}. */
   async disconnect(): Promise<void> {
     await this.connection.close();
@@ -561,6 +567,11 @@ export class CommandHandle {
   /** Resizes its terminal. */
   async resize(size: { cols: number; rows: number }, options?: CallOptions): Promise<void> {
     await this.control("process.resize", size, options);
+  }
+
+  /** Closes its stdin. */
+  async closeStdin(options?: CallOptions): Promise<void> {
+    await this.control("process.closeStdin", {}, options);
   }
 
   /** Stops receiving its output; it runs on. */
@@ -691,4 +702,59 @@ export class Files {
   async makeDir(path: string, options?: CallOptions): Promise<void> {
     await this.command({ type: "create_directory", path }, options);
   }
+
+  /** Whether `path` exists. */
+  async exists(path: string, options?: CallOptions): Promise<boolean> {
+    const trimmed = path.replace(/\/+$/, "");
+    const cut = trimmed.lastIndexOf("/");
+    const [parent, name] = cut >= 0 ? [trimmed.slice(0, cut) || "/", trimmed.slice(cut + 1)] : [".", trimmed];
+    try {
+      return (await this.list(parent, options)).some((entry) => entry.name === name);
+    } catch (error) {
+      if (error instanceof CodeBeakerError) return false;
+      throw error;
+    }
+  }
+
+  /** Streams `data` into `path` through the file routes, any size; the bytes written. */
+  async upload(path: string, data: string | Uint8Array, options?: CallOptions): Promise<number> {
+    const body = typeof data === "string" ? Buffer.from(data) : data;
+    const response = await fetch(this.route(path), { method: "PUT", body, headers: this.headers(), signal: options?.signal });
+    if (!response.ok) throw await httpError(response);
+    const written: any = await response.json();
+    return Number(written.bytes);
+  }
+
+  /** The whole file at `path`, through the file routes (any size). */
+  async download(path: string, options?: CallOptions): Promise<Uint8Array> {
+    const response = await fetch(this.route(path), { headers: this.headers(), signal: options?.signal });
+    if (!response.ok) throw await httpError(response);
+    return new Uint8Array(await response.arrayBuffer());
+  }
+
+  private route(path: string): string {
+    const relative = path.startsWith("/workspace/") ? path.slice("/workspace/".length) : path.replace(/^\/+/, "");
+    const quoted = relative.split("/").map(encodeURIComponent).join("/");
+    return `${this.sandbox.connection.http}/v1/sessions/${this.sandbox.sessionId}/files/${quoted}`;
+  }
+
+  private headers(): Record<string, string> {
+    const token = this.sandbox.connection.token;
+    return token ? { Authorization: `Bearer ${token}` } : {};
+  }
+}
+
+/** The SDK error for a refused file route: decided by its status and `error.code`. */
+async function httpError(response: Response): Promise<CodeBeakerError> {
+  const body: any = await response.json().catch(() => ({}));
+  const kind: string | undefined = body?.error?.code;
+  const message = `${response.status}: ${body?.error?.message ?? response.statusText}`;
+  if (response.status === 401 || response.status === 403) return new AuthenticationError(message, undefined, undefined, kind);
+  if (kind === "session_not_found") return new SessionNotFoundError(message, undefined, undefined, kind);
+  if (kind === "timed_out") return new TimeoutError(message, undefined, undefined, kind);
+  if (response.status === 429) {
+    const seconds = Number(response.headers.get("retry-after") ?? "1");
+    return new RateLimitedError(message, undefined, undefined, seconds * 1000);
+  }
+  return new CodeBeakerError(message, undefined, undefined, kind);
 }

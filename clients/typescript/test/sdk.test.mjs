@@ -35,6 +35,13 @@ test("typescript on deno: runCode, errors, files, reconnect", { skip: !url && "C
     await sb.files.write("b.bin", bytes);
     assert.deepEqual(await sb.files.read("b.bin", { format: "bytes" }), bytes);
     assert.deepEqual((await sb.files.list(".")).map((e) => e.name).sort(), ["a.txt", "b.bin"]);
+    assert.equal(await sb.files.exists("a.txt"), true);
+    assert.equal(await sb.files.exists("missing.txt"), false);
+    const big = new Uint8Array(3 << 20).map((_, i) => i % 251);
+    assert.equal(await sb.files.upload("big.bin", big), big.length);
+    assert.deepEqual(await sb.files.download("big.bin"), big);
+    await sb.files.remove("big.bin");
+    assert.equal(await sb.isRunning(), true);
     const again = await Sandbox.connect(sb.sessionId, { url });
     assert.deepEqual((await again.runCode("console.log(await Deno.readTextFile('a.txt'))")).logs.stdout, ["from the sdk\n"]);
     const controller = new AbortController();
