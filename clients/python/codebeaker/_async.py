@@ -2,14 +2,16 @@
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
+import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any, Callable, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Union
 
 from ._connection import Connection
-from .errors import CodeBeakerError, CommandExitError, SessionNotFoundError
+from .errors import CodeBeakerError, CommandExitError, SessionNotFoundError, from_http
 from .errors import TimeoutError as SdkTimeout
 from .models import CommandResult, EntryInfo, Execution, ExecutionError, Logs, results_from
 
@@ -21,6 +23,15 @@ _COMMAND_BYTES = 16 * 1024 * 1024
 
 def _ms(seconds: Optional[float]) -> Optional[int]:
     return None if seconds is None else max(1, int(seconds * 1000))
+
+
+@contextlib.contextmanager
+def _refusals() -> Iterator[None]:
+    """Turns a file route's HTTP refusal into the SDK's error for it."""
+    try:
+        yield
+    except urllib.error.HTTPError as error:
+        raise from_http(error.code, error.read(), error.headers.get("Retry-After")) from error
 
 
 def _failed(envelope: Dict[str, Any]) -> CodeBeakerError:
@@ -436,8 +447,9 @@ class AsyncFiles:
                 request = urllib.request.Request(self._route(path), data=body, method="PUT", headers=self._headers())
                 if isinstance(data, str):
                     request.add_header("Content-Length", str(os.path.getsize(data)))
-                with urllib.request.urlopen(request, timeout=600) as response:
-                    return int(json.loads(response.read())["bytes"])
+                with _refusals():
+                    with urllib.request.urlopen(request, timeout=600) as response:
+                        return int(json.loads(response.read())["bytes"])
             finally:
                 if not isinstance(body, (bytes, bytearray)):
                     body.close()
@@ -449,7 +461,8 @@ class AsyncFiles:
 
         def get() -> bytes:
             request = urllib.request.Request(self._route(path), headers=self._headers())
-            with urllib.request.urlopen(request, timeout=600) as response:
-                return response.read()
+            with _refusals():
+                with urllib.request.urlopen(request, timeout=600) as response:
+                    return response.read()
 
         return await asyncio.get_running_loop().run_in_executor(None, get)

@@ -62,3 +62,24 @@ def from_rpc(error: dict) -> CodeBeakerError:
     if kind == "timed_out":
         return TimeoutError(message, code, data, kind)
     return CodeBeakerError(message, code, data, kind)
+
+
+def from_http(status: int, body: bytes, retry_after: Optional[str] = None) -> CodeBeakerError:
+    """The SDK error for a refused file route: decided by its status and ``error.code``."""
+    import json
+
+    try:
+        error = json.loads(body or b"{}").get("error") or {}
+    except ValueError:
+        error = {}
+    kind = error.get("code")
+    message = f"{status}: {error.get('message') or 'the file route refused the request'}"
+    if status in (401, 403):
+        return AuthenticationError(message, None, None, kind)
+    if kind == "session_not_found":
+        return SessionNotFoundError(message, None, None, kind)
+    if kind == "timed_out":
+        return TimeoutError(message, None, None, kind)
+    if status == 429:
+        return RateLimitedError(message, None, None, float(retry_after or 1))
+    return CodeBeakerError(message, None, None, kind)

@@ -108,6 +108,14 @@ def test_typescript_on_deno():
         assert failed.error is not None and "boom" in failed.error.value
         sb.files.write("a.txt", "from the sdk")
         assert sb.run_code("console.log(await Deno.readTextFile('a.txt'))").logs.stdout == ["from the sdk\n"]
+        assert sb.files.download("a.txt") == b"from the sdk"
+        # A refusal of the file routes is the SDK's error, told apart by its kind.
+        with pytest.raises(CodeBeakerError) as missing:
+            sb.files.download("missing.bin")
+        assert missing.value.kind == "not_found", missing.value
+    # The file routes of a closed session answer as for an unknown one.
+    with pytest.raises(SessionNotFoundError):
+        sb.files.download("a.txt")
 
 
 def test_async_sandbox_and_reconnecting():
