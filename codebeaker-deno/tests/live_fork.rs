@@ -107,3 +107,32 @@ async fn a_fork_keeps_globals_and_module_state_then_diverges() {
         "the lineage went with its last session"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_whose_worker_died_forks_its_files_and_says_its_state_is_reset() {
+    let (_root, backend, manager) = manager();
+    let original = session(&manager).await;
+    output(&manager, &original, "globalThis.x = 41; await Deno.writeTextFile('kept.txt', 'kept')").await;
+    let sandbox = manager.list().into_iter().find(|s| s.session_id.as_str() == original).unwrap().container_id;
+    let pid = backend.worker_pid(&sandbox).expect("a worker process");
+    // SAFETY: kill(2) on the worker this test's backend started.
+    unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+    for _ in 0..100 {
+        if !std::path::Path::new(&format!("/proc/{pid}/stat")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| stat.contains(") Z"))
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let forked = manager.fork_as(None, &original).await.expect("fork");
+    assert!(forked.state_reset, "the state went with the worker: {forked:?}");
+    let copy = forked.info.session_id.to_string();
+    assert_eq!(
+        output(&manager, &copy, "console.log(typeof globalThis.x, await Deno.readTextFile('kept.txt'))").await,
+        "undefined kept"
+    );
+    for id in [original, copy] {
+        manager.close(&id).await.unwrap();
+    }
+}

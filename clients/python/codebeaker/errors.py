@@ -1,5 +1,6 @@
 """Errors of the SDK: every one is a :class:`CodeBeakerError`."""
 
+import json
 from typing import Any, Optional
 
 
@@ -66,8 +67,6 @@ def from_rpc(error: dict) -> CodeBeakerError:
 
 def from_http(status: int, body: bytes, retry_after: Optional[str] = None) -> CodeBeakerError:
     """The SDK error for a refused file route: decided by its status and ``error.code``."""
-    import json
-
     try:
         error = json.loads(body or b"{}").get("error") or {}
     except ValueError:

@@ -18,6 +18,7 @@
 
 use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -108,19 +109,17 @@ struct Shared {
     fd: AsyncFd<OwnedFd>,
     /// The question a fork waits for, and whom to tell when it came.
     expected: Mutex<Option<(Expected, oneshot::Sender<()>)>>,
+    /// A question out of turn was logged: the next ones are not (a guest asking in a loop
+    /// must not flood the log).
+    warned: AtomicBool,
 }
 
 impl Listener {
     /// The listener a worker sent; its reader runs on the current runtime until dropped.
     pub fn new(fd: OwnedFd) -> std::io::Result<Listener> {
-        // SAFETY: fcntl on a descriptor we own.
-        unsafe {
-            let flags = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
-            libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK);
-        }
         // SAFETY: the listener is owned by the AsyncFd and stays open as long as it lives.
         let fd = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }?;
-        let shared = Arc::new(Shared { fd, expected: Mutex::new(None) });
+        let shared = Arc::new(Shared { fd, expected: Mutex::new(None), warned: AtomicBool::new(false) });
         let reader = tokio::spawn(read(shared.clone())).abort_handle();
         Ok(Listener { shared, forking: tokio::sync::Mutex::new(()), reader })
     }
@@ -196,7 +195,11 @@ async fn read(shared: Arc<Shared>) {
             }
         };
         if waiter.is_none() {
-            tracing::warn!(?asked, "a deno worker asked for a process or a namespace out of turn; refused");
+            if shared.warned.swap(true, Ordering::Relaxed) {
+                tracing::debug!(?asked, "a deno worker asked for a process or a namespace out of turn; refused");
+            } else {
+                tracing::warn!(?asked, "a deno worker asked for a process or a namespace out of turn; refused (logged once per session lineage)");
+            }
         }
         // A question whose caller died meanwhile cannot be answered: no harm.
         let answered = answer(&shared.fd, notification.id, waiter.is_some());
@@ -206,8 +209,9 @@ async fn read(shared: Arc<Shared>) {
     }
 }
 
-/// The next question. The kernel's `RECV` blocks whatever the descriptor's flags, so it is
-/// made only once `poll` shows a question waiting, and readiness is cleared after each.
+/// The next question. The kernel's `RECV` blocks whatever the descriptor's flags (so none
+/// are set), so it is made only once `poll` shows a question waiting, and readiness is
+/// cleared after each.
 async fn next(fd: &AsyncFd<OwnedFd>) -> std::io::Result<libc::seccomp_notif> {
     loop {
         let mut ready = fd.readable().await?;

@@ -303,11 +303,25 @@ impl Pausing for ProcessSandbox {
 impl Forking for ProcessSandbox {
     /// A live copy of the session: its worker process copies itself between two commands
     /// (globals and module state kept, see `live_fork`), beside a copy of its workspace in
-    /// the same lineage directory, under a uid of its own.
+    /// the same lineage directory, under a uid of its own. Declined (`Unsupported`: the
+    /// fork then carries the files) when the session's worker is gone, and its state with
+    /// it, or is itself a copy that cannot give a copy a uid of its own.
     async fn fork(&self, limits: &SessionLimits) -> Result<Box<dyn Sandbox>> {
-        let unavailable = |reason: String| Error::backend_unavailable("deno", reason);
+        let mut slot = self.slot.lock().await;
+        if self.closing.load(Ordering::Acquire) {
+            return Err(Error::session_closed(self.id.clone()));
+        }
+        self.refuse_if_paused()?;
+        let Some(original) = slot.worker.as_ref().filter(|worker| worker.is_idle()) else {
+            return Err(Error::unsupported("a live fork of a session whose worker is gone, and its state with it"));
+        };
+        if !original.can_fork_live() {
+            return Err(Error::unsupported(
+                "a live fork of a live fork on a server giving sessions uids of their own (its copy could not get a uid of its own)",
+            ));
+        }
         let id = format!("deno-{}", uuid::Uuid::new_v4().simple());
-        let lease = Lease::take(&self.worker_ids).map_err(unavailable)?;
+        let lease = Lease::take(&self.worker_ids).map_err(|reason| Error::backend_unavailable("deno", reason))?;
         let owner = lease.as_ref().map(Lease::identity);
         let (lineage, fork_id, quota) =
             (crate::workspaces::lineage_of(self.workspace.root()).to_path_buf(), id.clone(), limits.workspace_bytes);
@@ -316,9 +330,15 @@ impl Forking for ProcessSandbox {
                 .await
                 .map_err(|e| Error::internal(format!("workspace task failed: {e}")).with_source(e))??;
         let workspace = Arc::new(workspace);
-        let made = self.fork_into(&id, &workspace, owner, limits).await;
-        let (worker, setup) = match made {
-            Ok(made) => made,
+        let setup = WorkerSetup {
+            workspace: workspace.root().to_path_buf(),
+            permissions: self.setup.permissions.clone(),
+            memory_limit_mb: limits.memory_mb,
+            limits: limits.into(),
+            identity: owner,
+        };
+        let worker = match self.copy_into(&mut slot, &workspace, &setup, limits).await {
+            Ok(worker) => worker,
             Err(error) => {
                 let _ = crate::workspaces::remove_session(workspace.root());
                 return Err(error);
@@ -342,52 +362,32 @@ impl Forking for ProcessSandbox {
 }
 
 impl ProcessSandbox {
-    /// Copies the workspace into the fork's, then the worker (between commands: the slot
-    /// is held). A session whose worker is gone (its state with it) gets a fresh one.
-    async fn fork_into(
+    /// Copies the workspace into the fork's `workspace`, then the slot's (idle) worker
+    /// into the fork's, assigned `setup`. A worker that fails midway is replaced (its
+    /// next command says so).
+    async fn copy_into(
         &self,
-        id: &str,
+        slot: &mut Slot,
         workspace: &HostWorkspace,
-        owner: Option<super::identity::Identity>,
+        setup: &WorkerSetup,
         limits: &SessionLimits,
-    ) -> Result<(Worker, WorkerSetup)> {
-        let setup = WorkerSetup {
-            workspace: workspace.root().to_path_buf(),
-            permissions: self.setup.permissions.clone(),
-            memory_limit_mb: limits.memory_mb,
-            limits: limits.into(),
-            identity: owner,
-        };
-        let mut slot = self.slot.lock().await;
-        if self.closing.load(Ordering::Acquire) {
-            return Err(Error::session_closed(self.id.clone()));
-        }
-        self.refuse_if_paused()?;
-        let idle = slot.worker.as_ref().is_some_and(Worker::is_idle);
-        if idle && !slot.worker.as_ref().is_some_and(Worker::can_fork_live) {
-            return Err(Error::unsupported(
-                "a live fork of a live fork on a server giving sessions uids of their own (its copy could not get a uid of its own)",
-            ));
-        }
+    ) -> Result<Worker> {
         // An archive's headers add to its files: room for them beyond the workspace.
         let archive = self.workspace.export(limits.workspace_bytes.saturating_mul(2).saturating_add(1 << 20)).await?;
         workspace.import(archive.reader).await?;
-        let worker = match slot.worker.as_mut().filter(|_| idle) {
-            Some(original) => match original.fork(&setup).await {
-                Ok(copy) => copy,
-                Err((error, replace)) => {
-                    if replace {
-                        original.killer().kill();
-                        slot.worker = None;
-                        slot.unreported_reset.get_or_insert("the session's worker failed while being forked");
-                        self.set_killer(None);
-                    }
-                    let reason = format!("the deno worker could not be forked for {id}: {error}");
-                    return Err(Error::sandbox_failed(reason).with_source(error));
+        let original = slot.worker.as_mut().ok_or_else(|| Error::internal("the session's worker left the slot"))?;
+        match original.fork(setup).await {
+            Ok(copy) => Ok(copy),
+            Err((error, replace)) => {
+                if replace {
+                    original.killer().kill();
+                    slot.worker = None;
+                    slot.unreported_reset.get_or_insert("the session's worker failed while being forked");
+                    self.set_killer(None);
                 }
-            },
-            None => start_worker(&self.pool, &setup).await?,
-        };
-        Ok((worker, setup))
+                let reason = format!("the deno worker of {} could not be forked: {error}", self.id);
+                Err(Error::sandbox_failed(reason).with_source(error))
+            }
+        }
     }
 }

@@ -301,13 +301,8 @@ fn proc_usage(pid: u32) -> Option<(u64, u64)> {
     let total_ticks = ticks(11)?.saturating_add(ticks(12)?);
     // SAFETY: sysconf has no preconditions.
     let per_second = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).unwrap_or(100).max(1);
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let hwm = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|kb| kb.parse::<u64>().ok())
-        .unwrap_or(0);
+    let status = status(pid).ok()?;
+    let hwm = field(&status, "VmHWM:").first().copied().unwrap_or(0);
     Some((total_ticks.saturating_mul(1000) / per_second, hwm))
 }
 
@@ -331,25 +326,27 @@ async fn receive_fd(channel: &UnixStream) -> Result<OwnedFd, IpcError> {
     }
 }
 
-/// The `Uid:` or `Gid:` line of `/proc/<pid>/status`: real, effective, saved, file system.
-fn status_ids(pid: u32, field: &str) -> std::io::Result<Vec<u32>> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let line = status.lines().find_map(|line| line.strip_prefix(field)).unwrap_or_default();
-    Ok(line.split_whitespace().filter_map(|id| id.parse().ok()).collect())
+/// The text of `/proc/<pid>/status`.
+fn status(pid: u32) -> std::io::Result<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
 }
 
-fn ppid(pid: u32) -> std::io::Result<u32> {
-    status_ids(pid, "PPid:")?
-        .first()
-        .copied()
-        .ok_or_else(|| std::io::Error::other(format!("process {pid} has no parent")))
+/// The numbers of a line of a `/proc/<pid>/status` text (`Uid:` real, effective, saved
+/// and file system; `VmHWM:` the KiB), empty when the line is missing.
+fn field(status: &str, name: &str) -> Vec<u64> {
+    let line = status.lines().find_map(|line| line.strip_prefix(name)).unwrap_or_default();
+    line.split_whitespace().filter_map(|value| value.parse().ok()).collect()
 }
 
 /// Checks that process `copy` is the copy of worker `original`: the same parent (the
 /// zygote) and the same ids (a copy has not changed them yet). A pid reused by another
 /// process fails here, before anything is done to it.
 fn check_copy(copy: u32, original: u32) -> std::io::Result<()> {
-    let same = ppid(copy)? == ppid(original)? && status_ids(copy, "Uid:")? == status_ids(original, "Uid:")?;
+    let (copy_status, original_status) = (status(copy)?, status(original)?);
+    let same = ["PPid:", "Uid:"].iter().all(|name| {
+        let ids = field(&copy_status, name);
+        !ids.is_empty() && ids == field(&original_status, name)
+    });
     if same {
         Ok(())
     } else {
@@ -367,8 +364,9 @@ fn map_user_namespace(pid: u32, identity: Identity) -> std::io::Result<()> {
 
 /// Checks, from outside, that the copy `pid` now runs as the session's uid and group id.
 fn check_ids(pid: u32, identity: Identity) -> std::io::Result<()> {
-    let expected = vec![identity.uid; 4];
-    if status_ids(pid, "Uid:")? == expected && status_ids(pid, "Gid:")? == expected {
+    let status = status(pid)?;
+    let expected = vec![u64::from(identity.uid); 4];
+    if field(&status, "Uid:") == expected && field(&status, "Gid:") == expected {
         Ok(())
     } else {
         Err(std::io::Error::other(format!("the fork's copy {pid} does not run as uid {}", identity.uid)))

@@ -130,10 +130,11 @@ pub(crate) fn for_session(setup: &WorkerSetup, filters: &SyscallFilters) -> Resu
 
 /// Walls of a live fork's copy, which inherited every wall of its original (rlimits,
 /// Landlock, seccomp, no capability): in its own user namespace, whose map the host wrote,
-/// it becomes its session's uid and drops the namespace's capabilities. The copy must be
-/// single-threaded; `zygote` is its parent.
+/// it becomes its session's uid and drops the namespace's capabilities. The copy is
+/// single-threaded by its making (a `clone` copies the calling thread only; Landlock
+/// hides `/proc` from it, so it could not count its threads anyway); `zygote` is its
+/// parent.
 pub(crate) fn for_fork(setup: &WorkerSetup, zygote: libc::pid_t) -> Result<(), WallError> {
-    single_threaded()?;
     super::privileges::become_mapped(setup.identity, zygote)
 }
 
