@@ -375,6 +375,8 @@ pub(crate) struct KillScope {
 struct ProcStat {
     pid: libc::pid_t,
     ppid: libc::pid_t,
+    /// Its state letter (`R`, `S`, `D`, ...).
+    state: char,
     start: u64,
 }
 
@@ -389,7 +391,8 @@ fn processes() -> Vec<ProcStat> {
         // state, ppid, pgrp, ... starttime is the 20th of them.
         let Some((_, rest)) = stat.rsplit_once(')') else { continue };
         let fields: Vec<&str> = rest.split_whitespace().collect();
-        if fields.first().is_some_and(|state| *state == "Z" || *state == "X") {
+        let state = fields.first().and_then(|state| state.chars().next()).unwrap_or('?');
+        if state == 'Z' || state == 'X' {
             continue;
         }
         let (Some(ppid), Some(start)) =
@@ -397,7 +400,7 @@ fn processes() -> Vec<ProcStat> {
         else {
             continue;
         };
-        found.push(ProcStat { pid, ppid, start });
+        found.push(ProcStat { pid, ppid, state, start });
     }
     found
 }
@@ -483,36 +486,84 @@ impl KillScope {
 /// interpreters, whatever they forked, orphaned or `setsid`'d away: orphans come back to
 /// the agent, a subreaper) and, when the agent is its PID namespace's init (a container)
 /// and the guest runs as a uid of its own, every process of that uid however it got
-/// there. `SIGKILL` round after round until a look at `/proc` finds none alive: a process
-/// with `SIGKILL` pending cannot complete a fork, so a fork bomb racing the rounds stops
-/// growing at the round that reaches it, and the pids limit bounds how many there are.
-/// Returns how many processes were killed, or an error when some outlived `bound` of
-/// killing (stuck in the kernel: the host then stops the container itself).
+/// there.
+///
+/// Each pass first sweeps: `SIGKILL` to every live guest process not yet signalled, scan
+/// after scan, without yielding, until a scan finds none new. A process with `SIGKILL`
+/// pending cannot complete a fork, so what a scan misses was born during it; and since
+/// the reaper (on this thread) collects nothing meanwhile, the killed hold their slots of
+/// the pids limit as zombies, and a fork bomb has no room to regrow between scans. (A
+/// sweep that waited for exits between scans gave the few a scan missed the room the
+/// dead freed, and a bomb outlived its close.) Then the pass waits for the signalled to
+/// end, and the next looks again. Returns how many processes were killed, or an error
+/// when some outlived `bound` of killing (stuck in the kernel: the host then stops the
+/// container itself).
 pub(crate) async fn kill_all(runtime: &Runtime, bound: Duration) -> Result<u32, ErrorReply> {
     // SAFETY: getpid and geteuid have no failure modes.
     let (agent, euid) = unsafe { (libc::getpid(), libc::geteuid()) };
     let guest_uid = runtime.user.map(|(uid, _)| uid).filter(|uid| *uid != euid && agent == 1);
     let give_up = instant_after(bound);
-    let mut signalled: HashSet<libc::pid_t> = HashSet::new();
+    let mut signalled: HashSet<(libc::pid_t, u64)> = HashSet::new();
     loop {
-        let alive = guest_processes(agent, guest_uid);
+        let (alive, exits, unwatched) = sweep(agent, guest_uid, &mut signalled, give_up);
         if alive.is_empty() {
             return Ok(u32::try_from(signalled.len()).unwrap_or(u32::MAX));
         }
         if Instant::now() >= give_up {
             return Err(ErrorReply::new(
                 ErrorKind::Internal,
-                format!("{} guest processes still run {} ms after SIGKILL", alive.len(), bound.as_millis()),
+                format!(
+                    "{} guest processes still run {} ms after SIGKILL (states: {})",
+                    alive.len(),
+                    bound.as_millis(),
+                    states(&alive)
+                ),
             ));
         }
-        // Each is killed through a pidfd (no pid reuse can redirect the signal) and
-        // waited for on it: woken at its exit, with no CPU spent polling that the dying
+        // Woken at each exit through its pidfd, with no CPU spent polling that the dying
         // (at nice 19) need more.
-        let mut exits = Vec::new();
-        let mut unwatched = false;
-        for pid in alive {
-            signalled.insert(pid);
-            match sys::pidfd_open(pid) {
+        for pidfd in exits {
+            // SAFETY: the `OwnedFd` moves into the `AsyncFd` and stays open, the same
+            // descriptor, until it is dropped.
+            let registered =
+                unsafe { tokio::io::unix::AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE) };
+            let Ok(exit) = registered else { continue };
+            if tokio::time::timeout_at(give_up, exit.readable()).await.is_err() {
+                break;
+            }
+        }
+        if unwatched {
+            // Some went without a pidfd (an old kernel or seccomp profile): look again once
+            // the runtime has run what else is ready (the passes end at `give_up` anyway).
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
+/// One sweep of [`kill_all`]: `SIGKILL`, through a pidfd (no pid reuse can redirect the
+/// signal), to every live guest process not in `signalled`, scan after scan until one
+/// finds none new (or `give_up` passes). Returns the live guest processes the last scan
+/// found, the pidfds of those this sweep signalled, and whether some of them (or of those
+/// still alive) have none to wait on.
+fn sweep(
+    agent: libc::pid_t,
+    guest_uid: Option<u32>,
+    signalled: &mut HashSet<(libc::pid_t, u64)>,
+    give_up: Instant,
+) -> (Vec<ProcStat>, Vec<OwnedFd>, bool) {
+    let mut exits = Vec::new();
+    let mut unwatched = false;
+    loop {
+        let alive = guest_processes(agent, guest_uid);
+        let fresh: Vec<&ProcStat> = alive.iter().filter(|p| !signalled.contains(&(p.pid, p.start))).collect();
+        if fresh.is_empty() || Instant::now() >= give_up {
+            // Alive, and signalled by an earlier sweep whose pidfds were waited on.
+            unwatched |= exits.is_empty() && !alive.is_empty();
+            return (alive, exits, unwatched);
+        }
+        for process in fresh {
+            signalled.insert((process.pid, process.start));
+            match sys::pidfd_open(process.pid) {
                 Ok(pidfd) => {
                     let _ = sys::pidfd_kill(&pidfd);
                     exits.push(pidfd);
@@ -520,34 +571,25 @@ pub(crate) async fn kill_all(runtime: &Runtime, bound: Duration) -> Result<u32, 
                 Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
                 Err(_) => {
                     // SAFETY: a plain signal send; a pid that just ended gives ESRCH.
-                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                    unsafe { libc::kill(process.pid, libc::SIGKILL) };
                     unwatched = true;
                 }
             }
         }
-        for pidfd in exits {
-            // SAFETY: the `OwnedFd` moves into the `AsyncFd` and stays open, the same
-            // descriptor, until it is dropped.
-            let registered =
-                unsafe { tokio::io::unix::AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE) };
-            let Ok(exit) = registered else {
-                unwatched = true;
-                continue;
-            };
-            if tokio::time::timeout_at(give_up, exit.readable()).await.is_err() {
-                break;
-            }
-        }
-        if unwatched {
-            // Without pidfds (an old kernel or seccomp profile): look again once the
-            // runtime has run what else is ready (the loop ends at `give_up` anyway).
-            tokio::task::yield_now().await;
-        }
     }
 }
 
+/// How many of `processes` are in each state, for an error ("R 2, D 1").
+fn states(processes: &[ProcStat]) -> String {
+    let mut counts: std::collections::BTreeMap<char, usize> = std::collections::BTreeMap::new();
+    for process in processes {
+        *counts.entry(process.state).or_default() += 1;
+    }
+    counts.iter().map(|(state, count)| format!("{state} {count}")).collect::<Vec<_>>().join(", ")
+}
+
 /// The live guest processes [`kill_all`] reaches (see there).
-fn guest_processes(agent: libc::pid_t, guest_uid: Option<u32>) -> Vec<libc::pid_t> {
+fn guest_processes(agent: libc::pid_t, guest_uid: Option<u32>) -> Vec<ProcStat> {
     let all = processes();
     let mut children: HashMap<libc::pid_t, Vec<libc::pid_t>> = HashMap::new();
     for p in &all {
@@ -566,7 +608,7 @@ fn guest_processes(agent: libc::pid_t, guest_uid: Option<u32>) -> Vec<libc::pid_
         found.extend(all.iter().filter(|p| p.pid != agent && runs_as(p.pid, uid)).map(|p| p.pid));
     }
     found.remove(&agent);
-    found.into_iter().collect()
+    all.into_iter().filter(|p| found.contains(&p.pid)).collect()
 }
 
 /// Whether any of the uids of process `pid` (real, effective, saved, file system) is
