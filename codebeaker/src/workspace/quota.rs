@@ -7,15 +7,20 @@
 //! measured from the directory itself, so it survives restarts of either writer; a cached
 //! figure is reused while the root's modification time shows that nobody else wrote since
 //! (every writer stamps the root after writing), and is measured afresh before anything is
-//! refused. Concurrent writes of one process are all counted while they run.
+//! refused. Concurrent writes of one process are all counted while they run, each once:
+//! by what it reserved, never also by what it has written so far (a measurement skips the
+//! files this process is writing).
 //!
 //! Usage counts what tmpfs would allocate: every file, directory and link is at least one
 //! page, files are rounded up to whole pages. That also bounds the number of entries (and
 //! so the cost of measuring) to `limit / 4 KiB`.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
+
+use crate::workspace::WORKSPACE_ROOT;
 
 /// The unit of allocation: what one entry costs at least.
 pub const PAGE_BYTES: u64 = 4096;
@@ -68,6 +73,9 @@ struct Ledger {
     pending: u64,
     /// Number of writes of this process that are still running.
     writers: usize,
+    /// The files those writes are writing (host paths, with how many write each): a
+    /// measurement skips them, as `pending` already counts them at their new size.
+    writing: HashMap<PathBuf, usize>,
     /// The root's modification time when `used` was last right; `None`: measure first.
     stamp: Option<SystemTime>,
 }
@@ -90,6 +98,8 @@ pub struct Reservation {
     quota: WorkspaceQuota,
     need: u64,
     credit: u64,
+    /// The file being written (host path), for a file's reservation.
+    file: Option<PathBuf>,
 }
 
 impl WorkspaceQuota {
@@ -105,7 +115,7 @@ impl WorkspaceQuota {
 
     /// Measures the workspace now (what [`WorkspaceQuota::reserve`] counts as used).
     pub fn usage(&self) -> Result<u64, QuotaError> {
-        measure(&self.0.root)
+        measure(&self.0.root, &HashMap::new())
     }
 
     fn ledger(&self) -> MutexGuard<'_, Ledger> {
@@ -117,15 +127,29 @@ impl WorkspaceQuota {
     /// reservation until the write is done. What it replaces is only credited when no
     /// other write of this process runs (a concurrent write could be replacing it too).
     pub fn reserve(&self, path: &str, before: Option<u64>, after: u64) -> Result<Reservation, QuotaError> {
-        self.reserve_bytes(path, charge_of(Some(after)), charge_of(before))
+        let file = self.host_path(path);
+        self.reserve_bytes(path, charge_of(Some(after)), charge_of(before), file)
     }
 
     /// Checks that `count` new directories fit (each costs a page).
     pub fn reserve_dirs(&self, path: &str, count: u64) -> Result<Reservation, QuotaError> {
-        self.reserve_bytes(path, count.saturating_mul(PAGE_BYTES), 0)
+        self.reserve_bytes(path, count.saturating_mul(PAGE_BYTES), 0, None)
     }
 
-    fn reserve_bytes(&self, path: &str, need: u64, credit: u64) -> Result<Reservation, QuotaError> {
+    /// Where the file code names `shown` (`/workspace/x`) lives on the host; `None` for a
+    /// name outside the workspace or for its root.
+    fn host_path(&self, shown: &str) -> Option<PathBuf> {
+        let relative = shown.strip_prefix(WORKSPACE_ROOT)?.strip_prefix('/').filter(|r| !r.is_empty())?;
+        Some(self.0.root.join(relative))
+    }
+
+    fn reserve_bytes(
+        &self,
+        path: &str,
+        need: u64,
+        credit: u64,
+        file: Option<PathBuf>,
+    ) -> Result<Reservation, QuotaError> {
         let mut ledger = self.ledger();
         let mut measured = false;
         if ledger.stamp.is_none() || ledger.stamp != self.root_stamp() {
@@ -145,12 +169,15 @@ impl WorkspaceQuota {
         }
         ledger.pending += need;
         ledger.writers += 1;
-        Ok(Reservation { quota: self.clone(), need, credit })
+        if let Some(file) = &file {
+            *ledger.writing.entry(file.clone()).or_default() += 1;
+        }
+        Ok(Reservation { quota: self.clone(), need, credit, file })
     }
 
     fn remeasure(&self, ledger: &mut Ledger) -> Result<(), QuotaError> {
         let stamp = self.root_stamp();
-        ledger.used = measure(&self.0.root)?;
+        ledger.used = measure(&self.0.root, &ledger.writing)?;
         ledger.stamp = stamp;
         Ok(())
     }
@@ -176,14 +203,23 @@ impl Drop for Reservation {
         let mut ledger = self.quota.ledger();
         ledger.pending = ledger.pending.saturating_sub(self.need);
         ledger.writers = ledger.writers.saturating_sub(1);
+        if let Some(file) = &self.file {
+            if let Some(count) = ledger.writing.get_mut(file) {
+                *count -= 1;
+                if *count == 0 {
+                    ledger.writing.remove(file);
+                }
+            }
+        }
         // Counted as if the write completed in full; the next refusal measures anyway.
         ledger.used = ledger.used.saturating_add(self.need).saturating_sub(self.credit);
         self.quota.stamp_root(&mut ledger);
     }
 }
 
-/// Sums what the entries under `root` cost, without following symlinks.
-fn measure(root: &Path) -> Result<u64, QuotaError> {
+/// Sums what the entries under `root` cost, without following symlinks, leaving out the
+/// files in `skip` (being written: their reservations count them).
+fn measure(root: &Path, skip: &HashMap<PathBuf, usize>) -> Result<u64, QuotaError> {
     let failed = |path: &Path, source| QuotaError::Measure { path: path.to_path_buf(), source };
     let mut total = 0u64;
     let mut entries = 0u64;
@@ -209,6 +245,8 @@ fn measure(root: &Path) -> Result<u64, QuotaError> {
             if metadata.is_dir() {
                 total = total.saturating_add(PAGE_BYTES);
                 stack.push(entry.path());
+            } else if !skip.is_empty() && skip.contains_key(&entry.path()) {
+                continue;
             } else {
                 total = total.saturating_add(charge_of(Some(metadata.len())));
             }
@@ -272,6 +310,24 @@ mod tests {
         drop(first);
         std::fs::write(tmp.path().join("a"), vec![0u8; 3 * MIB as usize]).unwrap();
         assert!(quota.reserve("/workspace/b", None, 2 * MIB).is_err());
+    }
+
+    #[test]
+    fn a_write_in_flight_counts_once_however_much_it_has_written() {
+        let tmp = tempfile::tempdir().unwrap();
+        let quota = WorkspaceQuota::new(tmp.path(), 8 * MIB);
+        // Written in full, its reservation still held (the write has yet to return).
+        let first = quota.reserve("/workspace/a", None, 3 * MIB).unwrap();
+        std::fs::write(tmp.path().join("a"), vec![0u8; 3 * MIB as usize]).unwrap();
+        // Another writer's file changes the root: the next reservation measures again.
+        std::fs::write(tmp.path().join("other"), vec![0u8; MIB as usize]).unwrap();
+        let second = quota.reserve("/workspace/b", None, 4 * MIB).unwrap();
+        assert!(quota.reserve("/workspace/c", None, 1).is_err(), "3 + 1 + 4 MiB fill the quota");
+        drop((first, second));
+        std::fs::write(tmp.path().join("b"), vec![0u8; 4 * MIB as usize]).unwrap();
+        assert!(quota.reserve("/workspace/c", None, 1).is_err());
+        std::fs::remove_file(tmp.path().join("other")).unwrap();
+        assert!(quota.reserve("/workspace/c", None, MIB).is_ok());
     }
 
     #[test]
