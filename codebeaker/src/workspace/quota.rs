@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
-use crate::workspace::WORKSPACE_ROOT;
+use crate::workspace::WorkspacePath;
 
 /// The unit of allocation: what one entry costs at least.
 pub const PAGE_BYTES: u64 = 4096;
@@ -139,8 +139,7 @@ impl WorkspaceQuota {
     /// Where the file code names `shown` (`/workspace/x`) lives on the host; `None` for a
     /// name outside the workspace or for its root.
     fn host_path(&self, shown: &str) -> Option<PathBuf> {
-        let relative = shown.strip_prefix(WORKSPACE_ROOT)?.strip_prefix('/').filter(|r| !r.is_empty())?;
-        Some(self.0.root.join(relative))
+        WorkspacePath::parse(shown).ok().filter(|path| !path.is_root()).map(|path| path.on_host(&self.0.root))
     }
 
     fn reserve_bytes(
