@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use codebeaker_agent::client::ExecEvent;
 use codebeaker_agent::protocol::{Base64Bytes, ExecCommand, ExecRequest, Rlimits};
-use support::{all_die, command_uid, Agent, NPROC};
+use support::{all_die, command_uid, is_dead, Agent, NPROC};
 
 /// How long after a timeout or cancel the agent may take to kill and answer (the host's
 /// share of the operator's stop grace).
@@ -130,7 +130,7 @@ fn procs_in_group(pgid: i32) -> Vec<i32> {
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
         let Some((_, rest)) = stat.rsplit_once(')') else { continue };
         let fields: Vec<&str> = rest.split_whitespace().collect();
-        if fields.get(2).and_then(|g| g.parse::<i32>().ok()) == Some(pgid) && fields[0] != "Z" {
+        if fields.get(2).and_then(|g| g.parse::<i32>().ok()) == Some(pgid) && !is_dead(pid) {
             found.push(pid);
         }
     }

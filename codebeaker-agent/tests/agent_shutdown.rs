@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use codebeaker_agent::client::{AgentError, ExecEvent};
 use codebeaker_agent::protocol::{ErrorKind, ExecCommand, ExecRequest, FsRequest};
-use support::{is_dead, processes_of, Agent, NPROC};
+use support::{is_dead, processes_of, state_of, threads_of, Agent, NPROC};
 
 #[tokio::test]
 async fn shutdown_kills_every_guest_process_and_the_agent_runs_nothing_more() {
@@ -75,4 +75,30 @@ async fn a_fork_bomb_racing_shutdown_loses() {
         .expect("shutdown answers");
     let left = processes_of(uid);
     assert!(left.is_empty(), "killed {killed}, yet processes of the guest still run: {left:?}");
+}
+
+#[tokio::test]
+async fn a_process_whose_main_thread_ended_alone_dies_with_its_threads() {
+    let agent = Agent::start().await;
+    // The main thread ends by itself (SYS_exit, not exit_group): `/proc` shows the process
+    // a zombie while its other thread runs on.
+    let started = agent
+        .sh("python3 -c 'import ctypes, threading, time; threading.Thread(target=time.sleep, args=(1000,)).start(); ctypes.CDLL(None).syscall(60, 0)' >/dev/null 2>&1 & echo $!")
+        .await;
+    let pid: i32 = String::from_utf8_lossy(&started.stdout).trim().parse().expect("a pid");
+    let headless = async {
+        while !(is_dead(pid) || threads_of(pid).is_some_and(|threads| threads > 1) && state_of(pid) == Some('Z')) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), headless).await.expect("the main thread never ended");
+    assert!(!is_dead(pid), "the process ended with its main thread");
+
+    let killed = agent
+        .client
+        .shutdown(Duration::from_secs(5), codebeaker::Policy::default().graces().close_kill)
+        .await
+        .expect("shutdown answers");
+    assert!(killed >= 1, "killed {killed}");
+    assert!(is_dead(pid), "process {pid} runs on after shutdown, {:?} threads", threads_of(pid));
 }

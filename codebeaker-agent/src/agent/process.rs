@@ -380,7 +380,9 @@ struct ProcStat {
     start: u64,
 }
 
-/// Every live (not zombie) process in this PID namespace.
+/// Every live process in this PID namespace: not a zombie, unless only its main thread
+/// ended (by itself, not `exit_group`: `/proc` then shows the process `Z` while its other
+/// threads run on, and forking, and a look that skipped it would leave them running).
 fn processes() -> Vec<ProcStat> {
     let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
     let mut found = Vec::new();
@@ -388,11 +390,12 @@ fn processes() -> Vec<ProcStat> {
         let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<libc::pid_t>().ok()) else { continue };
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
         // The fields after the command name (which may hold spaces and parentheses):
-        // state, ppid, pgrp, ... starttime is the 20th of them.
+        // state, ppid, pgrp, ... num_threads is the 18th of them, starttime the 20th.
         let Some((_, rest)) = stat.rsplit_once(')') else { continue };
         let fields: Vec<&str> = rest.split_whitespace().collect();
         let state = fields.first().and_then(|state| state.chars().next()).unwrap_or('?');
-        if state == 'Z' || state == 'X' {
+        let threads: u64 = fields.get(17).and_then(|s| s.parse().ok()).unwrap_or(0);
+        if state == 'X' || (state == 'Z' && threads <= 1) {
             continue;
         }
         let (Some(ppid), Some(start)) =

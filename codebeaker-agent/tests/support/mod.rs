@@ -68,15 +68,14 @@ pub fn kill_uid(uid: u32) {
     eprintln!("warning: processes of uid {uid} outlived 100 rounds of SIGKILL: {:?}", processes_of(uid));
 }
 
-/// The live (not zombie) processes whose real uid is `uid`.
+/// The live processes (see [`is_dead`]) whose real uid is `uid`.
 pub fn processes_of(uid: u32) -> Vec<i32> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
         let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else { continue };
         let uid_line = status.lines().find_map(|l| l.strip_prefix("Uid:")).unwrap_or_default();
-        let zombie = status.lines().any(|l| l.starts_with("State:") && l.contains('Z'));
-        if !zombie && uid_line.split_whitespace().next() == Some(&uid.to_string()) {
+        if uid_line.split_whitespace().next() == Some(&uid.to_string()) && !is_dead(pid) {
             found.push(pid);
         }
     }
@@ -145,10 +144,20 @@ impl Agent {
 
 /// Whether a process is gone (or a zombie nobody reaped yet).
 pub fn is_dead(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
-    }
+    // A zombie whose threads all ended; one whose main thread ended alone runs on.
+    state_of(pid).is_none_or(|state| state == 'Z' && threads_of(pid).is_none_or(|threads| threads <= 1))
+}
+
+/// The state letter of process `pid` (`None`: no such process).
+pub fn state_of(pid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+/// How many threads process `pid` has (`None`: no such process).
+pub fn threads_of(pid: i32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|line| line.strip_prefix("Threads:")).and_then(|n| n.trim().parse().ok())
 }
 
 /// Waits up to two seconds for all of `pids` to die.

@@ -146,7 +146,9 @@ pub fn processes_of(uid: u32) -> Vec<String> {
             status.lines().find_map(|l| l.strip_prefix(name)).map(|v| v.trim().to_owned()).unwrap_or_default()
         };
         let state = field("State:");
-        if !state.starts_with('Z') && field("Uid:").split_whitespace().next() == Some(&uid.to_string()) {
+        // A zombie is gone, unless only its main thread ended and its others run on.
+        let gone = state.starts_with('Z') && field("Threads:").parse::<u64>().is_ok_and(|threads| threads <= 1);
+        if !gone && field("Uid:").split_whitespace().next() == Some(&uid.to_string()) {
             found.push(format!("{pid} {state} {}", field("Name:")));
         }
     }
